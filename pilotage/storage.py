@@ -1,0 +1,138 @@
+"""Artifact and data URIs: ``file://``, ``pvc://CLAIM/path``, ``s3://bucket/key``, ``https://``.
+
+``pvc://CLAIM/path`` is a PersistentVolumeClaim mounted at ``$PILOTAGE_PVC_ROOT/CLAIM``
+(default ``/mnt/pvc``). ``s3://`` talks to any S3-compatible store through boto3, which
+reads the endpoint and credentials from the usual ``AWS_*`` variables
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``).
+``https://`` (and ``http://``) is read only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+SCHEMES = ("file", "pvc", "s3", "https", "http")
+HTTP_TIMEOUT_S = 30.0
+
+
+class StorageError(Exception):
+    """A URI that cannot be read or written, with the reason in one line."""
+
+
+def _parse(uri: str) -> tuple[str, str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme not in SCHEMES:
+        raise StorageError(
+            f"unsupported URI scheme {parsed.scheme or '(none)'!r} in {uri!r}; "
+            f"use one of {', '.join(s + '://' for s in SCHEMES)}"
+        )
+    return parsed.scheme, parsed.netloc, parsed.path
+
+
+def local_path(uri: str) -> Path | None:
+    """The local filesystem path behind a ``file://`` or ``pvc://`` URI, else None."""
+    scheme, netloc, path = _parse(uri)
+    if scheme == "file":
+        return Path(netloc + path) if netloc else Path(path)
+    if scheme == "pvc":
+        root = Path(os.environ.get("PILOTAGE_PVC_ROOT", "/mnt/pvc"))
+        return root / netloc / path.lstrip("/")
+    return None
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _s3_client() -> Any:
+    try:
+        import boto3
+    except ImportError as exc:  # pragma: no cover - depends on the image
+        raise StorageError("s3:// needs boto3, which is not installed") from exc
+    return boto3.client("s3")
+
+
+def read_bytes(uri: str) -> bytes:
+    """Read one object."""
+    scheme, netloc, path = _parse(uri)
+    local = local_path(uri)
+    if local is not None:
+        try:
+            return local.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+    if scheme == "s3":
+        try:
+            obj = _s3_client().get_object(Bucket=netloc, Key=path.lstrip("/"))
+            return bytes(obj["Body"].read())
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot read {uri}: {exc}") from exc
+    try:
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
+            return bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise StorageError(f"cannot read {uri}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"cannot read {uri}: {reason}") from exc
+
+
+def fetch_directory(uri: str, names: list[str], cache_dir: Path) -> Path:
+    """Make the named files of a directory URI available locally and return the folder.
+
+    Local URIs are used in place; remote ones are downloaded into ``cache_dir``.
+    """
+    local = local_path(uri)
+    if local is not None:
+        if not local.is_dir():
+            raise StorageError(f"{uri} is not a directory")
+        return local
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (cache_dir / name).write_bytes(read_bytes(join(uri, name)))
+    return cache_dir
+
+
+def publish_directory(source: Path, uri: str) -> None:
+    """Copy a finished local directory to ``uri`` so that readers never see half of it.
+
+    Locally the files are staged beside the target and renamed into place; on S3 the
+    files are uploaded in sorted order except ``model.json``, which goes last so that a
+    card is never visible without its model.
+    """
+    scheme, netloc, path = _parse(uri)
+    files = sorted(p for p in source.iterdir() if p.is_file())
+    local = local_path(uri)
+    if local is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{local.name}.", dir=local.parent))
+        try:
+            for f in files:
+                shutil.copy2(f, staging / f.name)
+            if local.exists():
+                shutil.rmtree(local)
+            staging.rename(local)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+        return
+    if scheme != "s3":
+        raise StorageError(f"{scheme}:// is read only; write artifacts to file://, pvc:// or s3://")
+    client = _s3_client()
+    ordered = [f for f in files if f.name != "model.json"] + [
+        f for f in files if f.name == "model.json"
+    ]
+    try:
+        for f in ordered:
+            client.upload_file(str(f), netloc, join(path.lstrip("/"), f.name))
+    except Exception as exc:
+        raise StorageError(f"cannot write {uri}: {exc}") from exc
