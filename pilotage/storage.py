@@ -77,7 +77,7 @@ def read_bytes(uri: str) -> bytes:
         except Exception as exc:
             raise StorageError(f"cannot read {uri}: {exc}") from exc
     try:
-        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as resp:
             return bytes(resp.read())
     except urllib.error.HTTPError as exc:
         raise StorageError(f"cannot read {uri}: HTTP {exc.code} {exc.reason}") from exc

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support.procs import free_port
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
