@@ -1,0 +1,165 @@
+"""Dataset: where data comes from and what it must look like."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from pilotage.api.common import (
+    ApiModel,
+    Condition,
+    LocalObjectReference,
+    Name,
+    ShortText,
+    Timestamp,
+    conditions_field,
+)
+from pilotage.api.resource import PrinterColumn, Resource, age_column
+
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+URI_PATTERN = r"^(builtin|file|pvc|s3|https?)://.+$"
+
+
+class DataSource(ApiModel):
+    """Where the data is read from."""
+
+    uri: Annotated[str, Field(max_length=2048, pattern=URI_PATTERN)]
+    """`builtin://iris|wine|breast_cancer|diabetes|digits`, `file:///path`, `pvc://CLAIM/path`,
+    `s3://bucket/key` or `https://host/path`."""
+    format: Literal["csv", "parquet"] | None = None
+    """File format; inferred from the extension when absent."""
+    credentials_secret_ref: LocalObjectReference | None = None
+    """Secret with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optional `AWS_ENDPOINT_URL`
+    for `s3://` sources (Kubernetes only)."""
+
+
+class ColumnSchema(ApiModel):
+    """What one column must look like."""
+
+    name: ColumnName
+    """Column name."""
+    type: Literal["float", "int", "category", "bool"]
+    """Logical type."""
+    nullable: bool = True
+    """Whether missing values are allowed."""
+    min: float | None = None
+    """Smallest allowed value (numeric columns)."""
+    max: float | None = None
+    """Largest allowed value (numeric columns)."""
+    allowed_values: (
+        Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=1000)] | None
+    ) = None
+    """Allowed categories (category columns)."""
+
+    @model_validator(mode="after")
+    def _range(self) -> ColumnSchema:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column {self.name}: min {self.min} is greater than max {self.max}")
+        return self
+
+
+class Split(ApiModel):
+    """How rows are split into training and test sets."""
+
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    """Fraction of rows held out for evaluation."""
+    seed: Annotated[int, Field(ge=0)] = 42
+    """Random seed of the split."""
+    stratify: bool = True
+    """Keep class proportions in both parts (classification only)."""
+
+
+class DatasetSpec(ApiModel):
+    """Desired state of a Dataset."""
+
+    source: DataSource
+    """Where the data comes from."""
+    target: ColumnName | None = None
+    """Column to predict; `target` for builtin data sets."""
+    features: Annotated[list[ColumnName], Field(max_length=1000)] | None = None
+    """Feature columns in order; all other columns but the target when absent."""
+    schema_: Annotated[list[ColumnSchema], Field(max_length=1000)] | None = Field(
+        default=None, alias="schema"
+    )
+    """Per-column expectations checked on every load."""
+    split: Split = Field(default_factory=Split)
+    """Train/test split."""
+    max_duplicate_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    """Fail validation when more than this fraction of rows are exact duplicates."""
+
+
+class Finding(ApiModel):
+    """One data-quality finding."""
+
+    column: Annotated[str, Field(max_length=256)] = ""
+    """Column concerned; empty for whole-row findings."""
+    kind: Literal[
+        "missing", "outOfRange", "notAllowed", "typeMismatch", "duplicates", "allNull", "constant"
+    ]
+    """What was found."""
+    count: Annotated[int, Field(ge=0)]
+    """Rows affected."""
+    severity: Literal["warning", "error"] = "warning"
+    """`error` findings make the Dataset unusable."""
+    message: ShortText = ""
+    """Detail."""
+
+
+class DatasetStatus(ApiModel):
+    """Observed state of a Dataset."""
+
+    phase: Literal["Pending", "Validating", "Ready", "Failed"] = "Pending"
+    """Lifecycle phase."""
+    observed_generation: int = 0
+    """Generation last reconciled."""
+    conditions: list[Condition] = conditions_field()
+    """kstatus conditions."""
+    rows: int | None = None
+    """Rows read."""
+    columns: int | None = None
+    """Columns read."""
+    fingerprint: Annotated[str, Field(max_length=80)] | None = None
+    """sha256 of the data's content."""
+    findings: Annotated[list[Finding], Field(max_length=200)] = Field(default_factory=list)
+    """Validation findings with counts."""
+    profile_uri: Annotated[str, Field(max_length=2048)] | None = None
+    """Where the profile (bins and proportions per column) was written."""
+    last_profiled_time: Timestamp | None = None
+    """When the data was last read."""
+    run: Annotated[str, Field(max_length=253)] | None = None
+    """Name of the profiling run in progress or last finished."""
+
+
+class Dataset(Resource):
+    """A data set: source, target, schema and split."""
+
+    KIND: ClassVar[str] = "Dataset"
+    PLURAL: ClassVar[str] = "datasets"
+    SHORT_NAMES: ClassVar[list[str]] = ["ds"]
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+        PrinterColumn(name="Rows", type="integer", json_path=".status.rows"),
+        PrinterColumn(name="Columns", type="integer", json_path=".status.columns"),
+        PrinterColumn(name="Source", type="string", json_path=".spec.source.uri", priority=1),
+        PrinterColumn(
+            name="Fingerprint", type="string", json_path=".status.fingerprint", priority=1
+        ),
+        age_column(),
+    ]
+
+    kind: Literal["Dataset"] = "Dataset"
+    spec: DatasetSpec
+    status: DatasetStatus | None = None
+
+
+__all__ = [
+    "ColumnSchema",
+    "DataSource",
+    "Dataset",
+    "DatasetSpec",
+    "DatasetStatus",
+    "Finding",
+    "Name",
+    "Split",
+]

@@ -1,0 +1,379 @@
+"""ModelDeployment: a served model and how new versions reach traffic."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from pilotage.api.common import (
+    ApiModel,
+    Condition,
+    Duration,
+    LabelSelector,
+    LocalObjectReference,
+    ResourceRequirements,
+    ShortText,
+    Timestamp,
+    cel_rules,
+    conditions_field,
+)
+from pilotage.api.resource import PrinterColumn, Resource, age_column
+
+Weight = Annotated[int, Field(ge=0, le=100)]
+VariantName = Literal["stable", "canary", "preview", "shadow"]
+
+
+class ModelSource(ApiModel):
+    """Which model version is wanted: exactly one of the three fields."""
+
+    model_config = cel_rules(
+        (
+            "[has(self.trainingJobRef), has(self.uri), has(self.trainingJobSelector)]"
+            ".filter(x, x).size() == 1",
+            "exactly one of trainingJobRef, uri or trainingJobSelector must be set",
+        )
+    )
+
+    training_job_ref: LocalObjectReference | None = None
+    """A TrainingJob whose model is wanted (it must succeed and pass its gates)."""
+    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file|pvc|s3|https?)://.+$")] | None = (
+        None
+    )
+    """A model directory URI (model.onnx + model.json)."""
+    training_job_selector: LabelSelector | None = None
+    """The newest TrainingJob matching these labels that succeeded and passed its gates;
+    a retrain creating a new matching TrainingJob rolls out with no spec edit."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        chosen = [
+            n
+            for n, v in (
+                ("trainingJobRef", self.training_job_ref),
+                ("uri", self.uri),
+                ("trainingJobSelector", self.training_job_selector),
+            )
+            if v is not None
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "exactly one of trainingJobRef, uri or trainingJobSelector must be set"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        return self
+
+
+class Pause(ApiModel):
+    """Wait at the current weight."""
+
+    duration: Duration | None = None
+    """How long to wait; without it the rollout waits for a manual promote."""
+
+
+class CanaryStep(ApiModel):
+    """One canary step: exactly one of setWeight or pause."""
+
+    model_config = cel_rules(
+        (
+            "has(self.setWeight) != has(self.pause)",
+            "a canary step sets exactly one of setWeight or pause",
+        )
+    )
+
+    set_weight: Weight | None = None
+    """Percentage of traffic to send to the candidate."""
+    pause: Pause | None = None
+    """Wait before the next step."""
+
+    @model_validator(mode="after")
+    def _one(self) -> CanaryStep:
+        if (self.set_weight is None) == (self.pause is None):
+            raise ValueError("a canary step sets exactly one of setWeight or pause")
+        return self
+
+
+class CanaryStrategy(ApiModel):
+    """Shift traffic to the candidate in steps, analysing each."""
+
+    model_config = cel_rules(
+        (
+            "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "steps: setWeight must not decrease from one step to the next",
+        ),
+    )
+
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)] = Field(
+        default_factory=lambda: [
+            CanaryStep(set_weight=10),
+            CanaryStep(pause=Pause(duration="30s")),
+            CanaryStep(set_weight=50),
+            CanaryStep(pause=Pause(duration="30s")),
+        ]
+    )
+    """Steps in order; the candidate is promoted to 100 % after the last one."""
+    sticky_header: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9-]+$")] | None = None
+    """Request header whose value pins a client to one variant (consistent hashing)."""
+
+    @model_validator(mode="after")
+    def _non_decreasing(self) -> CanaryStrategy:
+        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
+        for i, (a, b) in enumerate(itertools.pairwise(weights)):
+            if b < a:
+                raise ValueError(
+                    f"steps: setWeight must not decrease (step weight {b} after {a}, "
+                    f"at weight step {i + 2})"
+                )
+        return self
+
+
+class BlueGreenStrategy(ApiModel):
+    """Run the new version beside the old with no user traffic, then switch at once."""
+
+    auto_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
+    """Switch 100 % to the new version this long after a healthy analysis;
+    without it the switch waits for a manual promote."""
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = 30
+    """Keep the old version running this long after the switch, for instant switch-back."""
+
+
+class ShadowStrategy(ApiModel):
+    """Mirror requests to the new version, compare answers, never return its answers."""
+
+    percent: Annotated[int, Field(ge=1, le=100)] = 100
+    """Share of requests copied to the shadow."""
+    duration: Duration = "5m"
+    """How long to compare before deciding."""
+    promote: bool = True
+    """Promote after a healthy comparison; when false, hold until a manual promote."""
+
+
+class Strategy(ApiModel):
+    """How a new version reaches traffic."""
+
+    model_config = cel_rules(
+        (
+            "self.type == 'Canary' || !has(self.canary)",
+            "strategy.canary is only allowed with type Canary",
+        ),
+        (
+            "self.type == 'BlueGreen' || !has(self.blueGreen)",
+            "strategy.blueGreen is only allowed with type BlueGreen",
+        ),
+        (
+            "self.type == 'Shadow' || !has(self.shadow)",
+            "strategy.shadow is only allowed with type Shadow",
+        ),
+    )
+
+    type: Literal["Canary", "BlueGreen", "Shadow"] = "Canary"
+    """Rollout strategy."""
+    canary: CanaryStrategy | None = None
+    """Canary settings (type Canary)."""
+    blue_green: BlueGreenStrategy | None = None
+    """Blue-green settings (type BlueGreen)."""
+    shadow: ShadowStrategy | None = None
+    """Shadow settings (type Shadow)."""
+
+    @model_validator(mode="after")
+    def _block_matches_type(self) -> Strategy:
+        blocks = {"Canary": self.canary, "BlueGreen": self.blue_green, "Shadow": self.shadow}
+        fields = {"Canary": "canary", "BlueGreen": "blueGreen", "Shadow": "shadow"}
+        for kind, block in blocks.items():
+            if block is not None and kind != self.type:
+                raise ValueError(
+                    f"strategy.{fields[kind]} is only allowed with type {kind} (type is {self.type})"
+                )
+        return self
+
+    def canary_or_default(self) -> CanaryStrategy:
+        return self.canary or CanaryStrategy()
+
+    def blue_green_or_default(self) -> BlueGreenStrategy:
+        return self.blue_green or BlueGreenStrategy()
+
+    def shadow_or_default(self) -> ShadowStrategy:
+        return self.shadow or ShadowStrategy()
+
+
+class LatencySLO(ApiModel):
+    p99_ms: Annotated[float, Field(gt=0)]
+    """Largest acceptable 99th-percentile latency at the router, in milliseconds."""
+
+
+class ErrorRateSLO(ApiModel):
+    max: Annotated[float, Field(ge=0, le=1)]
+    """Largest acceptable share of failed requests (0..1)."""
+
+
+class DriftSLO(ApiModel):
+    max_score: Annotated[float, Field(ge=0)]
+    """Largest acceptable data-set drift score reported by a DriftMonitor."""
+
+
+class ShadowSLO(ApiModel):
+    min_agreement: Annotated[float, Field(ge=0, le=1)]
+    """Smallest acceptable share of shadow answers that agree with the primary's."""
+
+
+class Analysis(ApiModel):
+    """How the candidate is judged during a rollout."""
+
+    interval: Duration = "30s"
+    """Time between analyses."""
+    failure_limit: Annotated[int, Field(ge=0, le=100)] = 0
+    """Failed analyses tolerated; one more rolls back."""
+    min_requests: Annotated[int, Field(ge=0)] = 20
+    """Fewer candidate requests in an interval make the analysis inconclusive (no verdict)."""
+    latency: LatencySLO | None = None
+    """Latency SLO."""
+    error_rate: ErrorRateSLO | None = None
+    """Error-rate SLO."""
+    drift: DriftSLO | None = None
+    """Drift SLO (needs a DriftMonitor on this deployment)."""
+    shadow: ShadowSLO | None = None
+    """Agreement SLO (Shadow strategy)."""
+
+
+class ServerSpec(ApiModel):
+    """Settings of the model server pods."""
+
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+    """onnxruntime intra-op threads."""
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] = 1
+    """Adaptive batching: most requests merged into one inference (1 = off)."""
+    max_batch_wait_us: Annotated[int, Field(ge=0, le=100000)] = 500
+    """Adaptive batching: longest wait for a batch to fill, in microseconds."""
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    """Resources of each server pod."""
+
+
+class RouterSpec(ApiModel):
+    """Settings of the router pods."""
+
+    replicas: Annotated[int, Field(ge=1, le=50)] = 1
+    """Router pods."""
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    """Resources of each router pod."""
+
+
+class ModelDeploymentSpec(ApiModel):
+    """Desired state of a ModelDeployment."""
+
+    model: ModelSource
+    """The wanted model version."""
+    replicas: Annotated[int, Field(ge=1, le=100)] = 1
+    """Server pods per variant."""
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    """Model server settings."""
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    """Router settings."""
+    strategy: Strategy = Field(default_factory=Strategy)
+    """How new versions reach traffic."""
+    analysis: Analysis = Field(default_factory=Analysis)
+    """How candidates are judged."""
+    auto_rollback: bool = True
+    """Roll back automatically when the analysis fails beyond `failureLimit`."""
+
+
+class ModelRef(ApiModel):
+    version: Annotated[str, Field(max_length=63)]
+    """Model version."""
+    uri: Annotated[str, Field(max_length=2048)]
+    """Model directory URI."""
+    training_job: Annotated[str, Field(max_length=253)] | None = None
+    """TrainingJob that produced it."""
+
+
+class AnalysisResult(ApiModel):
+    time: Timestamp
+    """When the analysis ran."""
+    requests: int = 0
+    """Candidate requests in the interval."""
+    p99_ms: float | None = None
+    """Measured 99th-percentile latency of the candidate (ms)."""
+    error_rate: float | None = None
+    """Measured error rate of the candidate."""
+    drift_score: float | None = None
+    """Drift score from the DriftMonitor."""
+    agreement: float | None = None
+    """Shadow agreement."""
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    """Outcome."""
+    failures: int = 0
+    """Consecutive failed analyses."""
+    message: ShortText = ""
+    """Which SLO failed, measured vs limit."""
+
+
+class HistoryEntry(ApiModel):
+    time: Timestamp
+    """When it happened."""
+    version: Annotated[str, Field(max_length=63)]
+    """Version concerned."""
+    action: Literal["Deployed", "RolloutStarted", "Promoted", "RolledBack", "Aborted", "Rejected"]
+    """What happened."""
+    reason: Annotated[str, Field(max_length=128)] = ""
+    """CamelCase reason."""
+    message: ShortText = ""
+    """Detail, e.g. measured value vs SLO."""
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state of a ModelDeployment."""
+
+    phase: Literal["Pending", "Progressing", "Paused", "Healthy", "Degraded"] = "Pending"
+    """Lifecycle phase."""
+    observed_generation: int = 0
+    """Generation last reconciled."""
+    conditions: list[Condition] = conditions_field()
+    """kstatus conditions."""
+    stable: ModelRef | None = None
+    """The version serving users."""
+    candidate: ModelRef | None = None
+    """The version being rolled out."""
+    current_step: int | None = None
+    """Index of the canary step in progress."""
+    step_started: Timestamp | None = None
+    """When the current step (or pause, or shadow/blue-green wait) began."""
+    traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    """Variant → percentage of user traffic."""
+    traffic_summary: Annotated[str, Field(max_length=128)] = ""
+    """Traffic as text for `kubectl get`, e.g. `stable 90 / canary 10`."""
+    endpoint: Annotated[str, Field(max_length=2048)] | None = None
+    """URL clients send requests to (the router)."""
+    last_analysis: AnalysisResult | None = None
+    """Latest analysis."""
+    history: Annotated[list[HistoryEntry], Field(max_length=20)] = Field(default_factory=list)
+    """Recent promotions, rollbacks and aborts, newest last."""
+    rejected_version: Annotated[str, Field(max_length=63)] | None = None
+    """A version that was rolled back or aborted; not retried until `retry` or a new version."""
+    previous: ModelRef | None = None
+    """The old stable kept up after a blue-green switch until the scale-down delay passes."""
+    scale_down_at: Timestamp | None = None
+    """When `previous` is removed."""
+    message: ShortText = ""
+    """One line about the current state."""
+
+
+class ModelDeployment(Resource):
+    """A served model behind a router, with progressive delivery of new versions."""
+
+    KIND: ClassVar[str] = "ModelDeployment"
+    PLURAL: ClassVar[str] = "modeldeployments"
+    SHORT_NAMES: ClassVar[list[str]] = ["md"]
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+        PrinterColumn(name="Stable", type="string", json_path=".status.stable.version"),
+        PrinterColumn(name="Candidate", type="string", json_path=".status.candidate.version"),
+        PrinterColumn(name="Traffic", type="string", json_path=".status.trafficSummary"),
+        PrinterColumn(name="P99ms", type="number", json_path=".status.lastAnalysis.p99Ms"),
+        PrinterColumn(name="Strategy", type="string", json_path=".spec.strategy.type", priority=1),
+        PrinterColumn(name="Endpoint", type="string", json_path=".status.endpoint", priority=1),
+        age_column(),
+    ]
+
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None

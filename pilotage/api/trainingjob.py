@@ -1,0 +1,268 @@
+"""TrainingJob: one training run producing one model version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from pilotage.api.common import (
+    ApiModel,
+    Condition,
+    LocalObjectReference,
+    ResourceRequirements,
+    ShortText,
+    Timestamp,
+    conditions_field,
+)
+from pilotage.api.resource import PrinterColumn, Resource, age_column
+
+Algorithm = Literal[
+    "logistic_regression",
+    "random_forest",
+    "gradient_boosting",
+    "hist_gradient_boosting",
+    "decision_tree",
+    "linear_regression",
+    "ridge",
+]
+CLASSIFICATION_METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+)
+REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
+MetricName = Literal[
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+    "mae",
+    "mse",
+    "rmse",
+    "r2",
+]
+
+
+class ModelSpec(ApiModel):
+    """The estimator to fit."""
+
+    algorithm: Algorithm
+    """Estimator family; `*_regression`/`ridge` are regressors except `logistic_regression`,
+    tree ensembles pick classifier or regressor from the task."""
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Keyword arguments of the scikit-learn estimator, e.g. `{C: 0.5, max_iter: 200}`."""
+
+
+class ImputeSpec(ApiModel):
+    """How missing values are filled."""
+
+    numeric: Literal["mean", "median", "most_frequent", "constant"] = "median"
+    """Strategy for numeric columns."""
+    categorical: Literal["most_frequent", "constant"] = "constant"
+    """Strategy for category columns (`constant` fills with `missing`)."""
+
+
+class PreprocessingSpec(ApiModel):
+    """The preprocessing steps, exported to ONNX in the same graph as the model."""
+
+    impute: ImputeSpec = Field(default_factory=ImputeSpec)
+    """Missing-value imputation."""
+    scale: Literal["standard", "minmax", "robust", "none"] = "standard"
+    """Scaling of numeric columns."""
+    one_hot: bool = True
+    """One-hot encode category columns (unknown categories are ignored at prediction)."""
+    max_categories: Annotated[int, Field(ge=2, le=1000)] = 50
+    """Rarer categories beyond this many are grouped."""
+
+
+class SearchSpec(ApiModel):
+    """Hyperparameter search with cross-validation."""
+
+    type: Literal["grid", "random"] = "grid"
+    """Grid tries every combination; random samples `maxTrials` of them."""
+    parameters: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+    )
+    """Candidate values per hyperparameter, e.g. `{C: [0.1, 1, 10]}`."""
+    cv_folds: Annotated[int, Field(ge=2, le=20)] = 5
+    """Cross-validation folds."""
+    metric: MetricName | None = None
+    """Metric to maximise (minimise for errors); accuracy or r2 by default."""
+    max_trials: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Upper bound on the candidates evaluated."""
+    seed: Annotated[int, Field(ge=0)] = 0
+    """Seed of random search."""
+
+
+class Gate(ApiModel):
+    """A bound a metric must meet for the model to be deployable."""
+
+    metric: MetricName
+    """Metric checked on the test split."""
+    min: float | None = None
+    """Smallest acceptable value."""
+    max: float | None = None
+    """Largest acceptable value."""
+
+    @model_validator(mode="after")
+    def _bound(self) -> Gate:
+        if self.min is None and self.max is None:
+            raise ValueError(f"gate on {self.metric}: set min, max or both")
+        return self
+
+
+class EvaluationSpec(ApiModel):
+    """What is measured on the test split and what must hold."""
+
+    metrics: Annotated[list[MetricName], Field(max_length=16)] = Field(default_factory=list)
+    """Metrics to report; all metrics of the task when empty."""
+    gates: Annotated[list[Gate], Field(max_length=16)] = Field(default_factory=list)
+    """Gates; a model failing any of them is never deployed."""
+
+
+class OutputSpec(ApiModel):
+    """Where the model directory is written."""
+
+    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file|pvc|s3)://.+$")] | None = None
+    """Base URI; the model goes to `<uri>/<namespace>/<name>/<version>`.
+    The operator's default artifact store when absent."""
+
+
+class TrainingJobSpec(ApiModel):
+    """Desired state of a TrainingJob."""
+
+    dataset_ref: LocalObjectReference
+    """The Dataset to train on."""
+    task: Literal["classification", "regression"] | None = None
+    """Inferred from the target when absent (a float target with many values is regression)."""
+    model: ModelSpec
+    """The estimator."""
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    """Imputation, scaling, one-hot encoding."""
+    search: SearchSpec | None = None
+    """Optional hyperparameter search."""
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    """Metrics and gates."""
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    """Artifact location."""
+    model_name: Annotated[str, Field(max_length=63)] | None = None
+    """Name of the served model; the Dataset's name when absent."""
+    version: (
+        Annotated[str, Field(max_length=63, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*$")] | None
+    ) = None
+    """Model version; the TrainingJob's name when absent."""
+    seed: Annotated[int, Field(ge=0)] = 0
+    """Random seed of the estimator: the same spec, data and seed give the same model bytes."""
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    """Resources of the training pod."""
+    backoff_limit: Annotated[int, Field(ge=0, le=10)] = 2
+    """Retries after a failed attempt."""
+    active_deadline_seconds: Annotated[int, Field(ge=1, le=604800)] | None = None
+    """Wall-clock limit of the whole run, all attempts included."""
+
+
+class GateResult(ApiModel):
+    metric: str
+    """Metric checked."""
+    value: float | None = None
+    """Measured value."""
+    min: float | None = None
+    """Bound."""
+    max: float | None = None
+    """Bound."""
+    passed: bool
+    """Whether the bound holds."""
+
+
+class GatesStatus(ApiModel):
+    passed: bool
+    """True when every gate passed (or there are none)."""
+    results: Annotated[list[GateResult], Field(max_length=16)] = Field(default_factory=list)
+    """Per gate."""
+
+
+class OnnxParity(ApiModel):
+    max_abs_diff: float
+    """Largest absolute difference between scikit-learn and onnxruntime on the test split."""
+    label_agreement: float
+    """Share of test rows where both predict the same label (1.0 for regression)."""
+
+
+class TrainingJobStatus(ApiModel):
+    """Observed state of a TrainingJob."""
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    """Lifecycle phase."""
+    observed_generation: int = 0
+    """Generation last reconciled."""
+    conditions: list[Condition] = conditions_field()
+    """kstatus conditions."""
+    model_version: Annotated[str, Field(max_length=63)] | None = None
+    """Version of the produced model."""
+    model_uri: Annotated[str, Field(max_length=2048)] | None = None
+    """URI of the model directory (model.onnx + model.json)."""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Evaluation metrics on the test split."""
+    gates: GatesStatus | None = None
+    """Gate results."""
+    onnx_parity: OnnxParity | None = None
+    """scikit-learn vs onnxruntime agreement."""
+    attempts: int = 0
+    """Attempts started."""
+    run: Annotated[str, Field(max_length=253)] | None = None
+    """Name of the current or last run (a Job on Kubernetes)."""
+    run_generation: int | None = None
+    """Generation the current run trains; a run is never started twice for one generation."""
+    dataset_fingerprint: Annotated[str, Field(max_length=80)] | None = None
+    """Fingerprint of the data the model was trained on."""
+    start_time: Timestamp | None = None
+    """When the first attempt started."""
+    completion_time: Timestamp | None = None
+    """When the run succeeded or finally failed."""
+    message: ShortText = ""
+    """Last failure or outcome, in one line."""
+
+
+class TrainingJob(Resource):
+    """A training run that fits a pipeline, checks it, exports it to ONNX."""
+
+    KIND: ClassVar[str] = "TrainingJob"
+    PLURAL: ClassVar[str] = "trainingjobs"
+    SHORT_NAMES: ClassVar[list[str]] = ["tj"]
+    PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
+        PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
+        PrinterColumn(name="Version", type="string", json_path=".status.modelVersion"),
+        PrinterColumn(name="Algorithm", type="string", json_path=".spec.model.algorithm"),
+        PrinterColumn(name="Gates", type="boolean", json_path=".status.gates.passed"),
+        PrinterColumn(
+            name="Accuracy", type="number", json_path=".status.metrics.accuracy", priority=1
+        ),
+        PrinterColumn(name="R2", type="number", json_path=".status.metrics.r2", priority=1),
+        PrinterColumn(name="Attempts", type="integer", json_path=".status.attempts", priority=1),
+        age_column(),
+    ]
+
+    kind: Literal["TrainingJob"] = "TrainingJob"
+    spec: TrainingJobSpec
+    status: TrainingJobStatus | None = None
+
+    @property
+    def version(self) -> str:
+        return self.spec.version or self.metadata.name
