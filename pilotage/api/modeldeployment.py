@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -353,6 +353,12 @@ class ModelDeploymentStatus(ApiModel):
     """The old stable kept up after a blue-green switch until the scale-down delay passes."""
     scale_down_at: Timestamp | None = None
     """When `previous` is removed."""
+    analysis_checkpoint: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Router counters at the start of the current analysis interval (internal)."""
+    handled_actions: dict[str, Annotated[str, Field(max_length=128)]] = Field(default_factory=dict)
+    """Manual-action annotation values already acted on (promote, abort, retry)."""
     message: ShortText = ""
     """One line about the current state."""
 
