@@ -1,0 +1,380 @@
+"""The vocabulary between the pure reconcilers and the two shells (operator, local runtime).
+
+A shell *observes* the world into one of the ``*Observation`` records, calls
+``reconcile_<kind>(resource, observation, now)`` and gets a ``Result``: the new
+status to write, the ``Action`` list to carry out (each one idempotent, keyed by
+name), the ``Event`` list to record, and when to call again.
+
+Everything here is plain, immutable data. Times are timezone-aware ``datetime``;
+counters are cumulative (like Prometheus counters): the reconcilers take
+differences against a checkpoint they keep in status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pilotage.api.dataset import Dataset
+from pilotage.api.modelcard import Baseline
+from pilotage.api.modeldeployment import ModelDeployment
+
+# ---------------------------------------------------------------------------
+# Actions: what a shell must do. Each is idempotent: doing it twice is harmless.
+# ---------------------------------------------------------------------------
+
+RunPurpose = Literal["profile", "train"]
+
+
+@dataclass(frozen=True)
+class StartRun:
+    """Start a trainer run unless one with this name exists (create-if-absent).
+
+    The run executes ``pilotage train -f <manifests>`` (a Job on Kubernetes, a process
+    locally) and reports its JSON summary back (termination message / result file);
+    the shell puts that summary in ``RunState.result``.
+    """
+
+    name: str
+    purpose: RunPurpose
+    owner_kind: str
+    owner_name: str
+    manifests: list[dict[str, Any]]
+    """The Dataset (and, for `train`, the TrainingJob) manifests the trainer reads."""
+    output_uri: str
+    """Where the run writes its artifacts: the model directory (train) or the profile (profile)."""
+    deadline_seconds: float | None = None
+    """Wall-clock limit of this attempt (the Job's activeDeadlineSeconds)."""
+    resources: dict[str, Any] = field(default_factory=dict)
+    """Kubernetes-style `{requests: {...}, limits: {...}}` for the run's container."""
+
+
+@dataclass(frozen=True)
+class DeleteRun:
+    """Stop and remove a run (and its pod/process). Missing runs are fine."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    threads: int = 1
+    max_batch_size: int = 1
+    max_batch_wait_us: int = 500
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnsureServer:
+    """Run `replicas` model servers for (deployment, version) serving `model_uri`.
+
+    Servers are keyed by (deployment, version), never by role: promoting a canary to
+    stable changes only the routing table, never restarts a server.
+    """
+
+    deployment: str
+    version: str
+    model_uri: str
+    replicas: int
+    settings: ServerSettings = field(default_factory=ServerSettings)
+
+
+@dataclass(frozen=True)
+class RemoveServer:
+    """Stop the servers of (deployment, version). Missing servers are fine."""
+
+    deployment: str
+    version: str
+
+
+@dataclass(frozen=True)
+class EnsureRouter:
+    """Run the deployment's router (`replicas` of it) and expose its endpoint."""
+
+    deployment: str
+    replicas: int
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+RouteMode = Literal["canary", "bluegreen", "shadow"]
+VariantRole = Literal["stable", "canary", "preview", "shadow"]
+
+
+@dataclass(frozen=True)
+class RouteVariant:
+    name: VariantRole
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class ShadowRoute:
+    variant: VariantRole
+    """Name of the variant that receives mirrored requests (always `shadow`)."""
+    percent: int
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """The routing table without upstream URLs: the platform fills each variant's URL
+    from (deployment, version). Weights of the routed variants sum to 100; a preview or
+    shadow variant has weight 0. `revision` changes whenever the table does; the router
+    echoes it in its stats so the reconciler knows the table is live."""
+
+    mode: RouteMode
+    variants: tuple[RouteVariant, ...]
+    sticky_header: str | None = None
+    shadow: ShadowRoute | None = None
+    revision: str = ""
+
+    def weights(self) -> dict[str, int]:
+        return {v.name: v.weight for v in self.variants}
+
+    def to_document(self, deployment: str, url_for_version: Mapping[str, str]) -> dict[str, Any]:
+        """The router's routing document (`pilotage route --config`, `PUT /admin/routes`)."""
+        doc: dict[str, Any] = {
+            "deployment": deployment,
+            "mode": self.mode,
+            "variants": [
+                {
+                    "name": v.name,
+                    "url": url_for_version[v.version],
+                    "weight": v.weight,
+                    "version": v.version,
+                }
+                for v in self.variants
+            ],
+            "revision": self.revision,
+        }
+        if self.sticky_header:
+            doc["stickyHeader"] = self.sticky_header
+        if self.shadow is not None:
+            doc["shadow"] = {"variant": self.shadow.variant, "percent": self.shadow.percent}
+        return doc
+
+
+@dataclass(frozen=True)
+class SetRoutes:
+    """Make the deployment's router use this table (no restart, no dropped request)."""
+
+    deployment: str
+    table: RouteTable
+
+
+@dataclass(frozen=True)
+class CreateTrainingJob:
+    """Create this TrainingJob (create-if-absent by `metadata.name`) owned by the owner."""
+
+    manifest: dict[str, Any]
+    owner_kind: str
+    owner_name: str
+
+
+Action = (
+    StartRun
+    | DeleteRun
+    | EnsureServer
+    | RemoveServer
+    | EnsureRouter
+    | SetRoutes
+    | CreateTrainingJob
+)
+
+# ---------------------------------------------------------------------------
+# Events: every transition a person cares about.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Result(Generic[S]):
+    """What a reconciler returns: the status to write, then actions, events and when to
+    call again (seconds; None = only on the next change)."""
+
+    status: S
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+# ---------------------------------------------------------------------------
+# Observations: what a shell saw, right before calling a reconciler.
+# ---------------------------------------------------------------------------
+
+RunPhase = Literal["Running", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A trainer run as the platform sees it (a Job + its pod; a local process).
+
+    `result` is the trainer's JSON summary (keys are the owner's status field names in
+    camelCase, e.g. `rows`, `fingerprint`, `modelVersion`, `metrics`, `gates`); it may
+    also be present on failure (with `message`, optionally `"retryable": false`).
+    """
+
+    name: str
+    phase: RunPhase
+    started: datetime | None = None
+    finished: datetime | None = None
+    result: Mapping[str, Any] | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetObservation:
+    run: RunState | None
+    """The run named in `status.run` (None when there is none or it vanished)."""
+    artifact_uri: str
+    """The shell's default artifact store base URI (profiles go under it)."""
+
+
+@dataclass(frozen=True)
+class TrainingJobObservation:
+    dataset: Dataset | None
+    """The Dataset named by `spec.datasetRef` (None when it does not exist)."""
+    run: RunState | None
+    """The run named in `status.run` (None when there is none or it vanished)."""
+    artifact_uri: str
+    """Default output base URI when `spec.output.uri` is absent."""
+
+
+@dataclass(frozen=True)
+class TrainingJobInfo:
+    """What a ModelDeployment / DriftMonitor needs to know of a TrainingJob."""
+
+    name: str
+    labels: Mapping[str, str]
+    created: datetime | None
+    phase: str
+    model_version: str | None = None
+    model_uri: str | None = None
+    gates_passed: bool | None = None
+    owner_kind: str | None = None
+    owner_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerState:
+    version: str
+    ready: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    """Cumulative router counters of one (variant, version), as the router reports them."""
+
+    name: str
+    version: str
+    requests: int
+    errors: int
+    latency_bounds: tuple[float, ...]
+    """Upper bounds of the latency buckets, seconds."""
+    latency_counts: tuple[int, ...]
+    """Requests per bucket (not cumulative); one more entry than bounds (overflow)."""
+
+
+@dataclass(frozen=True)
+class ShadowStats:
+    agree: int = 0
+    disagree: int = 0
+    error: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class FeedbackStats:
+    """Cumulative live-quality counters from feedback (`POST /v1/feedback` on the router)."""
+
+    labelled: int = 0
+    correct: int = 0
+    valued: int = 0
+    abs_error_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    variants: tuple[VariantStats, ...] = ()
+    shadow: ShadowStats = field(default_factory=ShadowStats)
+    feedback: FeedbackStats = field(default_factory=FeedbackStats)
+    revision: str | None = None
+    """The routing-table revision the router is using (None when unknown)."""
+
+
+@dataclass(frozen=True)
+class RouterState:
+    ready: bool
+    endpoint: str | None = None
+    stats: RouterStats | None = None
+
+
+@dataclass(frozen=True)
+class DriftSignal:
+    """A DriftMonitor's verdict on this deployment, built with `control.drift_signal`."""
+
+    monitor: str
+    score: float | None
+    """Share of drifted features (0..1): the value a `drift.maxScore` SLO is compared to."""
+    drifting: bool
+    """The monitor is Drifting and its `consecutive` hysteresis is reached."""
+    rollback: bool
+    """`drifting` and the monitor's `onDrift.rollback` is on: roll a candidate back."""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ModelDeploymentObservation:
+    training_jobs: tuple[TrainingJobInfo, ...] = ()
+    """TrainingJobs `spec.model` may refer to (the namespace's, or at least the matches)."""
+    servers: tuple[ServerState, ...] = ()
+    """Servers of this deployment that exist, by version."""
+    router: RouterState | None = None
+    drift: DriftSignal | None = None
+    model_card_version: str | None = None
+    """For `spec.model.uri`: the version in its model.json, when the shell read it
+    (otherwise the URI's last path segment is the version)."""
+
+
+@dataclass(frozen=True)
+class ServerCounters:
+    """One server process's cumulative drift counters (see `pilotage.drift.window`)."""
+
+    features: Mapping[str, Mapping[str, int]]
+    """feature → bin label → count."""
+    predictions: Mapping[str, int]
+    """class or bin label → count."""
+    rows: int
+    reservoir: Mapping[str, tuple[float, ...]] | None = None
+    """feature → recent raw values (numeric features), for exact KS/Wasserstein."""
+    replica: str = ""
+    """Which process these counts come from (pod name); counters are diffed per replica."""
+
+
+@dataclass(frozen=True)
+class DriftMonitorObservation:
+    deployment: ModelDeployment | None
+    """The ModelDeployment named by `spec.deploymentRef`."""
+    version: str | None = None
+    """The model version whose inputs are counted (the deployment's stable)."""
+    baseline: Baseline | None = None
+    """That version's model-card baseline profile."""
+    counters: tuple[ServerCounters, ...] = ()
+    """Cumulative counters of every server replica of that version."""
+    feedback: FeedbackStats | None = None
+    """Cumulative live feedback counters of the stable variant from the router."""
+    dataset_fingerprint: str | None = None
+    """Fingerprint of the Dataset the retrain template trains on."""
+    retrain_jobs: tuple[TrainingJobInfo, ...] = ()
+    """TrainingJobs this monitor created (label `pilotage.dev/monitor=<name>`)."""
