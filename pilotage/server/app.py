@@ -1,0 +1,421 @@
+"""The raw ASGI application: routing, request bodies, inference, metrics, errors.
+
+One process, one event loop: onnxruntime runs on the loop thread (small tabular models
+score a row in microseconds; a thread hop would cost more than the inference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pilotage.server import openapi
+from pilotage.server.batching import Batcher
+from pilotage.server.drift import DriftCounter
+from pilotage.server.engine import Engine, Prediction
+from pilotage.server.errors import RequestError, bad_request, not_found
+from pilotage.server.faults import Faults
+from pilotage.server.metrics import ServerMetrics
+from pilotage.server.model import LoadedModel
+from pilotage.server.responses import (
+    JSON_HEADERS,
+    TEXT_HEADERS,
+    dumps,
+    error_body,
+    json_labels,
+    v2_outputs,
+)
+from pilotage.server.rows import Rows, RowSchema
+from pilotage.server.v1 import rows_from_v1
+from pilotage.server.v2 import parse_request, rows_from_tensors, split_binary
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("pilotage.server")
+
+SERVER_NAME = "pilotage"
+EXTENSIONS = ["binary_tensor_data"]
+V1_PREFIX = "/v1/models/"
+V2_PREFIX = "/v2/models/"
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("pilotage")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass
+class ServerOptions:
+    name: str | None = None
+    max_batch_size: int = 1
+    max_batch_wait_us: int = 500
+    max_body_bytes: int = 8 * 1024 * 1024
+    reservoir_size: int = 1000
+    inject_latency_ms: float = 0.0
+    inject_error_rate: float = 0.0
+    fault_seed: int = 0
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+class ServerApp:
+    def __init__(self, model: LoadedModel, options: ServerOptions) -> None:
+        card = model.card
+        self.model = model
+        self.options = options
+        self.name = options.name or card.name
+        self.version = card.version
+        self.schema = RowSchema(card)
+        self.engine = Engine(model, self.schema)
+        self.drift = DriftCounter(card, self.schema, options.reservoir_size)
+        self.batching = options.max_batch_size > 1
+        self.metrics = ServerMetrics(self.name, self.version, self.drift, self.batching)
+        self.faults = Faults(
+            options.inject_latency_ms, options.inject_error_rate, options.fault_seed
+        )
+        self.batcher = (
+            Batcher(self.score, options.max_batch_size, options.max_batch_wait_us)
+            if self.batching
+            else None
+        )
+        self.openapi_body = dumps(openapi.document(self.name, self.version))
+        self.metadata_body = dumps(self._metadata())
+
+    # ---- ASGI entry -----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path.startswith(V2_PREFIX):
+                await self._v2_model(method, path[len(V2_PREFIX) :], scope, receive, send)
+            elif path.startswith(V1_PREFIX):
+                await self._v1_model(method, path[len(V1_PREFIX) :], scope, receive, send)
+            else:
+                await self._other(method, path, scope, receive, send)
+        except RequestError as exc:
+            await respond(send, exc.status, error_body(exc.message))
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unexpected error on %s %s", method, path)
+            await respond(send, 500, error_body("internal server error; see the server log"))
+
+    # ---- routing --------------------------------------------------------------------
+
+    async def _v2_model(
+        self, method: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        parts = rest.split("/")
+        name = parts[0]
+        if len(parts) >= 3 and parts[1] == "versions":
+            version: str | None = parts[2]
+            action = parts[3:]
+        else:
+            version = None
+            action = parts[1:]
+        if action == ["infer"]:
+            await self._infer("v2", method, name, version, scope, receive, send)
+            return
+        if len(action) > 1 or (action and action[0] != "ready"):
+            raise not_found(f"no such endpoint: {scope['path']}")
+        require(method, "GET", scope)
+        self._check_model(name, version)
+        if action:
+            await respond(send, 200, dumps({"name": self.name, "ready": True}))
+        else:
+            await respond(send, 200, self.metadata_body)
+
+    async def _v1_model(
+        self, method: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if rest.endswith(":predict"):
+            await self._infer("v1", method, rest[: -len(":predict")], None, scope, receive, send)
+            return
+        parts = rest.split("/")
+        if len(parts) == 1:
+            require(method, "GET", scope)
+            self._check_model(parts[0], None)
+            body = {"name": self.name, "version": self.version, "ready": True}
+            await respond(send, 200, dumps(body))
+        elif len(parts) == 2 and parts[1] == "drift":
+            require(method, "GET", scope)
+            self._check_model(parts[0], None)
+            snapshot = {"model": self.name, "version": self.version, **self.drift.snapshot()}
+            await respond(send, 200, dumps(snapshot))
+        else:
+            raise not_found(f"no such endpoint: {scope['path']}")
+
+    async def _other(
+        self, method: str, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if path == "/metrics":
+            require(method, "GET", scope)
+            await respond(send, 200, self.metrics.render().encode(), TEXT_HEADERS)
+        elif path in ("/v2/health/live", "/v2/health/ready"):
+            require(method, "GET", scope)
+            key = "live" if path.endswith("live") else "ready"
+            await respond(send, 200, dumps({key: True}))
+        elif path == "/v2":
+            require(method, "GET", scope)
+            body = {"name": SERVER_NAME, "version": package_version(), "extensions": EXTENSIONS}
+            await respond(send, 200, dumps(body))
+        elif path == "/v1/models":
+            require(method, "GET", scope)
+            await respond(send, 200, dumps({"models": [self.name]}))
+        elif path == "/openapi.json":
+            require(method, "GET", scope)
+            await respond(send, 200, self.openapi_body)
+        elif path == "/admin/faults":
+            if method == "POST":
+                self.faults.update(parse_json(await read_body(scope, receive, 64 * 1024)))
+            else:
+                require(method, "GET", scope)
+            await respond(send, 200, dumps(self.faults.as_json()))
+        else:
+            raise not_found(f"no such endpoint: {path}")
+
+    def _check_model(self, name: str, version: str | None) -> None:
+        if name != self.name:
+            raise not_found(f"unknown model {name!r}; this server serves {self.name!r}")
+        if version is not None and version != self.version:
+            raise not_found(
+                f"unknown version {version!r} of model {name!r}; this server serves "
+                f"version {self.version!r}"
+            )
+
+    # ---- inference ------------------------------------------------------------------
+
+    async def _infer(
+        self,
+        protocol: str,
+        method: str,
+        name: str,
+        version: str | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        started = time.perf_counter()
+        batcher = self.batcher
+        if batcher is not None:
+            batcher.arriving += 1
+        queued = False
+        status = 200
+        try:
+            require(method, "POST", scope)
+            self._check_model(name, version)
+            body, header_length = await read_body_and_header(
+                scope, receive, self.options.max_body_bytes
+            )
+            if protocol == "v2":
+                json_part, binary = split_binary(body, header_length)
+                tensors, wanted, request_id = parse_request(parse_json(json_part), binary)
+                rows = rows_from_tensors(tensors, self.schema)
+            else:
+                rows = rows_from_v1(parse_json(body), self.schema)
+            if batcher is not None:
+                batcher.arriving -= 1
+                queued = True
+            if self.faults.active:
+                await self._inject_faults()
+            if batcher is not None:
+                prediction = await batcher.submit(rows)
+            else:
+                prediction = self.score(rows)
+            if protocol == "v2":
+                await self._send_v2(send, prediction, wanted, request_id)
+            else:
+                await self._send_v1(send, prediction)
+        except RequestError as exc:
+            status = exc.status
+            await respond(send, status, error_body(exc.message))
+        except ClientGone:
+            status = 499
+        finally:
+            if batcher is not None and not queued:
+                batcher.arriving -= 1
+            self.metrics.count_request(protocol, status, time.perf_counter() - started)
+
+    async def _inject_faults(self) -> None:
+        if self.faults.latency_ms > 0:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        if self.faults.should_fail():
+            raise RequestError(500, "injected fault (fault injection is on for this server)")
+
+    def score(self, rows: Rows) -> Prediction:
+        """One onnxruntime call, timed and counted into the drift bins."""
+        started = time.perf_counter()
+        prediction = self.engine.predict(rows)
+        self.metrics.inference_duration.observe(time.perf_counter() - started)
+        if self.batching:
+            self.metrics.batch_size.observe(rows.count)
+        self.drift.observe(rows, prediction)
+        return prediction
+
+    async def _send_v1(self, send: Send, prediction: Prediction) -> None:
+        body: dict[str, Any] = {"predictions": json_labels(prediction.labels)}
+        if prediction.probabilities is not None:
+            body["probabilities"] = prediction.probabilities
+        await respond(send, 200, dumps(body))
+
+    async def _send_v2(
+        self, send: Send, prediction: Prediction, wanted: Any, request_id: Any
+    ) -> None:
+        outputs, chunks = v2_outputs(prediction, self.engine.label_datatype, wanted)
+        body: dict[str, Any] = {"model_name": self.name, "model_version": self.version}
+        if isinstance(request_id, str):
+            body["id"] = request_id
+        body["outputs"] = outputs
+        header = dumps(body)
+        if not chunks:
+            await respond(send, 200, header)
+            return
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"inference-header-content-length", str(len(header)).encode()),
+        ]
+        await respond(send, 200, header + b"".join(chunks), headers)
+
+    # ---- metadata -------------------------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        card = self.model.card
+        if card.onnx.input_layout == "matrix":
+            inputs = [
+                {
+                    "name": self.model.inputs[0].name,
+                    "datatype": "FP32",
+                    "shape": [-1, len(card.features)],
+                }
+            ]
+        else:
+            inputs = [
+                {
+                    "name": t.name,
+                    "datatype": "BYTES" if t.datatype == "BYTES" else "FP32",
+                    "shape": [-1, 1],
+                }
+                for t in self.model.inputs
+            ]
+        outputs: list[dict[str, Any]] = [
+            {"name": "label", "datatype": self.engine.label_datatype, "shape": [-1]}
+        ]
+        if self.engine.probabilities_output:
+            outputs.append(
+                {
+                    "name": "probabilities",
+                    "datatype": "FP32",
+                    "shape": [-1, len(card.classes or [])],
+                }
+            )
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": {
+                "task": card.task,
+                "algorithm": card.algorithm,
+                "features": [f.model_dump(exclude_none=True) for f in card.features],
+                "classes": card.classes,
+                "target": card.target,
+                "inputLayout": card.onnx.input_layout,
+            },
+        }
+
+
+# ---- HTTP helpers -------------------------------------------------------------------
+
+
+async def respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = JSON_HEADERS
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def require(method: str, allowed: str, scope: Scope) -> None:
+    if method != allowed:
+        raise RequestError(405, f"method {method} not allowed on {scope['path']}; use {allowed}")
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise bad_request("malformed JSON: the request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    body, _ = await read_body_and_header(scope, receive, limit)
+    return body
+
+
+async def read_body_and_header(
+    scope: Scope, receive: Receive, limit: int
+) -> tuple[bytes, str | None]:
+    """The whole request body (at most ``limit`` bytes) and the V2 binary header, if any."""
+    header_length: str | None = None
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise RequestError(
+                    413, f"body too large: {int(value)} bytes; this server accepts at most {limit}"
+                )
+        elif key == b"inference-header-content-length":
+            header_length = value.decode("latin-1")
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body, header_length
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(
+                413, f"body too large: over {limit} bytes, the most this server accepts"
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), header_length

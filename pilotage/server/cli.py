@@ -1,0 +1,154 @@
+"""`pilotage serve`: serve one model version over KServe V1 and the Open Inference Protocol."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from pilotage.server.app import ServerApp, ServerOptions
+from pilotage.server.model import ModelLoadError, load_model
+
+
+def _bounded(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside [{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pilotage serve", description="Serve one ONNX model version (KServe V1 + V2)."
+    )
+    p.add_argument(
+        "--model-uri", required=True, help="model directory: file://, pvc://, s3://, https://"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_bounded(int, 0, 65535), default=8080)
+    p.add_argument("--name", help="model name in URLs (default: the model card's name)")
+    p.add_argument(
+        "--threads",
+        type=_bounded(int, 1, 256),
+        default=1,
+        help="onnxruntime intra- and inter-op threads (default 1)",
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=_bounded(int, 1, 65536),
+        default=1,
+        help="rows merged into one onnxruntime call; 1 turns batching off (default)",
+    )
+    p.add_argument(
+        "--max-batch-wait-us",
+        type=_bounded(int, 0, 1_000_000),
+        default=500,
+        help="longest wait for a batch to fill while requests are arriving (default 500)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_bounded(int, 1024, 1 << 31),
+        default=8 * 1024 * 1024,
+        help="larger request bodies get 413 (default 8 MiB)",
+    )
+    p.add_argument(
+        "--reservoir-size",
+        type=_bounded(int, 0, 1_000_000),
+        default=1000,
+        help="recent rows kept for drift statistics (default 1000)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="where remote model files are downloaded (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--inject-latency-ms",
+        type=_bounded(float, 0, 600_000),
+        default=0.0,
+        help="fault injection: add this many ms to every inference request",
+    )
+    p.add_argument(
+        "--inject-error-rate",
+        type=_bounded(float, 0, 1),
+        default=0.0,
+        help="fault injection: answer this share of inference requests with 500",
+    )
+    p.add_argument("--fault-seed", type=int, default=0, help="seed of the injected errors")
+    return p  # fmt: skip
+
+
+def _cache_dir(given: Path | None, uri: str) -> Path:
+    base = given or Path(tempfile.gettempdir()) / "pilotage-models"
+    return base / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    print(f"pilotage serve: loading {args.model_uri}", file=sys.stderr, flush=True)
+    try:
+        model = load_model(args.model_uri, _cache_dir(args.cache_dir, args.model_uri), args.threads)
+    except ModelLoadError as exc:
+        print(f"pilotage serve: error: {exc}", file=sys.stderr)
+        return 1
+    options = ServerOptions(
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        max_batch_wait_us=args.max_batch_wait_us,
+        max_body_bytes=args.max_body_bytes,
+        reservoir_size=args.reservoir_size,
+        inject_latency_ms=args.inject_latency_ms,
+        inject_error_rate=args.inject_error_rate,
+        fault_seed=args.fault_seed,
+    )
+    app = ServerApp(model, options)
+    try:
+        app.engine.warm_up()
+    except RuntimeError as exc:
+        print(f"pilotage serve: error: {exc}", file=sys.stderr)
+        return 1
+    card = model.card
+    print(
+        f"pilotage serve: model {app.name!r} version {card.version} ({card.task}, "
+        f"{len(card.features)} features) warmed up; listening on http://{args.host}:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_uvicorn(app, args.host, args.port)
+
+
+def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        loop = "asyncio"
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level="info",
+        lifespan="on",
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn exits this way when it cannot bind
+        return int(exc.code or 1)
+    return 0 if server.started else 1

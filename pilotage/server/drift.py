@@ -1,0 +1,215 @@
+"""Counting observed rows into the model's baseline bins, and a ring of recent rows.
+
+Rows are copied into a fixed pending buffer as they arrive (one small copy per request)
+and counted in bulk, one vectorised ``searchsorted`` + ``bincount`` per feature, when
+the buffer fills or when someone reads the counts. The bin convention is the model
+card's: numeric bin ``searchsorted(edges, x, side="right")``, NaN/None in ``null``;
+categorical bins are the categories, ``__other__`` and ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pilotage.api.modelcard import (
+    NULL_BIN,
+    OTHER_BIN,
+    CategoricalProfile,
+    ModelCard,
+    NumericProfile,
+)
+from pilotage.server.engine import Prediction
+from pilotage.server.rows import Rows, RowSchema
+
+PENDING_ROWS = 1024
+
+
+class NumericBins:
+    def __init__(self, edges: list[float]) -> None:
+        self.edges = np.asarray(edges, dtype=np.float64)
+        self.counts = np.zeros(len(edges) + 1, dtype=np.int64)
+        self.nulls = 0
+
+    def add(self, values: np.ndarray) -> None:
+        nan = np.isnan(values)
+        nulls = int(nan.sum())
+        if nulls:
+            self.nulls += nulls
+            values = values[~nan]
+        bins = np.searchsorted(self.edges, values, side="right")
+        self.counts += np.bincount(bins, minlength=len(self.counts))
+
+    def labels(self) -> dict[str, int]:
+        out = {str(i): int(c) for i, c in enumerate(self.counts)}
+        out[NULL_BIN] = self.nulls
+        return out
+
+
+class CategoryBins:
+    def __init__(self, categories: list[str]) -> None:
+        self.index = {c: i for i, c in enumerate(categories)}
+        self.categories = list(categories)
+        self.counts = [0] * (len(categories) + 1)  # last: __other__
+        self.nulls = 0
+
+    def add(self, values: Any) -> None:
+        other = len(self.categories)
+        for v in values:
+            if v is None:
+                self.nulls += 1
+            else:
+                self.counts[self.index.get(v, other)] += 1
+
+    def labels(self) -> dict[str, int]:
+        out = {c: self.counts[i] for i, c in enumerate(self.categories)}
+        out[OTHER_BIN] = self.counts[-1]
+        out[NULL_BIN] = self.nulls
+        return out
+
+
+class RecentRows:
+    """The last ``capacity`` rows, oldest first when read."""
+
+    def __init__(self, schema: RowSchema, capacity: int) -> None:
+        self.schema = schema
+        self.capacity = capacity
+        self.numeric = np.zeros((capacity, len(schema.numeric_features)), dtype=np.float32)
+        self.categorical = [np.empty(capacity, dtype=object) for _ in schema.categorical_features]
+        self.written = 0
+
+    def add(self, rows: Rows) -> None:
+        if self.capacity == 0:
+            return
+        n = rows.count
+        start = 0
+        if n > self.capacity:
+            start = n - self.capacity
+            self.written += start
+            n = self.capacity
+        pos = self.written % self.capacity
+        first = min(n, self.capacity - pos)
+        self.numeric[pos : pos + first] = rows.numeric[start : start + first]
+        self.numeric[: n - first] = rows.numeric[start + first : start + n]
+        for ring, column in zip(self.categorical, rows.categorical, strict=True):
+            ring[pos : pos + first] = column[start : start + first]
+            ring[: n - first] = column[start + first : start + n]
+        self.written += n
+
+    def rows(self) -> list[list[Any]]:
+        held = min(self.written, self.capacity)
+        order = [(self.written - held + i) % self.capacity for i in range(held)] if held else []
+        out: list[list[Any]] = []
+        for i in order:
+            row: list[Any] = []
+            for feature in self.schema.features:
+                slot = self.schema.slot[feature.name]
+                if feature.type == "category":
+                    row.append(self.categorical[slot][i])
+                else:
+                    x = self.numeric[i, slot]  # numpy float32: written in its shortest form
+                    row.append(None if x != x else x)
+            out.append(row)
+        return out
+
+
+class DriftCounter:
+    """Cumulative per-feature bin counts, prediction counts and recent rows for one model."""
+
+    def __init__(self, card: ModelCard, schema: RowSchema, reservoir_size: int) -> None:
+        self.schema = schema
+        profiles = card.baseline.features
+        self.numeric_bins = [
+            NumericBins(_edges(profiles.get(f.name))) for f in schema.numeric_features
+        ]
+        self.category_bins = [
+            CategoryBins(_categories(profiles.get(f.name), f.categories))
+            for f in schema.categorical_features
+        ]
+        self.is_classifier = card.task == "classification"
+        self.class_counts: dict[str, int] = {str(c): 0 for c in card.classes or []}
+        prediction_profile = card.baseline.predictions
+        self.prediction_bins = NumericBins(
+            prediction_profile.edges if isinstance(prediction_profile, NumericProfile) else []
+        )
+        self.rows_total = 0
+        self.recent = RecentRows(schema, reservoir_size)
+        self._pending = np.empty((PENDING_ROWS, len(schema.numeric_features)), dtype=np.float32)
+        self._pending_rows = 0
+        self._pending_predictions = np.empty(PENDING_ROWS, dtype=np.float64)
+
+    def observe(self, rows: Rows, prediction: Prediction) -> None:
+        self.rows_total += rows.count
+        self.recent.add(rows)
+        for bins, column in zip(self.category_bins, rows.categorical, strict=True):
+            bins.add(column)
+        if self.is_classifier:
+            counts = self.class_counts
+            for label in prediction.labels.tolist():
+                key = str(label)
+                counts[key] = counts.get(key, 0) + 1
+        if rows.count > PENDING_ROWS - self._pending_rows:
+            self.flush()
+            if rows.count > PENDING_ROWS:
+                self._count(rows.numeric, prediction.labels)
+                return
+        start, stop = self._pending_rows, self._pending_rows + rows.count
+        self._pending[start:stop] = rows.numeric
+        if not self.is_classifier:
+            self._pending_predictions[start:stop] = prediction.labels
+        self._pending_rows = stop
+
+    def flush(self) -> None:
+        n = self._pending_rows
+        if n:
+            self._count(self._pending[:n], self._pending_predictions[:n])
+            self._pending_rows = 0
+
+    def _count(self, numeric: np.ndarray, predictions: np.ndarray) -> None:
+        for j, bins in enumerate(self.numeric_bins):
+            bins.add(numeric[:, j])
+        if not self.is_classifier:
+            self.prediction_bins.add(np.asarray(predictions, dtype=np.float64))
+
+    def feature_counts(self) -> dict[str, dict[str, int]]:
+        self.flush()
+        out: dict[str, dict[str, int]] = {}
+        for f, nb in zip(self.schema.numeric_features, self.numeric_bins, strict=True):
+            out[f.name] = nb.labels()
+        for f, cb in zip(self.schema.categorical_features, self.category_bins, strict=True):
+            out[f.name] = cb.labels()
+        return {name: out[name] for name in self.schema.names}
+
+    def prediction_counts(self) -> dict[str, int]:
+        self.flush()
+        if self.is_classifier:
+            return dict(self.class_counts)
+        return self.prediction_bins.labels()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows_total,
+            "features": self.feature_counts(),
+            "predictions": {
+                "kind": "classes" if self.is_classifier else "bins",
+                "counts": self.prediction_counts(),
+            },
+            "reservoir": {
+                "capacity": self.recent.capacity,
+                "columns": list(self.schema.names),
+                "rows": self.recent.rows(),
+            },
+        }
+
+
+def _edges(profile: NumericProfile | CategoricalProfile | None) -> list[float]:
+    return profile.edges if isinstance(profile, NumericProfile) else []
+
+
+def _categories(
+    profile: NumericProfile | CategoricalProfile | None, declared: list[str] | None
+) -> list[str]:
+    if isinstance(profile, CategoricalProfile):
+        return profile.categories
+    return list(declared or [])
