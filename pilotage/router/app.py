@@ -1,0 +1,484 @@
+"""The router's raw ASGI application: the public inference surface and the admin API.
+
+One uvicorn server listens on two sockets; a request that arrived on the admin port
+(``scope["server"]`` is the local address) goes to the admin handler, everything else
+is public. Public routes the router answers itself:
+
+* ``GET /metrics``             Prometheus text
+* ``GET /pilotage/stats``      the stats JSON (read-only, no secrets: no upstream URLs)
+* ``GET /pilotage/healthz``    the router process is up (for probes)
+* ``POST /v1/feedback``        ground truth for recent answers
+
+Every other request is proxied to the variant the table picks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pilotage.router.feedback import FeedbackError, apply_feedback
+from pilotage.router.metrics import render_metrics
+from pilotage.router.shadow import ShadowCopy
+from pilotage.router.state import ActiveTable, Route, RouterState
+from pilotage.router.table import RoutingError, decode_document, parse_table
+from pilotage.router.upstream import UpstreamError, UpstreamResponse
+
+log = logging.getLogger("pilotage.router")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+VARIANT_HEADER = b"x-pilotage-variant"
+VERSION_HEADER = b"x-pilotage-model-version"
+REQUEST_ID_HEADER = b"x-pilotage-request-id"
+MAX_REQUEST_ID = 128
+
+# Hop-by-hop and router-owned headers: never forwarded as received.
+_REQUEST_SKIP = frozenset(
+    {
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"expect",
+        VARIANT_HEADER,
+        REQUEST_ID_HEADER,
+    }
+)
+_RESPONSE_SKIP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        VARIANT_HEADER,
+        REQUEST_ID_HEADER,
+    }
+)
+_RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _is_inference(method: str, path: str) -> bool:
+    return method == "POST" and (path.endswith(":predict") or path.endswith("/infer"))
+
+
+class _RequestIds:
+    """Unique ids without uuid4's cost: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def next(self) -> bytes:
+        return b"%s-%x" % (self._prefix.encode(), next(self._counter))
+
+
+def _valid_request_id(value: bytes) -> bool:
+    return (
+        0 < len(value) <= MAX_REQUEST_ID and value.isascii() and all(33 <= c < 127 for c in value)
+    )
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when it exceeds MAX_BODY_BYTES."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _send_json(
+    send: Send, status: int, doc: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(doc).encode()
+    headers = [*_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_text(send: Send, status: int, text: str, content_type: bytes) -> None:
+    body = text.encode()
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AdminToken:
+    """The bearer token of the admin API, re-read when its file changes (rotation)."""
+
+    def __init__(self, path: Path | None, value: str | None = None):
+        self._path = path
+        self._value = value
+        self._stamp: tuple[int, int] | None = None
+        if path is not None:
+            self._reload()
+
+    def _reload(self) -> None:
+        assert self._path is not None
+        st = self._path.stat()
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != self._stamp:
+            value = self._path.read_text().strip()
+            if not value:
+                raise ValueError(f"{self._path}: admin token file is empty")
+            self._value = value
+            self._stamp = stamp
+
+    def matches(self, presented: str) -> bool:
+        if self._path is not None:
+            try:
+                self._reload()
+            except (OSError, ValueError) as exc:
+                log.error("admin token unreadable, keeping the previous one: %s", exc)
+        return self._value is not None and hmac.compare_digest(
+            presented.encode(), self._value.encode()
+        )
+
+
+class RouterApp:
+    def __init__(
+        self,
+        state: RouterState,
+        admin_port: int | None = None,
+        admin_token: AdminToken | None = None,
+    ):
+        self.state = state
+        self.admin_port = admin_port
+        self.admin_token = admin_token
+        self.ids = _RequestIds()
+        self._local: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/pilotage/stats"): self._public_stats,
+            ("GET", "/pilotage/healthz"): self._healthz,
+            ("POST", "/v1/feedback"): self._feedback,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        if self.admin_port is not None and scope["server"][1] == self.admin_port:
+            await self._admin(scope, receive, send)
+            return
+        handler = self._local.get((scope["method"], scope["path"]))
+        if handler is not None:
+            await handler(scope, receive, send)
+            return
+        await self._proxy(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- the hot path -------------------------------------------------------------
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        active = self.state.active  # read once: this request keeps this table
+        sticky_name = active.sticky_header
+        forced: bytes | None = None
+        sticky_key: bytes | None = None
+        request_id: bytes | None = None
+        forward: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name in _REQUEST_SKIP:
+                if name == VARIANT_HEADER:
+                    forced = value
+                elif name == REQUEST_ID_HEADER:
+                    request_id = value
+                continue
+            if name == sticky_name:
+                sticky_key = value
+            forward.append(b"%s: %s\r\n" % (name, value))
+
+        if request_id is None:
+            request_id = self.ids.next()
+        elif not _valid_request_id(request_id):
+            await _send_json(
+                send,
+                400,
+                {
+                    "error": f"x-pilotage-request-id: must be 1-{MAX_REQUEST_ID} visible ASCII characters"
+                },
+            )
+            return
+        if forced is not None:
+            route = active.by_name.get(forced.lower())
+            if route is None:
+                names = ", ".join(active.routes)
+                await _send_json(
+                    send,
+                    400,
+                    {
+                        "error": f"x-pilotage-variant: no variant {forced.decode('latin-1')!r} in this deployment (have: {names})"
+                    },
+                )
+                return
+        else:
+            route = active.pick(sticky_key)
+
+        body = await _read_body(receive)
+        if body is None:
+            await _send_json(send, 413, {"error": f"body: larger than {MAX_BODY_BYTES} bytes"})
+            return
+        forward.append(b"x-pilotage-request-id: %s\r\n" % request_id)
+        headers = b"".join(forward)
+        method_str: str = scope["method"]
+        method = method_str.encode()
+        path: str = scope["path"]
+        query: bytes = scope["query_string"]
+        target: bytes = scope["raw_path"] or path.encode()
+        if query:
+            target = target + b"?" + query
+
+        response, route = await self._call_upstream(
+            active, route, forced is None, method_str, path, method, target, headers, body, started
+        )
+        if isinstance(response, UpstreamError):
+            return await self._upstream_failed(send, route, request_id, response)
+
+        out: list[tuple[bytes, bytes]] = []
+        has_version = False
+        for name, value in response.headers:
+            if name in _RESPONSE_SKIP:
+                continue
+            if name == VERSION_HEADER:
+                has_version = True
+            out.append((name, value))
+        rbody = response.body
+        out.append((b"content-length", b"%d" % len(rbody)))
+        out.append((VARIANT_HEADER, route.name_header))
+        if not has_version:
+            out.append((VERSION_HEADER, route.version_header))
+        out.append((REQUEST_ID_HEADER, request_id))
+        status = response.status
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": rbody})
+
+        if status < 300 and _is_inference(method_str, path):
+            self.state.recent.remember(request_id, route.stats, rbody)
+            shadow = active.shadow
+            if (
+                shadow is not None
+                and shadow is not route
+                and active.sampler is not None
+                and active.sampler.take()
+            ):
+                self.state.mirror.offer(
+                    ShadowCopy(
+                        shadow.pool,
+                        shadow.stats,
+                        method,
+                        target,
+                        headers,
+                        body,
+                        rbody,
+                        active.timeout,
+                        active.tolerance,
+                    )
+                )
+
+    async def _call_upstream(
+        self,
+        active: ActiveTable,
+        route: Route,
+        may_retry: bool,
+        method_str: str,
+        path: str,
+        method: bytes,
+        target: bytes,
+        headers: bytes,
+        body: bytes,
+        started: float,
+    ) -> tuple[UpstreamResponse | UpstreamError, Route]:
+        """Call ``route``; a failed canary answer is retried once on stable when safe.
+
+        Returns the error instead of an answer when no upstream answered.
+        """
+        response: UpstreamResponse | UpstreamError
+        try:
+            response = await route.pool.request(method, target, headers, body, active.timeout)
+            now = time.perf_counter()
+            route.stats.record(response.status, now - started)
+            if response.status < 500:
+                return response, route
+        except UpstreamError as exc:
+            now = time.perf_counter()
+            route.stats.record(exc.status, now - started)
+            response = exc
+        fallback = active.fallback
+        if (
+            not may_retry
+            or not active.retry_on_stable
+            or fallback is None
+            or fallback is route
+            or not (method_str in _RETRYABLE_METHODS or _is_inference(method_str, path))
+        ):
+            return response, route
+        route.stats.retried_on_stable += 1
+        try:
+            retried = await fallback.pool.request(method, target, headers, body, active.timeout)
+            fallback.stats.record(retried.status, time.perf_counter() - now)
+            return retried, fallback
+        except UpstreamError as exc:
+            fallback.stats.record(exc.status, time.perf_counter() - now)
+            return exc, fallback
+
+    async def _upstream_failed(
+        self, send: Send, route: Route, request_id: bytes, error: UpstreamError
+    ) -> None:
+        await _send_json(
+            send,
+            error.status,
+            {
+                "error": f"upstream {route.variant.name} (version {route.variant.version}) failed: {error}"
+            },
+            [
+                (VARIANT_HEADER, route.name_header),
+                (VERSION_HEADER, route.version_header),
+                (REQUEST_ID_HEADER, request_id),
+            ],
+        )
+
+    # ---- router-local public endpoints -------------------------------------------
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_text(
+            send, 200, render_metrics(self.state), b"text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def _public_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+        doc = self.state.stats_json()
+        for entry in doc["variants"].values():
+            entry.pop("url", None)
+        await _send_json(send, 200, doc)
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_json(send, 200, {"status": "ok", "generation": self.state.generation})
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            await _send_json(send, 413, {"error": f"body: larger than {MAX_BODY_BYTES} bytes"})
+            return
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            await _send_json(send, 400, {"error": f"body: malformed JSON ({exc})"})
+            return
+        try:
+            result = apply_feedback(doc, self.state.recent, self.state.registry)
+        except FeedbackError as exc:
+            await _send_json(send, 400, {"error": str(exc)})
+            return
+        await _send_json(send, 200, result)
+
+    # ---- admin port --------------------------------------------------------------
+    def _authorised(self, scope: Scope) -> int:
+        """200 when the bearer token matches, else 401 (none given) or 403 (wrong)."""
+        if self.admin_token is None:
+            return 403
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    return 401
+                return 200 if self.admin_token.matches(token.strip()) else 403
+        return 401
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        verdict = self._authorised(scope)
+        if verdict == 401:
+            await _send_json(
+                send,
+                401,
+                {"error": "authorization: bearer token required"},
+                [(b"www-authenticate", b'Bearer realm="pilotage-router"')],
+            )
+            return
+        if verdict == 403:
+            await _send_json(send, 403, {"error": "authorization: token not accepted"})
+            return
+        key = (scope["method"], scope["path"])
+        if key == ("GET", "/admin/routes"):
+            await _send_json(
+                send,
+                200,
+                {"generation": self.state.generation, **self.state.active.table.to_document()},
+            )
+        elif key == ("PUT", "/admin/routes"):
+            await self._put_routes(receive, send)
+        elif key == ("GET", "/admin/stats"):
+            await _send_json(send, 200, self.state.stats_json())
+        elif scope["path"] in ("/admin/routes", "/admin/stats"):
+            await _send_json(
+                send, 405, {"error": f"method {scope['method']} not allowed on {scope['path']}"}
+            )
+        else:
+            await _send_json(
+                send,
+                404,
+                {"error": f"no admin endpoint {scope['path']} (have /admin/routes, /admin/stats)"},
+            )
+
+    async def _put_routes(self, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        if body is None:
+            await _send_json(send, 413, {"error": "body: routing document too large"})
+            return
+        try:
+            table = parse_table(decode_document(body))
+        except RoutingError as exc:
+            await _send_json(send, 400, {"error": str(exc)})
+            return
+        if table.deployment != self.state.active.table.deployment:
+            await _send_json(
+                send,
+                409,
+                {
+                    "error": f"deployment: this router serves {self.state.active.table.deployment!r}, not {table.deployment!r}"
+                },
+            )
+            return
+        changed = self.state.apply(table, "admin")
+        await _send_json(
+            send,
+            200,
+            {"applied": changed, "generation": self.state.generation, "revision": table.revision},
+        )

@@ -1,0 +1,165 @@
+"""`pilotage route`: run the traffic router of one ModelDeployment."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pilotage.router.app import AdminToken, RouterApp
+from pilotage.router.state import RouterState
+from pilotage.router.table import RoutingError, load_table_file
+from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
+
+log = logging.getLogger("pilotage.router")
+
+ADMIN_TOKEN_ENV = "PILOTAGE_ROUTER_ADMIN_TOKEN"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pilotage route",
+        description="Route V1/V2 inference traffic of one deployment across model variants "
+        "(canary, blue-green, shadow). See docs/routing.md.",
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="routing file (YAML or JSON); watched for changes",
+    )
+    p.add_argument("--port", required=True, type=int, help="public port")
+    p.add_argument("--host", default="127.0.0.1", help="public address (default 127.0.0.1)")
+    p.add_argument("--admin-port", type=int, help="admin API port (disabled when absent)")
+    p.add_argument("--admin-host", help="admin address (default: --host)")
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help=f"file holding the admin bearer token (re-read when it changes); or set ${ADMIN_TOKEN_ENV}",
+    )
+    p.add_argument(
+        "--watch-interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        help="seconds between routing-file checks",
+    )
+    p.add_argument(
+        "--shadow-queue",
+        type=int,
+        default=256,
+        help="shadow copies waiting at most (more are dropped)",
+    )
+    p.add_argument(
+        "--shadow-workers", type=int, default=8, help="shadow requests in flight at most"
+    )
+    p.add_argument(
+        "--recent-answers", type=int, default=10_000, help="answers remembered for feedback"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {what} {host}:{port} ({exc.strerror or exc})") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _admin_token(args: argparse.Namespace) -> AdminToken | None:
+    if args.admin_port is None:
+        return None
+    if args.admin_token_file is not None:
+        return AdminToken(args.admin_token_file)
+    env = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    if env:
+        return AdminToken(None, env)
+    raise ValueError(f"--admin-port needs a token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}")
+
+
+async def _serve(
+    args: argparse.Namespace,
+    state: RouterState,
+    sockets: list[socket.socket],
+    token: AdminToken | None,
+) -> None:
+    import uvicorn
+
+    app = RouterApp(state, admin_port=args.admin_port, admin_token=token)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_config=None,
+        log_level="warning",
+        timeout_keep_alive=75,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    watcher = FileWatcher(args.config, state, args.watch_interval)
+    watcher.start()
+    state.mirror.start()
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        watcher.stop()
+        await state.mirror.stop()
+        state.pools.close()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        table = load_table_file(args.config)
+        token = _admin_token(args)
+        sockets = [_bind(args.host, args.port, "public port")]
+        if args.admin_port is not None:
+            sockets.append(_bind(args.admin_host or args.host, args.admin_port, "admin port"))
+    except (RoutingError, OSError, ValueError) as exc:
+        print(f"pilotage route: {exc}", file=sys.stderr)
+        return 2
+    state = RouterState(
+        table,
+        "file",
+        shadow_capacity=args.shadow_queue,
+        shadow_workers=args.shadow_workers,
+        recent_capacity=args.recent_answers,
+    )
+    admin = (
+        f"; admin API on {args.admin_host or args.host}:{args.admin_port}"
+        if args.admin_port
+        else ""
+    )
+    print(
+        f"pilotage route: {table.deployment} ({table.mode}, weights {table.weights()}) "
+        f"on http://{args.host}:{args.port}{admin}",
+        flush=True,
+    )
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(args, state, sockets, token))
+    return 0

@@ -1,0 +1,128 @@
+"""Prometheus text exposition of the router's counters (DESIGN §4 names).
+
+Series carry ``deployment`` and ``variant`` as in the design, plus ``version`` so
+that a new canary version is a new series (sum it away with ``sum without(version)``).
+"""
+
+from __future__ import annotations
+
+from pilotage.router.state import RouterState
+from pilotage.router.stats import LATENCY_BOUNDS
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{k}="{_label_value(v)}"' for k, v in labels.items())
+
+
+def render_metrics(state: RouterState) -> str:
+    active = state.active
+    table = active.table
+    dep = table.deployment
+    registry = state.registry
+    out: list[str] = []
+
+    out.append(
+        "# HELP pilotage_router_requests_total Requests answered by the router, per variant and status code."
+    )
+    out.append("# TYPE pilotage_router_requests_total counter")
+    for s in registry.all():
+        for code, n in sorted(s.codes.items()):
+            out.append(
+                f"pilotage_router_requests_total{{{_labels(deployment=dep, variant=s.name, version=s.version, code=str(code))}}} {n}"
+            )
+
+    out.append(
+        "# HELP pilotage_router_request_duration_seconds Upstream round trip seen by the router, per variant."
+    )
+    out.append("# TYPE pilotage_router_request_duration_seconds histogram")
+    for s in registry.all():
+        base = _labels(deployment=dep, variant=s.name, version=s.version)
+        cumulative = 0
+        for bound, count in zip(LATENCY_BOUNDS, s.latency_counts, strict=False):
+            cumulative += count
+            out.append(
+                f'pilotage_router_request_duration_seconds_bucket{{{base},le="{bound:g}"}} {cumulative}'
+            )
+        out.append(
+            f'pilotage_router_request_duration_seconds_bucket{{{base},le="+Inf"}} {s.requests}'
+        )
+        out.append(f"pilotage_router_request_duration_seconds_sum{{{base}}} {s.latency_sum:.9g}")
+        out.append(f"pilotage_router_request_duration_seconds_count{{{base}}} {s.requests}")
+
+    out.append(
+        "# HELP pilotage_router_retries_total Requests that failed on a canary and were answered by stable."
+    )
+    out.append("# TYPE pilotage_router_retries_total counter")
+    for s in registry.all():
+        out.append(
+            f"pilotage_router_retries_total{{{_labels(deployment=dep, variant=s.name, version=s.version)}}} {s.retried_on_stable}"
+        )
+
+    out.append(
+        "# HELP pilotage_router_traffic_weight Share of user traffic (percent) the active table gives each variant."
+    )
+    out.append("# TYPE pilotage_router_traffic_weight gauge")
+    for v in table.variants:
+        out.append(
+            f"pilotage_router_traffic_weight{{{_labels(deployment=dep, variant=v.name)}}} {v.weight}"
+        )
+
+    out.append("# HELP pilotage_router_table_generation Routing tables applied since start.")
+    out.append("# TYPE pilotage_router_table_generation gauge")
+    out.append(f"pilotage_router_table_generation{{{_labels(deployment=dep)}}} {state.generation}")
+
+    shadow = registry.shadow
+    out.append(
+        "# HELP pilotage_shadow_comparisons_total Shadow answers compared with the primary's."
+    )
+    out.append("# TYPE pilotage_shadow_comparisons_total counter")
+    for result, n in (
+        ("agree", shadow.agree),
+        ("disagree", shadow.disagree),
+        ("error", shadow.error),
+    ):
+        out.append(
+            f"pilotage_shadow_comparisons_total{{{_labels(deployment=dep, result=result)}}} {n}"
+        )
+    out.append(
+        "# HELP pilotage_shadow_dropped_total Shadow copies dropped (queue full or shadow backing off)."
+    )
+    out.append("# TYPE pilotage_shadow_dropped_total counter")
+    out.append(f"pilotage_shadow_dropped_total{{{_labels(deployment=dep)}}} {shadow.dropped}")
+
+    fb_labels = (
+        (
+            "pilotage_router_feedback_labelled_total",
+            "Feedback labels scored, per variant.",
+            "labelled",
+        ),
+        (
+            "pilotage_router_feedback_correct_total",
+            "Feedback labels the variant predicted right.",
+            "correct",
+        ),
+        (
+            "pilotage_router_feedback_valued_total",
+            "Feedback regression values scored, per variant.",
+            "valued",
+        ),
+        (
+            "pilotage_router_feedback_abs_error_total",
+            "Sum of |prediction - value| over regression feedback.",
+            "abs_error_sum",
+        ),
+    )
+    for name, help_text, attr in fb_labels:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} counter")
+        for s in registry.all():
+            value = getattr(s.feedback, attr)
+            out.append(
+                f"{name}{{{_labels(deployment=dep, variant=s.name, version=s.version)}}} {value:.9g}"
+            )
+    out.append("")
+    return "\n".join(out)

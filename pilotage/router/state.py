@@ -1,0 +1,174 @@
+"""The router's live state: the active routing table and everything derived from it.
+
+``RouterState.apply`` builds a complete ``ActiveTable`` (splitter, sticky chooser,
+pools, stats handles) off to the side and then replaces ``state.active`` in one
+assignment. A request reads ``state.active`` once when it starts and uses only that
+object, so it finishes on the upstream it started with whatever happens meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pilotage.router.feedback import RecentAnswers
+from pilotage.router.shadow import ShadowMirror
+from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
+from pilotage.router.stats import StatsRegistry, VariantStats
+from pilotage.router.table import STABLE, RoutingTable, Variant
+from pilotage.router.upstream import PoolRegistry, UpstreamPool
+
+log = logging.getLogger("pilotage.router")
+
+
+class Route:
+    """One variant of the active table with its pool and stats, ready for the hot path."""
+
+    __slots__ = ("name_header", "pool", "stats", "variant", "version_header")
+
+    def __init__(self, variant: Variant, pool: UpstreamPool, stats: VariantStats):
+        self.variant = variant
+        self.pool = pool
+        self.stats = stats
+        self.name_header = variant.name.encode()
+        self.version_header = variant.version.encode()
+
+
+class ActiveTable:
+    __slots__ = (
+        "by_name",
+        "fallback",
+        "retry_on_stable",
+        "routes",
+        "sampler",
+        "shadow",
+        "splitter",
+        "sticky",
+        "sticky_header",
+        "table",
+        "timeout",
+        "tolerance",
+    )
+
+    def __init__(self, table: RoutingTable, pools: PoolRegistry, registry: StatsRegistry):
+        self.table = table
+        self.routes = {
+            v.name: Route(v, pools.pool(v.host, v.port), registry.for_variant(v.name, v.version))
+            for v in table.variants
+        }
+        self.by_name = {name.encode(): route for name, route in self.routes.items()}
+        routed = table.routed
+        self.splitter = WeightedSplitter(routed)
+        self.sticky = StickyChooser(routed) if table.sticky_header else None
+        self.sticky_header = table.sticky_header.encode() if table.sticky_header else None
+        self.timeout = table.timeout_seconds
+        self.fallback = self.routes.get(STABLE)
+        self.retry_on_stable = table.mode == "canary" and self.fallback is not None
+        self.shadow = self.routes[table.shadow.variant] if table.shadow else None
+        self.sampler = PercentSampler(table.shadow.percent) if table.shadow else None
+        self.tolerance = table.shadow.tolerance if table.shadow else 0.0
+
+    def pick(self, sticky_key: bytes | None) -> Route:
+        if sticky_key is not None and self.sticky is not None:
+            return self.routes[self.sticky.pick(sticky_key).name]
+        return self.routes[self.splitter.pick().name]
+
+
+class RouterState:
+    def __init__(
+        self,
+        table: RoutingTable,
+        source: str,
+        shadow_capacity: int = 256,
+        shadow_workers: int = 8,
+        recent_capacity: int = 10_000,
+    ):
+        self.pools = PoolRegistry()
+        self.registry = StatsRegistry()
+        self.recent = RecentAnswers(recent_capacity)
+        self.mirror = ShadowMirror(self.registry.shadow, shadow_capacity, shadow_workers)
+        self.started = time.time()
+        self.generation = 0
+        self.source = source
+        self.loaded_at = 0.0
+        self.reload_errors = 0
+        self.last_reload_error: str | None = None
+        self.active: ActiveTable = self._build(table)
+        self._commit(self.active, source)
+
+    def _build(self, table: RoutingTable) -> ActiveTable:
+        return ActiveTable(table, self.pools, self.registry)
+
+    def _commit(self, active: ActiveTable, source: str) -> None:
+        self.active = active  # the one atomic swap
+        self.generation += 1
+        self.source = source
+        self.loaded_at = time.time()
+        table = active.table
+        self.registry.set_current({(v.name, v.version) for v in table.variants})
+        self.pools.keep_only({(v.host, v.port) for v in table.variants})
+
+    def apply(self, table: RoutingTable, source: str) -> bool:
+        """Make ``table`` the active one; False (and nothing changes) when it is identical."""
+        if table == self.active.table:
+            return False
+        self._commit(self._build(table), source)
+        log.info(
+            "routing table generation %d from %s: mode=%s weights=%s",
+            self.generation,
+            source,
+            table.mode,
+            table.weights(),
+        )
+        return True
+
+    def reload_failed(self, message: str) -> None:
+        self.reload_errors += 1
+        self.last_reload_error = message
+        log.error("routing table not changed: %s", message)
+
+    def stats_json(self) -> dict[str, Any]:
+        active = self.active
+        table = active.table
+        variants: dict[str, Any] = {}
+        for name, route in active.routes.items():
+            entry = route.stats.to_json()
+            entry["weight"] = route.variant.weight
+            entry["url"] = route.variant.url
+            variants[name] = entry
+        retired = [{"variant": s.name, **s.to_json()} for s in self.registry.retired()]
+        registry = self.registry
+        shadow: dict[str, Any] | None = None
+        if table.shadow is not None:
+            shadow = {
+                "variant": table.shadow.variant,
+                "percent": table.shadow.percent,
+                "tolerance": table.shadow.tolerance,
+                "queued": self.mirror.queued,
+                "capacity": self.mirror.capacity,
+            }
+        return {
+            "deployment": table.deployment,
+            "mode": table.mode,
+            "generation": self.generation,
+            "revision": table.revision,
+            "source": self.source,
+            "loadedAt": self.loaded_at,
+            "reloadErrors": self.reload_errors,
+            "lastReloadError": self.last_reload_error,
+            "uptimeSeconds": time.time() - self.started,
+            "weights": table.weights(),
+            "stickyHeader": table.sticky_header,
+            "variants": variants,
+            "retired": retired,
+            "shadow": None if shadow is None else {**shadow, **registry.shadow.to_json()},
+            "shadowTotals": registry.shadow.to_json(),
+            "feedback": {
+                "received": registry.feedback_received,
+                "unknown": registry.feedback_unknown,
+                "mismatched": registry.feedback_invalid,
+                "remembered": len(self.recent),
+                "capacity": self.recent.capacity,
+            },
+        }

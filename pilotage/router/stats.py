@@ -1,0 +1,160 @@
+"""Counters the router keeps: per variant, for shadow comparisons and for live feedback.
+
+Everything is cumulative since the router started (like Prometheus counters): the
+control plane takes differences between two reads. One ``VariantStats`` exists per
+(variant name, model version), so a new canary version starts from zero while the
+Prometheus series for the variant name stay continuous per version label.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+# Upper bounds (seconds) of the latency histogram: fine enough for a p99 SLO check.
+LATENCY_BOUNDS: tuple[float, ...] = (
+    0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+    0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+
+class FeedbackStats:
+    __slots__ = ("abs_error_sum", "correct", "labelled", "valued")
+
+    def __init__(self) -> None:
+        self.labelled = 0
+        self.correct = 0
+        self.valued = 0
+        self.abs_error_sum = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labelled": self.labelled,
+            "correct": self.correct,
+            "accuracy": self.correct / self.labelled if self.labelled else None,
+            "valued": self.valued,
+            "absErrorSum": self.abs_error_sum,
+            "mae": self.abs_error_sum / self.valued if self.valued else None,
+        }
+
+
+class VariantStats:
+    """Requests, codes and latency of one (variant, version)."""
+
+    __slots__ = (
+        "codes",
+        "errors",
+        "feedback",
+        "latency_counts",
+        "latency_sum",
+        "name",
+        "requests",
+        "retried_on_stable",
+        "version",
+    )
+
+    def __init__(self, name: str, version: str):
+        self.name = name
+        self.version = version
+        self.requests = 0
+        self.errors = 0
+        self.retried_on_stable = 0
+        self.codes: dict[int, int] = {}
+        self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.latency_sum = 0.0
+        self.feedback = FeedbackStats()
+
+    def record(self, status: int, seconds: float) -> None:
+        self.requests += 1
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        if status >= 500:
+            self.errors += 1
+        self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "requests": self.requests,
+            "errors": self.errors,
+            "retriedOnStable": self.retried_on_stable,
+            "codes": {str(code): n for code, n in sorted(self.codes.items())},
+            "latency": {
+                "le": list(LATENCY_BOUNDS),
+                "counts": list(self.latency_counts),
+                "sum": self.latency_sum,
+                "count": self.requests,
+            },
+            "feedback": self.feedback.to_json(),
+        }
+
+
+class ShadowStats:
+    __slots__ = (
+        "abs_diff_sum",
+        "agree",
+        "disagree",
+        "dropped",
+        "error",
+        "mirrored",
+        "numeric_compared",
+    )
+
+    def __init__(self) -> None:
+        self.mirrored = 0
+        self.dropped = 0
+        self.agree = 0
+        self.disagree = 0
+        self.error = 0
+        self.abs_diff_sum = 0.0
+        self.numeric_compared = 0
+
+    def to_json(self) -> dict[str, Any]:
+        compared = self.agree + self.disagree
+        return {
+            "mirrored": self.mirrored,
+            "dropped": self.dropped,
+            "comparisons": {"agree": self.agree, "disagree": self.disagree, "error": self.error},
+            "agreement": self.agree / compared if compared else None,
+            "numericCompared": self.numeric_compared,
+            "absDiffSum": self.abs_diff_sum,
+        }
+
+
+class StatsRegistry:
+    """Holds every ``VariantStats`` by (name, version); retired ones are kept, bounded."""
+
+    MAX_RETIRED = 16
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], VariantStats] = {}
+        self._current: set[tuple[str, str]] = set()
+        self.shadow = ShadowStats()
+        self.feedback_received = 0
+        self.feedback_unknown = 0
+        self.feedback_invalid = 0
+
+    def for_variant(self, name: str, version: str) -> VariantStats:
+        key = (name, version)
+        stats = self._by_key.get(key)
+        if stats is None:
+            stats = self._by_key[key] = VariantStats(name, version)
+        return stats
+
+    def set_current(self, keys: set[tuple[str, str]]) -> None:
+        """Mark which (name, version) pairs the live table uses; drop the oldest retired."""
+        self._current = set(keys)
+        retired = [k for k in self._by_key if k not in self._current]
+        for key in retired[: max(0, len(retired) - self.MAX_RETIRED)]:
+            del self._by_key[key]
+
+    def current(self) -> list[VariantStats]:
+        return [s for k, s in self._by_key.items() if k in self._current]
+
+    def retired(self) -> list[VariantStats]:
+        return [s for k, s in self._by_key.items() if k not in self._current]
+
+    def all(self) -> list[VariantStats]:
+        return list(self._by_key.values())

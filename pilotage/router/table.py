@@ -1,0 +1,298 @@
+"""The routing table: which variants exist, where they listen and who gets what share.
+
+A routing document (YAML or JSON, the file given to ``pilotage route --config`` and
+the body of ``PUT /admin/routes``) looks like::
+
+    deployment: iris
+    mode: canary                 # canary | bluegreen | shadow
+    stickyHeader: x-user-id      # optional
+    timeoutSeconds: 10           # optional, per upstream attempt (default 10)
+    revision: "md-7-step-2"      # optional, echoed in stats so the writer can see it applied
+    variants:
+      - {name: stable, url: "http://10.0.0.5:8080", weight: 90, version: "1"}
+      - {name: canary, url: "http://10.0.0.6:8080", weight: 10, version: "2"}
+    shadow:                      # mode shadow only
+      variant: shadow
+      percent: 100               # share of requests copied (default 100)
+      tolerance: 1.0e-6          # regression: |a - b| <= tolerance counts as agreement
+
+Parsing is pure (no I/O beyond ``load_table_file``); a parsed table is immutable, so
+swapping the router's table is a single reference assignment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+MODES = ("canary", "bluegreen", "shadow")
+DEFAULT_TIMEOUT_SECONDS = 10.0
+STABLE = "stable"
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_TOP_KEYS = {
+    "deployment",
+    "mode",
+    "variants",
+    "stickyHeader",
+    "shadow",
+    "timeoutSeconds",
+    "revision",
+}
+_VARIANT_KEYS = {"name", "url", "weight", "version"}
+_SHADOW_KEYS = {"variant", "percent", "tolerance"}
+
+
+class RoutingError(ValueError):
+    """A routing document that cannot be used; the message names the field at fault."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    url: str
+    host: str
+    port: int
+    weight: int
+    version: str
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    variant: str
+    percent: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    deployment: str
+    mode: str
+    variants: tuple[Variant, ...]
+    sticky_header: str | None
+    shadow: ShadowSpec | None
+    timeout_seconds: float
+    revision: str | None
+
+    def variant(self, name: str) -> Variant | None:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        return None
+
+    @property
+    def routed(self) -> tuple[Variant, ...]:
+        """Variants that may receive user traffic (everything but the shadow)."""
+        shadow = self.shadow.variant if self.shadow else None
+        return tuple(v for v in self.variants if v.name != shadow)
+
+    def weights(self) -> dict[str, int]:
+        return {v.name: v.weight for v in self.variants}
+
+    def to_document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "deployment": self.deployment,
+            "mode": self.mode,
+            "variants": [
+                {"name": v.name, "url": v.url, "weight": v.weight, "version": v.version}
+                for v in self.variants
+            ],
+            "timeoutSeconds": self.timeout_seconds,
+        }
+        if self.sticky_header:
+            doc["stickyHeader"] = self.sticky_header
+        if self.shadow:
+            doc["shadow"] = {
+                "variant": self.shadow.variant,
+                "percent": self.shadow.percent,
+                "tolerance": self.shadow.tolerance,
+            }
+        if self.revision is not None:
+            doc["revision"] = self.revision
+        return doc
+
+
+def _unknown_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise RoutingError(
+            f"{where}: unknown field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _number(where: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RoutingError(f"{where}: must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise RoutingError(f"{where}: must be between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+def _parse_url(where: str, url: Any) -> tuple[str, str, int]:
+    if not isinstance(url, str) or not url:
+        raise RoutingError(f"{where}: must be an http:// URL, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise RoutingError(f"{where}: only http:// upstreams are supported, got {url!r}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise RoutingError(f"{where}: bad port in {url!r}") from None
+    if not parts.hostname:
+        raise RoutingError(f"{where}: no host in {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise RoutingError(f"{where}: must be scheme://host:port with no path, got {url!r}")
+    return url.rstrip("/"), parts.hostname, port
+
+
+def _parse_variant(i: int, raw: Any) -> Variant:
+    where = f"variants[{i}]"
+    if not isinstance(raw, Mapping):
+        raise RoutingError(f"{where}: must be a mapping with name, url, weight, version")
+    _unknown_keys(where, raw, _VARIANT_KEYS)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RoutingError(
+            f"{where}.name: must be a lowercase DNS label (e.g. stable), got {name!r}"
+        )
+    url, host, port = _parse_url(f"{where}.url", raw.get("url"))
+    weight = raw.get("weight", 0)
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise RoutingError(f"{where}.weight: must be an integer 0..100, got {weight!r}")
+    version = raw.get("version")
+    if isinstance(version, bool) or not isinstance(version, str | int) or str(version) == "":
+        raise RoutingError(
+            f"{where}.version: required (the model version it serves), got {version!r}"
+        )
+    return Variant(name=name, url=url, host=host, port=port, weight=weight, version=str(version))
+
+
+def _parse_shadow(raw: Any, names: set[str]) -> ShadowSpec:
+    if not isinstance(raw, Mapping):
+        raise RoutingError("shadow: must be a mapping with variant and percent")
+    _unknown_keys("shadow", raw, _SHADOW_KEYS)
+    variant = raw.get("variant")
+    if variant not in names:
+        raise RoutingError(
+            f"shadow.variant: {variant!r} is not one of the variants ({', '.join(sorted(names))})"
+        )
+    percent = _number("shadow.percent", raw.get("percent", 100), 0, 100)
+    tolerance = _number("shadow.tolerance", raw.get("tolerance", 1e-6), 0, math.inf)
+    return ShadowSpec(variant=str(variant), percent=percent, tolerance=tolerance)
+
+
+def parse_table(doc: Any) -> RoutingTable:
+    """Validate a routing document (already decoded) into a table, or raise RoutingError."""
+    if not isinstance(doc, Mapping):
+        raise RoutingError("routing document: must be a mapping (deployment, mode, variants...)")
+    _unknown_keys("routing document", doc, _TOP_KEYS)
+    deployment = doc.get("deployment")
+    if not isinstance(deployment, str) or not deployment:
+        raise RoutingError(f"deployment: required non-empty name, got {deployment!r}")
+    mode = doc.get("mode")
+    if mode not in MODES:
+        raise RoutingError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    raw_variants = doc.get("variants")
+    if not isinstance(raw_variants, list) or not raw_variants:
+        raise RoutingError("variants: required non-empty list")
+    variants = tuple(_parse_variant(i, v) for i, v in enumerate(raw_variants))
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RoutingError(f"variants: duplicate name(s) {', '.join(duplicates)}")
+
+    shadow: ShadowSpec | None = None
+    if doc.get("shadow") is not None:
+        if mode != "shadow":
+            raise RoutingError(f"shadow: only valid with mode: shadow (mode is {mode})")
+        shadow = _parse_shadow(doc["shadow"], set(names))
+    elif mode == "shadow":
+        raise RoutingError("shadow: required with mode: shadow (variant, percent)")
+
+    routed = [v for v in variants if shadow is None or v.name != shadow.variant]
+    if shadow is not None:
+        mirror = next(v for v in variants if v.name == shadow.variant)
+        if mirror.weight != 0:
+            raise RoutingError(
+                f"variants: the shadow variant {mirror.name!r} must have weight 0, got {mirror.weight}"
+            )
+    if not routed:
+        raise RoutingError("variants: at least one variant must take user traffic")
+    total = sum(v.weight for v in routed)
+    if total != 100:
+        listed = ", ".join(f"{v.name}={v.weight}" for v in routed)
+        raise RoutingError(f"variants: weights must sum to 100, got {total} ({listed})")
+    if mode == "bluegreen" and sorted(v.weight for v in routed)[-1] != 100:
+        raise RoutingError(
+            "variants: mode bluegreen needs one active variant with weight 100 and the others 0"
+        )
+
+    sticky = doc.get("stickyHeader")
+    if sticky is not None and (not isinstance(sticky, str) or not _HEADER.match(sticky)):
+        raise RoutingError(f"stickyHeader: must be an HTTP header name, got {sticky!r}")
+    timeout = _number(
+        "timeoutSeconds", doc.get("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS), 0.001, 3600
+    )
+    revision = doc.get("revision")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, str | int)):
+        raise RoutingError(f"revision: must be a string or integer, got {revision!r}")
+    return RoutingTable(
+        deployment=deployment,
+        mode=str(mode),
+        variants=variants,
+        sticky_header=sticky.lower() if sticky else None,
+        shadow=shadow,
+        timeout_seconds=timeout,
+        revision=None if revision is None else str(revision),
+    )
+
+
+def decode_document(text: str | bytes, source: str = "routing document") -> Any:
+    """Decode YAML or JSON text (JSON is YAML) into plain data, or raise RoutingError."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RoutingError(f"{source}: not valid YAML/JSON: {exc}".splitlines()[0]) from None
+
+
+def load_table_file(path: str | os.PathLike[str]) -> RoutingTable:
+    """Read and validate a routing file; errors name the file."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise RoutingError(f"{p}: cannot read routing file ({exc.strerror or exc})") from None
+    try:
+        return parse_table(decode_document(text, str(p)))
+    except RoutingError as exc:
+        raise RoutingError(f"{p}: {exc}") from None
+
+
+def write_table_file(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> None:
+    """Validate ``doc`` and replace the routing file atomically (write + fsync + rename).
+
+    The router watching that file never sees a half-written document.
+    """
+    parse_table(doc)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(doc), f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
