@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "pilotage.dev"
@@ -16,18 +16,22 @@ DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
+# The format hints (not descriptions) leave each field's own docstring as its description;
+# the CRD generator appends the hint to it.
 Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
         max_length=32,
-        description="A duration such as `500ms`, `30s`, `5m`, `1h30m`.",
+        json_schema_extra={"x-pilotage-format": "duration"},
     ),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=253)]
 ShortText = Annotated[str, Field(max_length=1024)]
 LongText = Annotated[str, Field(max_length=32768)]
-Timestamp = Annotated[str, Field(max_length=64, description="RFC 3339 time.")]
+Timestamp = Annotated[
+    str, Field(max_length=64, json_schema_extra={"x-pilotage-format": "timestamp"})
+]
 
 
 def parse_duration(value: str) -> float:
@@ -35,6 +39,15 @@ def parse_duration(value: str) -> float:
     if not re.fullmatch(DURATION_PATTERN, value):
         raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 5m, 1h")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+
+
+def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
+    """Model config carrying CEL rules (`x-kubernetes-validations`) into the CRD schema."""
+    return ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": rule, "message": msg} for rule, msg in rules]
+        }
+    )
 
 
 class ApiModel(BaseModel):
@@ -76,6 +89,16 @@ class LocalObjectReference(ApiModel):
 
 
 class LabelSelectorRequirement(ApiModel):
+    """One set-based label requirement."""
+
+    model_config = cel_rules(
+        (
+            "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0"
+            " : !has(self.values) || size(self.values) == 0",
+            "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+        )
+    )
+
     key: Annotated[str, Field(max_length=317)]
     """Label key the requirement applies to."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -85,11 +108,22 @@ class LabelSelectorRequirement(ApiModel):
     )
     """Values for In / NotIn; empty for Exists / DoesNotExist."""
 
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        wants_values = self.operator in ("In", "NotIn")
+        if wants_values and not self.values:
+            raise ValueError(f"values must be non-empty for operator {self.operator}")
+        if not wants_values and self.values:
+            raise ValueError(f"values must be empty for operator {self.operator}")
+        return self
+
 
 class LabelSelector(ApiModel):
     """A Kubernetes label selector; all requirements must match."""
 
-    match_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=64
+    )
     """Labels that must all be present with these values."""
     match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] = Field(
         default_factory=list
@@ -150,13 +184,10 @@ class Condition(ApiModel):
 
 
 def conditions_field() -> Any:
-    return Field(default_factory=list, max_length=16)
-
-
-def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
-    """Model config carrying CEL rules (`x-kubernetes-validations`) into the CRD schema."""
-    return ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [{"rule": rule, "message": msg} for rule, msg in rules]
-        }
+    # A list map keyed by type: server-side apply merges conditions by type and the
+    # API server rejects two conditions of one type.
+    return Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

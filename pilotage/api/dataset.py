@@ -13,6 +13,7 @@ from pilotage.api.common import (
     Name,
     ShortText,
     Timestamp,
+    cel_rules,
     conditions_field,
 )
 from pilotage.api.resource import PrinterColumn, Resource, age_column
@@ -36,6 +37,13 @@ class DataSource(ApiModel):
 
 class ColumnSchema(ApiModel):
     """What one column must look like."""
+
+    model_config = cel_rules(
+        (
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "a column's min must not be greater than its max",
+        )
+    )
 
     name: ColumnName
     """Column name."""

@@ -46,9 +46,13 @@ class Window(ApiModel):
 
 
 class TemplateMetadata(ApiModel):
-    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
+    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=64
+    )
     """Labels of the created TrainingJob (match them with a deployment's trainingJobSelector)."""
-    annotations: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, Annotated[str, Field(max_length=8192)]] = Field(
+        default_factory=dict, max_length=64
+    )
     """Annotations of the created TrainingJob."""
 
 
@@ -80,6 +84,8 @@ class OnDrift(ApiModel):
 class PerformanceSpec(ApiModel):
     """Live quality from feedback (`POST /v1/feedback` on the router)."""
 
+    model_config = cel_rules(("has(self.min) || has(self.max)", "performance: set min or max"))
+
     metric: Literal["accuracy", "mae"] = "accuracy"
     """accuracy (classification) or mae (regression)."""
     min: float | None = None
@@ -105,7 +111,9 @@ class DriftMonitorSpec(ApiModel):
     """Statistic; `auto` picks per feature (numeric vs categorical)."""
     threshold: Annotated[float, Field(ge=0)] = 0.2
     """Per-feature threshold of the statistic (for p-value tests: drift when p < threshold)."""
-    feature_thresholds: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    feature_thresholds: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=1000
+    )
     """Per-feature overrides of `threshold`."""
     drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     """Share of drifted features that makes the data set drift."""

@@ -99,7 +99,8 @@ class CanaryStrategy(ApiModel):
 
     model_config = cel_rules(
         (
-            "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "!has(self.steps) || self.steps.filter(s, has(s.setWeight))"
+            ".map(s, s.setWeight).isSorted()",
             "steps: setWeight must not decrease from one step to the next",
         ),
     )
@@ -337,7 +338,9 @@ class ModelDeploymentStatus(ApiModel):
     """Index of the canary step in progress."""
     step_started: Timestamp | None = None
     """When the current step (or pause, or shadow/blue-green wait) began."""
-    traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=dict, max_length=8
+    )
     """Variant → percentage of user traffic."""
     traffic_summary: Annotated[str, Field(max_length=128)] = ""
     """Traffic as text for `kubectl get`, e.g. `stable 90 / canary 10`."""
@@ -357,7 +360,9 @@ class ModelDeploymentStatus(ApiModel):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     """Router counters at the start of the current analysis interval (internal)."""
-    handled_actions: dict[str, Annotated[str, Field(max_length=128)]] = Field(default_factory=dict)
+    handled_actions: dict[str, Annotated[str, Field(max_length=128)]] = Field(
+        default_factory=dict, max_length=16
+    )
     """Manual-action annotation values already acted on (promote, abort, retry)."""
     message: ShortText = ""
     """One line about the current state."""
@@ -371,8 +376,18 @@ class ModelDeployment(Resource):
     SHORT_NAMES: ClassVar[list[str]] = ["md"]
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
-        PrinterColumn(name="Stable", type="string", json_path=".status.stable.version"),
-        PrinterColumn(name="Candidate", type="string", json_path=".status.candidate.version"),
+        PrinterColumn(
+            name="Stable",
+            type="string",
+            json_path=".status.stable.version",
+            description="Version serving users.",
+        ),
+        PrinterColumn(
+            name="Candidate",
+            type="string",
+            json_path=".status.candidate.version",
+            description="Version being rolled out.",
+        ),
         PrinterColumn(name="Traffic", type="string", json_path=".status.trafficSummary"),
         PrinterColumn(name="P99ms", type="number", json_path=".status.lastAnalysis.p99Ms"),
         PrinterColumn(name="Strategy", type="string", json_path=".spec.strategy.type", priority=1),

@@ -13,6 +13,7 @@ from pilotage.api.common import (
     ResourceRequirements,
     ShortText,
     Timestamp,
+    cel_rules,
     conditions_field,
 )
 from pilotage.api.resource import PrinterColumn, Resource, age_column
@@ -114,6 +115,14 @@ class SearchSpec(ApiModel):
 class Gate(ApiModel):
     """A bound a metric must meet for the model to be deployable."""
 
+    model_config = cel_rules(
+        ("has(self.min) || has(self.max)", "a gate sets min, max or both"),
+        (
+            "!has(self.min) || !has(self.max) || self.min <= self.max",
+            "a gate's min must not be greater than its max",
+        ),
+    )
+
     metric: MetricName
     """Metric checked on the test split."""
     min: float | None = None
@@ -125,6 +134,10 @@ class Gate(ApiModel):
     def _bound(self) -> Gate:
         if self.min is None and self.max is None:
             raise ValueError(f"gate on {self.metric}: set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"gate on {self.metric}: min {self.min} is greater than max {self.max}"
+            )
         return self
 
 
@@ -179,7 +192,7 @@ class TrainingJobSpec(ApiModel):
 
 
 class GateResult(ApiModel):
-    metric: str
+    metric: Annotated[str, Field(max_length=64)]
     """Metric checked."""
     value: float | None = None
     """Measured value."""
@@ -218,7 +231,7 @@ class TrainingJobStatus(ApiModel):
     """Version of the produced model."""
     model_uri: Annotated[str, Field(max_length=2048)] | None = None
     """URI of the model directory (model.onnx + model.json)."""
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     """Evaluation metrics on the test split."""
     gates: GatesStatus | None = None
     """Gate results."""
