@@ -1,0 +1,570 @@
+"""The local platform: the control actions carried out with processes on 127.0.0.1.
+
+* a training (or profiling) run is ``pilotage train|profile -f MANIFESTS --output URI``
+  in a process whose exit status is written to a file, so that a run that finishes
+  while `pilotage up` is down is still read correctly when it comes back;
+* each (deployment, version) replica is a ``pilotage serve`` process;
+* each deployment's router is a ``pilotage route`` process reading a routing file that
+  is rewritten atomically (the router watches it, no restart);
+* artifacts live under ``<state>/artifacts`` as ``file://`` URIs.
+
+Every process is recorded in the store (see ``processes.Supervisor``), so a restarted
+runtime adopts the ones still running and never starts a finished run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pilotage.api import parse_resource
+from pilotage.control.types import (
+    Action,
+    CreateTrainingJob,
+    DeleteRun,
+    EnsureRouter,
+    EnsureServer,
+    FeedbackStats,
+    RemoveServer,
+    RouterState,
+    RouterStats,
+    RunState,
+    ServerCounters,
+    ServerState,
+    SetRoutes,
+    ShadowStats,
+    StartRun,
+    VariantStats,
+)
+from pilotage.local.processes import Supervisor
+from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
+
+HTTP_TIMEOUT_S = 1.0
+LOCALHOST = "127.0.0.1"
+
+# The shell wrapper of a run: the run's exit status lands in a file even when nobody
+# is waiting for it (the runtime was restarted in between).
+_RUN_WRAPPER = 'rc="$1"; shift; "$@"; echo $? > "$rc.tmp"; mv "$rc.tmp" "$rc"'
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOCALHOST, 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(
+    url: str, body: Any = None, method: str | None = None, timeout: float = HTTP_TIMEOUT_S
+) -> Any:
+    """GET (or POST ``body``) JSON; raises OSError on any failure."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{url}: HTTP {exc.code}: {exc.read()[:300]!r}") from exc
+    except (urllib.error.URLError, ValueError, TimeoutError) as exc:
+        raise OSError(f"{url}: {exc}") from exc
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    deployment: str
+    version: str
+    replica: int
+    url: str
+    pid: int
+
+
+class LocalPlatform:
+    """Carries out control actions with local processes; observes them for the reconcilers."""
+
+    def __init__(self, store: Store, supervisor: Supervisor, python: str = sys.executable):
+        self.store = store
+        self.supervisor = supervisor
+        self.python = python
+        self.state_dir = store.state_dir
+        self.artifacts_dir = self.state_dir / "artifacts"
+        self._ready: set[tuple[int, int]] = set()  # (pid, start_ticks) seen ready
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.artifacts_dir.resolve().as_uri()
+
+    def _pilotage(self, *args: str) -> list[str]:
+        return [self.python, "-m", "pilotage", *args]
+
+    def carry_out(self, action: Action) -> None:
+        if isinstance(action, StartRun):
+            self.start_run(action)
+        elif isinstance(action, DeleteRun):
+            self.delete_run(action.name)
+        elif isinstance(action, EnsureServer):
+            self.ensure_server(action)
+        elif isinstance(action, RemoveServer):
+            self.remove_server(action.deployment, action.version)
+        elif isinstance(action, EnsureRouter):
+            self.ensure_router(action)
+        elif isinstance(action, SetRoutes):
+            self.set_routes(action)
+        elif isinstance(action, CreateTrainingJob):
+            self.create_training_job(action)
+        else:  # pragma: no cover - the Action union is closed
+            raise TypeError(f"unknown action {action!r}")
+
+    # -- training and profiling runs ---------------------------------------------------
+
+    def _run_dir(self, name: str) -> Path:
+        return self.state_dir / "runs" / name
+
+    def start_run(self, action: StartRun) -> None:
+        """Start the run unless one of this name is recorded (running or finished)."""
+        key = f"run/{action.name}"
+        if self.supervisor.find(key) is not None:
+            return
+        run_dir = self._run_dir(action.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("rc", "stdout", "log"):
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir / stale).unlink()
+        manifests = run_dir / "manifests.yaml"
+        manifests.write_text(yaml.safe_dump_all(action.manifests, sort_keys=False))
+        argv = [
+            "sh",
+            "-c",
+            _RUN_WRAPPER,
+            "sh",
+            str(run_dir / "rc"),
+            *self._pilotage(action.purpose, "-f", str(manifests), "--output", action.output_uri),
+        ]
+        self.supervisor.start(
+            key,
+            "run",
+            f"{action.owner_kind}/{action.owner_name}",
+            argv,
+            run_dir / "log",
+            stdout_path=run_dir / "stdout",
+            info={"purpose": action.purpose, "deadline": action.deadline_seconds},
+        )
+
+    def run_state(self, name: str) -> RunState | None:
+        record = self.supervisor.find(f"run/{name}")
+        if record is None:
+            return None
+        run_dir = self._run_dir(name)
+        started = _parse_time(record.started)
+        if self.supervisor.running(record):
+            deadline = record.info.get("deadline")
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            if deadline is None or elapsed <= float(deadline):
+                return RunState(name=name, phase="Running", started=started)
+            self.supervisor.stop(record.key)
+            self.supervisor.store.save_process(record)  # keep it: the run is finished
+            (run_dir / "rc").write_text("124\n")
+        rc_text = ""
+        with contextlib.suppress(OSError):
+            rc_text = (run_dir / "rc").read_text().strip()
+        finished = datetime.fromtimestamp(
+            (run_dir / "rc").stat().st_mtime if rc_text else time.time(), UTC
+        )
+        result = self._run_result(run_dir)
+        if rc_text == "0" and result is not None:
+            return RunState(name, "Succeeded", started, finished, result)
+        if rc_text == "124":
+            message = f"run exceeded its deadline of {record.info.get('deadline')}s"
+        elif not rc_text:
+            message = "run process vanished without an exit status (killed)"
+        elif rc_text == "0":
+            message = "run exited 0 but printed no JSON summary"
+        else:
+            message = str((result or {}).get("message") or "") or _last_line(run_dir / "log")
+            message = f"exit status {rc_text}: {message}"
+        return RunState(name, "Failed", started, finished, result, message)
+
+    @staticmethod
+    def _run_result(run_dir: Path) -> dict[str, Any] | None:
+        line = _last_line(run_dir / "stdout")
+        try:
+            doc = json.loads(line) if line else None
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def delete_run(self, name: str) -> None:
+        self.supervisor.stop(f"run/{name}")
+
+    def run_log(self, name: str) -> Path:
+        return self._run_dir(name) / "log"
+
+    # -- model servers -------------------------------------------------------------------
+
+    @staticmethod
+    def _server_prefix(deployment: str, version: str | None = None) -> str:
+        return f"server/{deployment}/" + (f"{version}/" if version is not None else "")
+
+    def servers(self, deployment: str, version: str | None = None) -> list[ProcessRecord]:
+        return self.supervisor.records(self._server_prefix(deployment, version))
+
+    def ensure_server(self, action: EnsureServer) -> None:
+        """Keep ``replicas`` servers of the version running; restart any that died."""
+        settings = {
+            "modelUri": action.model_uri,
+            "threads": action.settings.threads,
+            "maxBatchSize": action.settings.max_batch_size,
+            "maxBatchWaitUs": action.settings.max_batch_wait_us,
+        }
+        restarted = False
+        for record in self.servers(action.deployment, action.version):
+            replica = int(record.key.rsplit("/", 1)[1])
+            if replica >= action.replicas or record.info.get("settings") != settings:
+                self.supervisor.stop(record.key)
+                restarted = True
+            elif not self.supervisor.running(record):
+                self.supervisor.stop(record.key)
+        have = {
+            int(r.key.rsplit("/", 1)[1]) for r in self.servers(action.deployment, action.version)
+        }
+        for replica in range(action.replicas):
+            if replica in have:
+                continue
+            self._start_server(action, replica, settings)
+            restarted = True
+        if restarted:
+            self._refresh_routes(action.deployment)
+
+    def _start_server(self, action: EnsureServer, replica: int, settings: dict[str, Any]) -> None:
+        port = free_port()
+        key = f"{self._server_prefix(action.deployment, action.version)}{replica}"
+        argv = self._pilotage(
+            "serve",
+            "--model-uri",
+            action.model_uri,
+            "--name",
+            action.deployment,
+            "--port",
+            str(port),
+            "--threads",
+            str(action.settings.threads),
+            "--max-batch-size",
+            str(action.settings.max_batch_size),
+            "--max-batch-wait-us",
+            str(action.settings.max_batch_wait_us),
+            "--cache-dir",
+            str(self.state_dir / "cache"),
+        )
+        log = self.state_dir / "logs" / f"server-{action.deployment}-{action.version}-{replica}.log"
+        self.supervisor.start(
+            key,
+            "server",
+            f"ModelDeployment/{action.deployment}",
+            argv,
+            log,
+            port=port,
+            info={"settings": settings, "version": action.version},
+        )
+
+    def remove_server(self, deployment: str, version: str) -> None:
+        for record in self.servers(deployment, version):
+            self.supervisor.stop(record.key)
+
+    def _ready_now(self, record: ProcessRecord, path: str) -> bool:
+        ident = (record.pid, record.start_ticks)
+        if not self.supervisor.running(record):
+            self._ready.discard(ident)
+            return False
+        if ident in self._ready:
+            return True
+        try:
+            http_json(f"http://{LOCALHOST}:{record.port}{path}", timeout=0.5)
+        except OSError:
+            return False
+        self._ready.add(ident)
+        return True
+
+    def server_states(self, deployment: str) -> list[ServerState]:
+        """One state per version: ready when every replica answers its readiness probe."""
+        by_version: dict[str, list[ProcessRecord]] = {}
+        for record in self.servers(deployment):
+            by_version.setdefault(str(record.info.get("version")), []).append(record)
+        states = []
+        for version, records in by_version.items():
+            down = [r for r in records if not self._ready_now(r, "/v2/health/ready")]
+            message = ""
+            if down:
+                dead = [r for r in down if not self.supervisor.running(r)]
+                message = (
+                    f"server exited: {_last_line(Path(dead[0].log_path))}" if dead else "starting"
+                )
+            states.append(ServerState(version=version, ready=not down, message=message))
+        return states
+
+    def server_url(self, deployment: str, version: str) -> str | None:
+        records = self.servers(deployment, version)
+        return f"http://{LOCALHOST}:{records[0].port}" if records else None
+
+    def server_drift_counters(self, deployment: str, version: str) -> list[ServerCounters]:
+        out = []
+        for record in self.servers(deployment, version):
+            if not self._ready_now(record, "/v2/health/ready"):
+                continue
+            try:
+                snap = http_json(
+                    f"http://{LOCALHOST}:{record.port}/v1/models/{deployment}/drift", timeout=2.0
+                )
+            except OSError:
+                continue
+            out.append(self._counters(snap, f"{record.key}@{record.pid}"))
+        return out
+
+    @staticmethod
+    def _counters(snap: dict[str, Any], replica: str) -> ServerCounters:
+        reservoir: dict[str, tuple[float, ...]] = {}
+        res = snap.get("reservoir") or {}
+        columns = list(res.get("columns") or [])
+        rows = res.get("rows") or []
+        for i, column in enumerate(columns):
+            values = [r[i] for r in rows if i < len(r)]
+            if values and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                reservoir[column] = tuple(float(v) for v in values)
+        return ServerCounters(
+            features=snap.get("features") or {},
+            predictions=(snap.get("predictions") or {}).get("counts") or {},
+            rows=int(snap.get("rows") or 0),
+            reservoir=reservoir or None,
+            replica=replica,
+        )
+
+    def inject_faults(
+        self, deployment: str, version: str, latency_ms: float = 0.0, error_rate: float = 0.0
+    ) -> int:
+        """Set fault injection on every replica of a version; returns how many were set."""
+        done = 0
+        for record in self.servers(deployment, version):
+            http_json(
+                f"http://{LOCALHOST}:{record.port}/admin/faults",
+                {"latencyMs": latency_ms, "errorRate": error_rate},
+            )
+            done += 1
+        return done
+
+    # -- routers ---------------------------------------------------------------------------
+
+    def _routes_file(self, deployment: str) -> Path:
+        return self.state_dir / "routes" / f"{deployment}.json"
+
+    def ensure_router(self, action: EnsureRouter) -> None:
+        """Keep the router running; it starts with the first routing table."""
+        record = self.supervisor.find(f"router/{action.deployment}")
+        if record is not None and self.supervisor.running(record):
+            return
+        if self._routes_file(action.deployment).exists():
+            self._start_router(action.deployment, record.port if record else None)
+
+    def _start_router(self, deployment: str, port: int | None) -> None:
+        self.supervisor.stop(f"router/{deployment}")
+        if port is None or not _port_free(port):
+            port = free_port()
+        argv = self._pilotage(
+            "route", "--config", str(self._routes_file(deployment)), "--port", str(port)
+        )
+        self.supervisor.start(
+            f"router/{deployment}",
+            "router",
+            f"ModelDeployment/{deployment}",
+            argv,
+            self.state_dir / "logs" / f"router-{deployment}.log",
+            port=port,
+        )
+
+    def set_routes(self, action: SetRoutes) -> None:
+        """Write the routing document with the servers' current URLs; the router reloads it."""
+        path = self._routes_file(action.deployment)
+        table_path = path.with_suffix(".table.json")
+        _atomic_write(table_path, json.dumps(_table_to_json(action), sort_keys=True))
+        self._refresh_routes(action.deployment)
+
+    def _refresh_routes(self, deployment: str) -> None:
+        table_path = self._routes_file(deployment).with_suffix(".table.json")
+        try:
+            table = json.loads(table_path.read_text())
+        except (OSError, ValueError):
+            return
+        urls: dict[str, str] = {}
+        for variant in table["variants"]:
+            url = self.server_url(deployment, variant["version"])
+            if url is None:
+                return  # a server is missing; the reconciler ensures it first
+            urls[variant["version"]] = url
+        doc = dict(table)
+        doc["deployment"] = deployment
+        doc["variants"] = [{**v, "url": urls[v["version"]]} for v in table["variants"]]
+        text = json.dumps(doc, indent=2, sort_keys=True)
+        path = self._routes_file(deployment)
+        with contextlib.suppress(OSError):
+            if path.read_text() == text:
+                return
+        _atomic_write(path, text)
+        record = self.supervisor.find(f"router/{deployment}")
+        if record is None or not self.supervisor.running(record):
+            self._start_router(deployment, record.port if record else None)
+
+    def router_endpoint(self, deployment: str) -> str | None:
+        record = self.supervisor.find(f"router/{deployment}")
+        return f"http://{LOCALHOST}:{record.port}" if record else None
+
+    def router_state(self, deployment: str) -> RouterState | None:
+        record = self.supervisor.find(f"router/{deployment}")
+        if record is None:
+            return None
+        endpoint = f"http://{LOCALHOST}:{record.port}"
+        if not self.supervisor.running(record):
+            return RouterState(ready=False, endpoint=endpoint)
+        try:
+            doc = http_json(f"{endpoint}/pilotage/stats", timeout=1.0)
+        except OSError:
+            return RouterState(ready=False, endpoint=endpoint)
+        return RouterState(ready=True, endpoint=endpoint, stats=parse_router_stats(doc))
+
+    def remove_router(self, deployment: str) -> None:
+        self.supervisor.stop(f"router/{deployment}")
+        for path in (
+            self._routes_file(deployment),
+            self._routes_file(deployment).with_suffix(".table.json"),
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def remove_deployment(self, deployment: str) -> None:
+        """Stop everything a deleted ModelDeployment had running."""
+        self.remove_router(deployment)
+        for record in self.servers(deployment):
+            self.supervisor.stop(record.key)
+
+    # -- resources created by the control plane ----------------------------------------------
+
+    def create_training_job(self, action: CreateTrainingJob) -> None:
+        manifest = json.loads(json.dumps(action.manifest))
+        meta = manifest.setdefault("metadata", {})
+        namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+        owner = self.store.find(action.owner_kind, action.owner_name, namespace)
+        if owner is not None:
+            refs = [
+                r for r in meta.get("ownerReferences") or [] if r.get("uid") != owner.metadata.uid
+            ]
+            refs.append(
+                {
+                    "apiVersion": owner.api_version,
+                    "kind": owner.kind,
+                    "name": owner.name,
+                    "uid": owner.metadata.uid,
+                    "controller": True,
+                }
+            )
+            meta["ownerReferences"] = refs
+        resource = parse_resource(manifest, f"TrainingJob/{meta.get('name')}")
+        if self.store.find("TrainingJob", resource.name, namespace) is not None:
+            return
+        with contextlib.suppress(StoreError):  # created meanwhile: create-if-absent
+            self.store.create(resource)
+
+    def stop_everything(self) -> list[int]:
+        return self.supervisor.stop_all()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _table_to_json(action: SetRoutes) -> dict[str, Any]:
+    """The routing document without URLs (they are filled from the live servers)."""
+    placeholder = {v.version: "" for v in action.table.variants}
+    doc = action.table.to_document(action.deployment, placeholder)
+    for v in doc["variants"]:
+        v.pop("url", None)
+    return doc
+
+
+def parse_router_stats(doc: dict[str, Any]) -> RouterStats:
+    """The router's stats JSON (``GET /pilotage/stats``) as the reconcilers' RouterStats."""
+    variants = []
+    feedback = FeedbackStats()
+    entries = [(name, e) for name, e in (doc.get("variants") or {}).items()]
+    entries += [(e.get("variant", ""), e) for e in doc.get("retired") or []]
+    for name, entry in entries:
+        latency = entry.get("latency") or {}
+        variants.append(
+            VariantStats(
+                name=str(name),
+                version=str(entry.get("version", "")),
+                requests=int(entry.get("requests", 0)),
+                errors=int(entry.get("errors", 0)),
+                latency_bounds=tuple(float(b) for b in latency.get("le") or ()),
+                latency_counts=tuple(int(c) for c in latency.get("counts") or ()),
+            )
+        )
+        fb = entry.get("feedback") or {}
+        if name == "stable" and fb and name in (doc.get("variants") or {}):
+            feedback = FeedbackStats(
+                labelled=int(fb.get("labelled", 0)),
+                correct=int(fb.get("correct", 0)),
+                valued=int(fb.get("valued", 0)),
+                abs_error_sum=float(fb.get("absErrorSum", 0.0)),
+            )
+    totals = doc.get("shadowTotals") or {}
+    comparisons = totals.get("comparisons") or {}
+    shadow = ShadowStats(
+        agree=int(comparisons.get("agree", 0)),
+        disagree=int(comparisons.get("disagree", 0)),
+        error=int(comparisons.get("error", 0)),
+        dropped=int(totals.get("dropped", 0)),
+    )
+    revision = doc.get("revision")
+    return RouterStats(
+        variants=tuple(variants),
+        shadow=shadow,
+        feedback=feedback,
+        revision=None if revision is None else str(revision),
+    )
