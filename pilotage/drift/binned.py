@@ -11,11 +11,12 @@ Conventions (see docs/drift.md):
   side contributes a finite amount.
 * Jensen-Shannon distance is the square root of the JS divergence in base 2, so
   it lies in [0, 1]; empty bins need no epsilon (0 log 0 = 0).
-* chi-squared is Pearson's goodness-of-fit of the observed counts against
-  ``expected * total``; a bin that is empty on both sides is left out (it carries
-  no information and would cost a degree of freedom); a bin the baseline never saw
-  but the window did gets the baseline proportion ``PSI_EPSILON`` (then all
-  proportions are renormalised), instead of an infinite statistic.
+* chi-squared is Pearson's: goodness of fit of the observed counts to
+  ``expected * total``, or, given the baseline's size, the 2 x k homogeneity test;
+  a bin that is empty on both sides is left out (it carries no information and
+  would cost a degree of freedom); in the goodness-of-fit form a bin the baseline
+  never saw but the window did gets the baseline proportion ``PSI_EPSILON`` (then
+  all proportions are renormalised), instead of an infinite statistic.
 """
 
 from __future__ import annotations
@@ -93,19 +94,44 @@ def js_distance(expected: Weights, observed: Weights) -> float:
     return math.sqrt(min(1.0, max(0.0, divergence)))
 
 
-def chi2(expected: Weights, observed: Weights, *, epsilon: float = PSI_EPSILON) -> Chi2Result:
-    """Pearson chi-squared goodness of fit of observed counts to the expected proportions."""
+def chi2(
+    expected: Weights,
+    observed: Weights,
+    *,
+    reference_size: int | None = None,
+    epsilon: float = PSI_EPSILON,
+) -> Chi2Result:
+    """Pearson chi-squared of the observed counts against the expected proportions.
+
+    Without ``reference_size`` it is the goodness-of-fit test against
+    ``expected * total`` (the baseline taken as the true distribution, like
+    scipy.stats.chisquare and Evidently). With it (m, the baseline rows) it is
+    the test of homogeneity of the 2 x k table [expected * m; observed], like
+    scipy.stats.chi2_contingency(correction=False): the baseline's own sampling
+    noise is accounted for, which matters when the baseline is not much larger
+    than the window.
+    """
     p, _, n = _pair(expected, observed)
     counts = np.asarray(observed, dtype=np.float64)
     informative = (p > 0) | (counts > 0)
-    p = np.maximum(p[informative], epsilon)
-    p = p / p.sum()
     counts = counts[informative]
     dof = int(counts.size) - 1
     if dof < 1:
         return Chi2Result(statistic=0.0, p_value=1.0, dof=0)
-    expected_counts = p * n
-    statistic = float(np.sum((counts - expected_counts) ** 2 / expected_counts))
+    if reference_size is None:
+        p = np.maximum(p[informative], epsilon)
+        p = p / p.sum()
+        expected_counts = p * n
+        statistic = float(np.sum((counts - expected_counts) ** 2 / expected_counts))
+    else:
+        if reference_size <= 0:
+            raise DriftInputError(f"reference_size must be > 0, got {reference_size}")
+        reference_counts = p[informative] * reference_size
+        pooled = (reference_counts + counts) / (reference_size + n)
+        statistic = float(
+            np.sum((counts - pooled * n) ** 2 / (pooled * n))
+            + np.sum((reference_counts - pooled * reference_size) ** 2 / (pooled * reference_size))
+        )
     return Chi2Result(statistic=statistic, p_value=chi2_sf(statistic, dof), dof=dof)
 
 

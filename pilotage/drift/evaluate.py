@@ -96,7 +96,7 @@ def _binned_statistic(
             return psi(expected, observed), None, window.total
         if method == "js":
             return js_distance(expected, observed), None, window.total
-        result = chi2(expected, observed)
+        result = chi2(expected, observed, reference_size=reference_rows or None)
         return result.statistic, result.p_value, window.total
     non_null = int(window.values.sum())
     if non_null == 0:

@@ -116,6 +116,17 @@ def test_chi2_drops_bins_empty_on_both_sides_and_floors_unseen_ones() -> None:
     assert result.p_value == pytest.approx(reference.pvalue, rel=1e-8, abs=1e-300)
 
 
+def test_chi2_with_the_baseline_size_is_scipy_contingency_homogeneity() -> None:
+    reference = np.array([120, 300, 80, 0, 500])
+    observed = np.array([30, 70, 40, 3, 90])
+    result = chi2(reference / reference.sum(), observed, reference_size=int(reference.sum()))
+    table = np.array([reference, observed])
+    statistic, p_value, dof, _ = stats.chi2_contingency(table, correction=False)
+    assert result.dof == dof == 4
+    assert result.statistic == pytest.approx(statistic, rel=1e-10)
+    assert result.p_value == pytest.approx(p_value, rel=1e-8)
+
+
 def test_chi2_with_one_informative_bin_has_nothing_to_test() -> None:
     assert chi2([1.0, 0.0], [10, 0]).p_value == 1.0
 
