@@ -76,6 +76,7 @@ _RESPONSE_SKIP = frozenset(
         REQUEST_ID_HEADER,
     }
 )
+_PRIVATE_PREFIXES = ("/admin/", "/pilotage/")
 _RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON = [(b"content-type", b"application/json")]
 
@@ -196,6 +197,10 @@ class RouterApp:
         handler = self._local.get((scope["method"], scope["path"]))
         if handler is not None:
             await handler(scope, receive, send)
+            return
+        if scope["path"].startswith(_PRIVATE_PREFIXES):
+            # the servers' own admin endpoints (fault injection...) are not for clients
+            await _send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
             return
         await self._proxy(scope, receive, send)
 

@@ -92,7 +92,9 @@ class StandIn:
         return 200, {
             "model_name": path.split("/")[3],
             "model_version": self.version,
-            "outputs": [{"name": "label", "datatype": datatype, "shape": [len(preds)], "data": preds}],
+            "outputs": [
+                {"name": "label", "datatype": datatype, "shape": [len(preds)], "data": preds}
+            ],
         }
 
 
