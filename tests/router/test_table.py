@@ -97,7 +97,7 @@ def test_shadow_mode_rules() -> None:
     with pytest.raises(RoutingError, match="shadow: required with mode: shadow"):
         parse_table(doc)
     doc["shadow"] = {"variant": "nope"}
-    with pytest.raises(RoutingError, match="shadow.variant: 'nope' is not one of"):
+    with pytest.raises(RoutingError, match=r"shadow\.variant: 'nope' is not one of"):
         parse_table(doc)
     doc["shadow"] = {"variant": "shadow", "percent": 150}
     with pytest.raises(RoutingError, match=r"shadow.percent: must be between 0 and 100"):
@@ -125,7 +125,7 @@ def test_files_yaml_json_and_atomic_write(tmp_path: Path) -> None:
     with pytest.raises(RoutingError, match="weights must sum"):
         write_table_file(json_file, edited("variants.0.weight", 1))
     (tmp_path / "broken.yaml").write_text("deployment: [unclosed")
-    with pytest.raises(RoutingError, match="broken.yaml: .*not valid YAML/JSON"):
+    with pytest.raises(RoutingError, match=r"broken\.yaml: .*not valid YAML/JSON"):
         load_table_file(tmp_path / "broken.yaml")
     with pytest.raises(RoutingError, match="cannot read routing file"):
         load_table_file(tmp_path / "missing.yaml")
