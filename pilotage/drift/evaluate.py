@@ -8,8 +8,9 @@ server's cumulative bin counters, turns them into a window with
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,28 @@ class Reservoir:
 
     reference: Mapping[str, Sample] = field(default_factory=dict)
     current: Mapping[str, Sample] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(
+        cls,
+        reference: Mapping[str, Sample],
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> Reservoir:
+        """From a server's reservoir snapshot (column names + rows, None for null); only
+        the columns with a reference sample are kept, as floats."""
+        current: dict[str, FloatArray] = {}
+        for j, name in enumerate(columns):
+            if name not in reference:
+                continue
+            try:
+                current[name] = np.array(
+                    [np.nan if row[j] is None else float(row[j]) for row in rows],
+                    dtype=np.float64,
+                )
+            except (TypeError, ValueError, IndexError) as exc:
+                raise DriftInputError(f"reservoir column {name} is not numeric: {exc}") from exc
+        return cls(reference=reference, current=current)
 
 
 def resolve_method(method: str, numeric: bool, has_samples: bool) -> str:
@@ -105,6 +128,8 @@ def _binned_statistic(
         ks = ks_binned(bins.proportions, window.values, reference_size=reference_rows or None)
         return ks.statistic, ks.p_value, non_null
     assert bins.edges is not None
+    if bins.edges.size == 0:  # a single bin (the column was all null in training): no scale
+        return 0.0, None, non_null
     distance = wasserstein_binned(list(bins.edges), bins.proportions, window.values)
     return distance / max(bins.std or 0.0, WASSERSTEIN_MIN_NORM), None, non_null
 

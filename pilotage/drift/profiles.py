@@ -57,7 +57,7 @@ def layout(name: str, profile: NumericProfile | CategoricalProfile) -> BinLayout
         raise DriftInputError(f"baseline of {name}: proportions are all zero")
     if isinstance(profile, NumericProfile):
         edges = np.asarray(profile.edges, dtype=np.float64)
-        if edges.size == 0 or np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
+        if np.any(np.diff(edges) <= 0) or not np.all(np.isfinite(edges)):
             raise DriftInputError(f"baseline of {name}: edges must be finite and increasing")
         if proportions.size != edges.size + 1:
             raise DriftInputError(
@@ -66,7 +66,7 @@ def layout(name: str, profile: NumericProfile | CategoricalProfile) -> BinLayout
             )
         labels = tuple(str(i) for i in range(proportions.size))
         std = profile.std
-        if std is None:
+        if std is None and edges.size:
             _, std = binned_mean_std(list(edges), proportions)
         return BinLayout(name, labels, proportions / total, profile.null_rate, edges, std)
     if proportions.size != len(profile.categories) + 1:

@@ -237,3 +237,26 @@ def test_bad_windows_are_refused_naming_feature_and_bin(halves) -> None:  # type
         evaluate(baseline, {"mean radius": {"42": 1}})
     with pytest.raises(DriftInputError, match="mean radius/0 is not a count"):
         evaluate(baseline, {"mean radius": {"0": -3}})
+
+
+def test_reservoir_from_a_server_snapshot_and_a_single_bin_profile() -> None:
+    from pilotage.api.modelcard import NumericProfile
+
+    baseline = Baseline(
+        rows=1_000,
+        features={
+            "x": numeric_profile(np.arange(1_000.0)),
+            "empty": NumericProfile(edges=[], proportions=[1.0], null_rate=1.0),
+        },
+        predictions=NumericProfile(edges=[0.0], proportions=[0.5, 0.5]),
+    )
+    rows = [[float(v), None] for v in np.arange(500.0, 700.0)]
+    reservoir = Reservoir.from_rows({"x": np.arange(1_000.0)}, ["x", "empty"], rows)
+    assert reservoir.current["x"].shape == (200,)
+    window = {"x": {"5": 100, "6": 100}, "empty": {"0": 0, "null": 200}}
+    report = evaluate(baseline, window, method="ks", reservoir=reservoir)
+    assert report.feature("x").exact and report.feature("x").drifted
+    assert not report.feature("empty").drifted
+    assert evaluate(baseline, window, method="wasserstein").feature("empty").score == 0.0
+    with pytest.raises(DriftInputError, match="reservoir column x is not numeric"):
+        Reservoir.from_rows({"x": [1.0]}, ["x"], [["red"]])
