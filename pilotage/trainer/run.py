@@ -1,0 +1,506 @@
+"""The two runs the trainer image performs: profile a Dataset, train a TrainingJob.
+
+Both return the summary dictionary (the keys of the resource's status) and never raise
+for bad data or a bad spec: a run that cannot finish returns ``phase: Failed`` with the
+reason in ``message``, and leaves nothing at the output URI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pilotage.api.dataset import Dataset
+from pilotage.api.modelcard import (
+    CARD_FILE,
+    MODEL_FILE,
+    Baseline,
+    CategoricalProfile,
+    DatasetInfo,
+    FeatureInfo,
+    ModelCard,
+    NumericProfile,
+    ParityInfo,
+    Task,
+)
+from pilotage.api.trainingjob import GatesStatus, TrainingJob
+from pilotage.storage import StorageError, join, publish_directory
+from pilotage.trainer import data as data_mod
+from pilotage.trainer.algorithms import make_estimator, tunable_parameters
+from pilotage.trainer.errors import DataError, TrainingError
+from pilotage.trainer.evaluation import (
+    check_gate_metrics,
+    classification_metrics,
+    describe_gates,
+    evaluate_gates,
+    regression_metrics,
+    reported_metrics,
+)
+from pilotage.trainer.export import PARITY_TOLERANCE, check_parity, onnx_info, to_onnx
+from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_input
+from pilotage.trainer.profiling import categorical_profile, numeric_profile, top_categories
+from pilotage.trainer.search import search
+from pilotage.trainer.validate import Column, ValidatedData, describe_errors, validate
+
+Progress = Callable[[str], None]
+PROFILE_FILE = "profile.json"
+# A numeric target with at most this many distinct integral values is read as classes.
+MAX_INFERRED_CLASSES = 20
+LIBRARIES = ("pilotage", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@contextmanager
+def _warnings_to(progress: Progress) -> Iterator[None]:
+    """Library warnings become progress lines (each text once) instead of stderr noise."""
+    seen: set[str] = set()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = str(w.message).splitlines()[0] if str(w.message) else w.category.__name__
+                if text not in seen:
+                    seen.add(text)
+                    progress(f"warning: {w.category.__name__}: {text}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_and_validate(
+    dataset: Dataset, progress: Progress
+) -> tuple[data_mod.LoadedData, ValidatedData]:
+    progress(f"loading {dataset.spec.source.uri}")
+    loaded = data_mod.load(dataset.spec.source)
+    progress(
+        f"read {loaded.frame.shape[0]} rows x {loaded.frame.shape[1]} columns, "
+        f"sha256 {loaded.fingerprint[:12]}"
+    )
+    validated = validate(dataset, loaded.frame)
+    for f in validated.findings:
+        progress(f"finding: {f.severity} {f.kind} {f.column or '(rows)'}: {f.count} - {f.message}")
+    return loaded, validated
+
+
+def _profile_of(
+    values: pd.Series, column: Column, max_categories: int
+) -> NumericProfile | CategoricalProfile:
+    if column.type == "category":
+        items = values.tolist()
+        return categorical_profile(items, top_categories(items, max_categories))
+    return numeric_profile(values.to_numpy(dtype=np.float64))
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile(
+    dataset: Dataset, output_uri: str | None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Validate and profile a Dataset; write ``profile.json`` under ``output_uri`` when given."""
+    say = progress or _quiet
+    summary: dict[str, Any] = {
+        "phase": "Failed",
+        "rows": None,
+        "columns": None,
+        "fingerprint": None,
+        "findings": [],
+        "profileUri": None,
+        "message": "",
+    }
+    try:
+        with _warnings_to(say):
+            loaded, validated = _load_and_validate(dataset, say)
+        summary.update(
+            rows=int(loaded.frame.shape[0]),
+            columns=int(loaded.frame.shape[1]),
+            fingerprint=loaded.fingerprint,
+            findings=[f.dump() for f in validated.findings],
+        )
+        if validated.errors:
+            raise DataError(describe_errors(validated.errors))
+        columns = [*validated.features, validated.target]
+        document = {
+            "dataset": dataset.name,
+            "uri": dataset.spec.source.uri,
+            "fingerprint": loaded.fingerprint,
+            "rows": int(loaded.frame.shape[0]),
+            "target": validated.target.name,
+            "columns": {
+                c.name: {
+                    "type": c.type,
+                    **_profile_of(validated.frame[c.name], c, 50).model_dump(
+                        by_alias=True, exclude_none=True
+                    ),
+                }
+                for c in columns
+            },
+            "findings": summary["findings"],
+            "created": _now(),
+        }
+        if output_uri:
+            with tempfile.TemporaryDirectory(prefix="pilotage-profile-") as tmp:
+                (Path(tmp) / PROFILE_FILE).write_text(json.dumps(document, indent=2) + "\n")
+                publish_directory(Path(tmp), output_uri)
+            summary["profileUri"] = join(output_uri, PROFILE_FILE)
+            say(f"wrote {summary['profileUri']}")
+        warnings_count = len(validated.findings)
+        summary["phase"] = "Ready"
+        summary["message"] = (
+            f"{summary['rows']} rows, {summary['columns']} columns, {warnings_count} warning(s)"
+        )
+    except (TrainingError, StorageError) as exc:
+        summary["message"] = str(exc)
+    except Exception as exc:  # the run must end with a summary, whatever went wrong
+        summary["message"] = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
+    return summary
+
+
+# ---------------------------------------------------------------- train
+
+
+def _infer_task(target: Column, y: pd.Series) -> Task:
+    if target.type in ("category", "bool"):
+        return "classification"
+    integral = bool(np.all(np.floor(y) == y))
+    if integral and y.nunique() <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _target_values(target: Column, y: pd.Series, task: Task) -> np.ndarray:
+    if task == "regression":
+        if target.type == "category":
+            raise TrainingError(
+                f"task regression needs a numeric target, but {target.name} is categorical"
+            )
+        return y.to_numpy(dtype=np.float64)
+    if target.type != "category" and bool(np.all(np.floor(y) == y)):
+        return y.to_numpy(dtype=np.float64).astype(np.int64)
+    return np.array([str(v) for v in y], dtype=object)
+
+
+def _split(x_frame: pd.DataFrame, y: np.ndarray, dataset: Dataset, task: Task) -> tuple[Any, ...]:
+    split = dataset.spec.split
+    stratify = None
+    if task == "classification" and split.stratify:
+        _, counts = np.unique(y.astype(str), return_counts=True)
+        if counts.min() >= 2:
+            stratify = y
+    try:
+        return tuple(
+            train_test_split(
+                x_frame,
+                y,
+                test_size=split.test_fraction,
+                random_state=split.seed,
+                stratify=stratify,
+            )
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot split {len(y)} rows: {_one_line(exc)}") from exc
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in sorted(params.items()):
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _libraries() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _sha256(content: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(content).hexdigest()
+
+
+def train(
+    dataset: Dataset, job: TrainingJob, output_uri: str, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train, evaluate, export and publish one model version; return the summary."""
+    say = progress or _quiet
+    summary: dict[str, Any] = {
+        "phase": "Failed",
+        "modelVersion": job.version,
+        "modelUri": None,
+        "metrics": {},
+        "gates": None,
+        "onnxParity": None,
+        "datasetFingerprint": None,
+        "message": "",
+    }
+    try:
+        with _warnings_to(say):
+            _train(dataset, job, output_uri, say, summary)
+    except (TrainingError, StorageError) as exc:
+        summary["message"] = str(exc)
+    except Exception as exc:  # the run must end with a summary, whatever went wrong
+        summary["message"] = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
+    if summary["phase"] != "Succeeded":
+        summary["modelUri"] = None
+    return summary
+
+
+def _train(
+    dataset: Dataset, job: TrainingJob, output_uri: str, say: Progress, summary: dict[str, Any]
+) -> None:
+    spec = job.spec
+    if spec.dataset_ref.name != dataset.name:
+        raise TrainingError(
+            f"TrainingJob {job.name} refers to Dataset {spec.dataset_ref.name!r}, "
+            f"but the manifests hold Dataset {dataset.name!r}"
+        )
+    loaded, validated = _load_and_validate(dataset, say)
+    summary["datasetFingerprint"] = loaded.fingerprint
+    if validated.errors:
+        raise DataError(describe_errors(validated.errors))
+    frame = validated.frame
+    features = validated.features
+    target = validated.target
+    y_raw = frame[target.name]
+    task: Task = spec.task or _infer_task(target, y_raw)
+    y = _target_values(target, y_raw, task)
+    check_gate_metrics(spec.evaluation.gates, task)
+    classes: list[Any] | None = None
+    if task == "classification":
+        classes = sorted(set(y.tolist()))
+        if len(classes) < 2:
+            raise TrainingError(
+                f"target {target.name} has a single class {classes}; nothing to learn"
+            )
+    say(
+        f"task {task}, {len(features)} features, target {target.name}"
+        + (f" ({len(classes)} classes)" if classes else "")
+    )
+
+    train_frame, test_frame, y_train, y_test = _split(
+        frame[[f.name for f in features]], y, dataset, task
+    )
+    x_train = model_input(train_frame, features)
+    x_test = model_input(test_frame, features)
+    say(f"split: {len(y_train)} train, {len(y_test)} test rows")
+
+    categories = (
+        encoder_categories(x_train, features, spec.preprocessing)
+        if not isinstance(x_train, np.ndarray)
+        else {}
+    )
+    estimator = make_estimator(spec.model.algorithm, task, spec.model.hyperparameters, spec.seed)
+    pipeline = build_pipeline(features, spec.preprocessing, estimator, categories)
+    chosen: dict[str, Any] = {}
+    try:
+        if spec.search is not None:
+            pipeline, chosen = search(
+                pipeline,
+                spec.search,
+                task,
+                binary=bool(classes and len(classes) == 2),
+                tunable=tunable_parameters(spec.model.algorithm, task),
+                x=x_train,
+                y=y_train,
+                progress=say,
+            )
+        else:
+            say(f"fitting {spec.model.algorithm}")
+            pipeline.fit(x_train, y_train)
+    except ValueError as exc:
+        raise TrainingError(f"fitting {spec.model.algorithm} failed: {_one_line(exc)}") from exc
+
+    all_metrics: dict[str, float]
+    extra: dict[str, Any] = {}
+    if task == "classification":
+        assert classes is not None
+        fitted_classes = [c.item() if isinstance(c, np.generic) else c for c in pipeline.classes_]
+        proba = pipeline.predict_proba(x_test)
+        all_metrics, matrix = classification_metrics(
+            y_test, pipeline.predict(x_test), proba, fitted_classes
+        )
+        extra["confusion_matrix"] = {"labels": fitted_classes, "matrix": matrix}
+        classes = fitted_classes
+    else:
+        all_metrics = regression_metrics(y_test, pipeline.predict(x_test))
+    all_metrics = _finite(all_metrics)
+    metrics = reported_metrics(all_metrics, list(spec.evaluation.metrics), spec.evaluation.gates)
+    gates = evaluate_gates(spec.evaluation.gates, all_metrics)
+    summary["metrics"] = metrics
+    summary["gates"] = gates.dump()
+    say("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+    name = spec.model_name or dataset.name
+    say("exporting to ONNX")
+    exported = to_onnx(pipeline, features, task, graph_name=name)
+    parity = check_parity(exported, pipeline, x_test, features, task)
+    summary["onnxParity"] = {
+        "maxAbsDiff": parity.max_abs_diff,
+        "labelAgreement": parity.label_agreement,
+    }
+    say(
+        f"parity: max abs diff {parity.max_abs_diff:.3g}, label agreement {parity.label_agreement:.4f}"
+    )
+    if not parity.max_abs_diff <= PARITY_TOLERANCE:
+        raise TrainingError(
+            f"ONNX parity check failed: max abs difference {parity.max_abs_diff:.3g} between "
+            f"scikit-learn and onnxruntime exceeds {PARITY_TOLERANCE:g}"
+        )
+
+    card = _card(
+        name=name,
+        job=job,
+        dataset=dataset,
+        task=task,
+        features=features,
+        target=target,
+        classes=classes,
+        metrics={**all_metrics, **extra},
+        gates=gates,
+        hyperparameters=_json_params(pipeline.steps[-1][1].get_params()),
+        fingerprint=loaded.fingerprint,
+        rows=len(frame),
+        sha256=_sha256(exported.content),
+        exported=exported,
+        parity=parity,
+        baseline=_baseline(
+            train_frame,
+            features,
+            pipeline,
+            x_train,
+            task,
+            classes,
+            spec.preprocessing.max_categories,
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="pilotage-model-") as tmp:
+        (Path(tmp) / MODEL_FILE).write_bytes(exported.content)
+        (Path(tmp) / CARD_FILE).write_text(card.to_json() + "\n")
+        publish_directory(Path(tmp), output_uri)
+    say(f"wrote {output_uri} (sha256 {card.onnx.sha256[:12]})")
+    if chosen:
+        say(f"hyperparameters from search: {chosen}")
+    summary["phase"] = "Succeeded"
+    summary["modelUri"] = output_uri
+    summary["message"] = (
+        f"model {name} {job.version}: {describe_gates(gates)}"
+        if spec.evaluation.gates
+        else f"model {name} {job.version} trained (no gates)"
+    )
+
+
+def _baseline(
+    train_frame: pd.DataFrame,
+    features: list[Column],
+    pipeline: Any,
+    x_train: Any,
+    task: Task,
+    classes: list[Any] | None,
+    max_categories: int,
+) -> Baseline:
+    profiles = {f.name: _profile_of(train_frame[f.name], f, max_categories) for f in features}
+    predicted = pipeline.predict(x_train)
+    predictions: NumericProfile | CategoricalProfile
+    if task == "classification":
+        assert classes is not None
+        predictions = categorical_profile([str(v) for v in predicted], [str(c) for c in classes])
+    else:
+        predictions = numeric_profile(np.asarray(predicted, dtype=np.float64))
+    return Baseline(rows=len(train_frame), features=profiles, predictions=predictions)
+
+
+def _card(
+    *,
+    name: str,
+    job: TrainingJob,
+    dataset: Dataset,
+    task: Task,
+    features: list[Column],
+    target: Column,
+    classes: list[Any] | None,
+    metrics: dict[str, Any],
+    gates: GatesStatus,
+    hyperparameters: dict[str, Any],
+    fingerprint: str,
+    rows: int,
+    sha256: str,
+    exported: Any,
+    parity: Any,
+    baseline: Baseline,
+) -> ModelCard:
+    infos = []
+    for f in features:
+        profile_ = baseline.features[f.name]
+        infos.append(
+            FeatureInfo(
+                name=f.name,
+                type=f.type,
+                nullable=f.nullable,
+                categories=list(profile_.categories)
+                if isinstance(profile_, CategoricalProfile)
+                else None,
+                min=f.min,
+                max=f.max,
+            )
+        )
+    return ModelCard(
+        name=name,
+        version=job.version,
+        task=task,
+        algorithm=job.spec.model.algorithm,
+        features=infos,
+        target=target.name,
+        classes=[c if isinstance(c, str) else int(c) for c in classes] if classes else None,
+        metrics=metrics,
+        gates=gates.dump(),
+        hyperparameters=hyperparameters,
+        dataset=DatasetInfo(
+            name=dataset.name, uri=dataset.spec.source.uri, fingerprint=fingerprint, rows=rows
+        ),
+        created=_now(),
+        libraries=_libraries(),
+        onnx=onnx_info(exported, sha256),
+        parity=ParityInfo(
+            max_abs_diff=parity.max_abs_diff,
+            label_agreement=parity.label_agreement,
+            rows=parity.rows,
+        ),
+        baseline=baseline,
+    )
