@@ -1,0 +1,282 @@
+"""The local commands: `pilotage up|apply|get|describe|delete|promote|abort|retry`.
+
+They all work on a state directory: ``--state-dir``, else ``$PILOTAGE_STATE_DIR``,
+else ``.pilotage`` in the current directory. `promote`, `abort` and `retry` set the
+manual-action annotations the ModelDeployment reconciler acts on; with ``--kube`` they
+patch the same annotation on a cluster through the kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from pilotage.api import KINDS, ManifestError, Resource, load_resources
+from pilotage.control.common import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY
+from pilotage.local.store import DEFAULT_NAMESPACE, NotFound, Store, StoreError
+from pilotage.local.view import describe as describe_text
+from pilotage.local.view import get_table, resolve_kind
+
+STATE_ENV = "PILOTAGE_STATE_DIR"
+DEFAULT_STATE_DIR = ".pilotage"
+KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
+
+
+class CliError(Exception):
+    """A problem to print as one line."""
+
+
+def state_dir(given: str | None) -> Path:
+    return Path(given or os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        help=f"state directory (default ${STATE_ENV} or ./{DEFAULT_STATE_DIR})",
+    )
+    p.add_argument(
+        "-n", "--namespace", default=DEFAULT_NAMESPACE, help="namespace (default: default)"
+    )
+
+
+def _fail(command: str, message: str, code: int = 1) -> int:
+    print(f"pilotage {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def load_manifests(paths: Sequence[str]) -> list[Resource]:
+    """Validated resources from files/directories; every error on its own line."""
+    errors: list[str] = []
+    resources: list[Resource] = []
+    for path in paths:
+        if not Path(path).exists():
+            errors.append(f"{path}: no such file or directory")
+            continue
+        try:
+            resources.extend(load_resources([path]))
+        except ManifestError as exc:
+            errors.extend(str(exc).split("; ") if str(exc).count(": ") > 1 else [str(exc)])
+    if errors:
+        raise CliError("\n".join(errors))
+    seen: set[tuple[str, str, str]] = set()
+    for res in resources:
+        key = (res.kind, res.metadata.namespace or DEFAULT_NAMESPACE, res.name)
+        if key in seen:
+            raise CliError(f"{res.kind}/{res.name} appears twice in the manifests")
+        seen.add(key)
+    return sorted(resources, key=lambda r: KIND_ORDER.index(r.kind))
+
+
+def apply_resources(store: Store, resources: Sequence[Resource], namespace: str) -> list[str]:
+    lines = []
+    for res in resources:
+        if res.metadata.namespace is None:
+            res.metadata.namespace = namespace
+        result = store.apply(res)
+        lines.append(f"{res.kind.lower()}/{res.name} {result.outcome}")
+    return lines
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return Store(state_dir(args.state_dir))
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def apply(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="pilotage apply", description="Store manifests in the local state."
+    )
+    p.add_argument(
+        "-f", "--filename", action="append", required=True, help="file or directory (repeatable)"
+    )
+    _common(p)
+    args = p.parse_args(argv)
+    try:
+        resources = load_manifests(args.filename)
+        store = _open(args)
+        for line in apply_resources(store, resources, args.namespace):
+            print(line)
+    except (CliError, StoreError) as exc:
+        for line in str(exc).splitlines():
+            print(f"pilotage apply: error: {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def get(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="pilotage get", description="List resources in the local state."
+    )
+    p.add_argument("kind", nargs="?", help="kind or short name (ds, tj, md, dm); all when absent")
+    p.add_argument("name", nargs="?", help="one resource")
+    p.add_argument("-o", "--output", choices=("table", "wide", "yaml", "json"), default="table")
+    _common(p)
+    args = p.parse_args(argv)
+    kinds = list(KIND_ORDER)
+    if args.kind:
+        kind = resolve_kind(args.kind)
+        if kind is None:
+            return _fail(
+                "get",
+                f"unknown kind {args.kind!r}; use one of {', '.join(KINDS)} (or ds, tj, md, dm)",
+            )
+        kinds = [kind]
+    try:
+        store = _open(args)
+        found: dict[str, list[Resource]] = {}
+        for kind in kinds:
+            if args.name:
+                found[kind] = [store.get(kind, args.name, args.namespace)]
+            else:
+                found[kind] = store.objects(kind, args.namespace)
+    except StoreError as exc:
+        return _fail("get", str(exc))
+    everything = [r for rs in found.values() for r in rs]
+    if args.output in ("yaml", "json"):
+        docs = [r.dump() for r in everything]
+        if args.output == "json":
+            print(json.dumps(docs[0] if args.name else {"items": docs}, indent=2))
+        else:
+            print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+        return 0
+    if not everything:
+        print(f"No resources found in namespace {args.namespace} ({state_dir(args.state_dir)}).")
+        return 0
+    blocks = [
+        (kind if len(kinds) > 1 else None, get_table(kind, rs, wide=args.output == "wide"))
+        for kind, rs in found.items()
+        if rs
+    ]
+    print("\n\n".join(f"{title}\n{table}" if title else table for title, table in blocks))
+    return 0
+
+
+def describe(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="pilotage describe", description="Show one resource with its events."
+    )
+    p.add_argument("kind", help="kind or short name (ds, tj, md, dm)")
+    p.add_argument("name")
+    _common(p)
+    args = p.parse_args(argv)
+    kind = resolve_kind(args.kind)
+    if kind is None:
+        return _fail("describe", f"unknown kind {args.kind!r}; use one of {', '.join(KINDS)}")
+    try:
+        store = _open(args)
+        res = store.get(kind, args.name, args.namespace)
+        events = [e for _, e in store.events(kind, args.name, args.namespace)]
+    except StoreError as exc:
+        return _fail("describe", str(exc))
+    print(describe_text(res, events))
+    return 0
+
+
+def delete(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="pilotage delete",
+        description="Delete resources (and what they own) from the local state; a running "
+        "`pilotage up` stops their processes.",
+    )
+    p.add_argument("kind", nargs="?", help="kind or short name")
+    p.add_argument("names", nargs="*", help="names")
+    p.add_argument("-f", "--filename", action="append", help="delete what these manifests name")
+    _common(p)
+    args = p.parse_args(argv)
+    targets: list[tuple[str, str]] = []
+    try:
+        if args.filename:
+            targets = [(r.kind, r.name) for r in load_manifests(args.filename)]
+        elif args.kind and args.names:
+            kind = resolve_kind(args.kind)
+            if kind is None:
+                raise CliError(f"unknown kind {args.kind!r}; use one of {', '.join(KINDS)}")
+            targets = [(kind, n) for n in args.names]
+        else:
+            raise CliError("say what to delete: KIND NAME... or -f FILE")
+        store = _open(args)
+        code = 0
+        for kind, name in reversed(targets):
+            try:
+                for gone in store.delete(kind, name, args.namespace):
+                    print(f"{gone.split('/')[0].lower()}/{gone.split('/')[1]} deleted")
+            except NotFound as exc:
+                print(f"pilotage delete: error: {exc}", file=sys.stderr)
+                code = 1
+        return code
+    except (CliError, StoreError) as exc:
+        for line in str(exc).splitlines():
+            print(f"pilotage delete: error: {line}", file=sys.stderr)
+        return 1
+
+
+# -- manual rollout actions ---------------------------------------------------------------
+
+
+def action_value(full: bool = False) -> str:
+    """A fresh annotation value: a new value is a new request (the reconciler remembers the
+    values it has handled). ``full:`` asks promote to skip the remaining steps."""
+    token = uuid.uuid4().hex[:12]
+    return f"full:{token}" if full else token
+
+
+def _manual(command: str, annotation: str, argv: list[str], with_full: bool = False) -> int:
+    p = argparse.ArgumentParser(
+        prog=f"pilotage {command}",
+        description=f"Set the {annotation} annotation on a ModelDeployment (locally, or with --kube on a cluster).",
+    )
+    p.add_argument("name", help="ModelDeployment name")
+    if with_full:
+        p.add_argument(
+            "--full",
+            action="store_true",
+            help="promote to 100%% at once (skip the remaining steps)",
+        )
+    p.add_argument(
+        "--kube", action="store_true", help="act on the cluster of the current kubeconfig"
+    )
+    p.add_argument("--context", help="kubeconfig context (with --kube)")
+    _common(p)
+    args = p.parse_args(argv)
+    value = action_value(bool(getattr(args, "full", False)))
+    try:
+        if args.kube:
+            from pilotage.local.kube import annotate_deployment
+
+            where = annotate_deployment(args.name, args.namespace, annotation, value, args.context)
+        else:
+            store = _open(args)
+            store.set_annotation("ModelDeployment", args.name, annotation, value, args.namespace)
+            where = str(state_dir(args.state_dir))
+    except (StoreError, CliError) as exc:
+        return _fail(command, str(exc))
+    print(f"modeldeployment/{args.name} annotated {annotation}={value} ({where})")
+    return 0
+
+
+def promote(argv: list[str]) -> int:
+    return _manual("promote", ANNOTATION_PROMOTE, argv, with_full=True)
+
+
+def abort(argv: list[str]) -> int:
+    return _manual("abort", ANNOTATION_ABORT, argv)
+
+
+def retry(argv: list[str]) -> int:
+    return _manual("retry", ANNOTATION_RETRY, argv)
+
+
+def up(argv: list[str]) -> int:
+    from pilotage.local.up import main as up_main
+
+    return up_main(argv)

@@ -1,0 +1,45 @@
+"""`pilotage promote|abort|retry --kube`: patch a manual-action annotation on a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pilotage.api import GROUP, VERSION
+from pilotage.api.modeldeployment import ModelDeployment
+
+
+def annotate_deployment(
+    name: str, namespace: str, annotation: str, value: str, context: str | None = None
+) -> str:
+    """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done."""
+    from pilotage.local.cli import CliError
+
+    try:
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError as exc:
+        raise CliError("--kube needs the kubernetes client: install pilotage[operator]") from exc
+    try:
+        api_client = config.new_client_from_config(context=context)
+    except (ConfigException, OSError, TypeError) as exc:
+        raise CliError(f"cannot load the kubeconfig: {exc}") from exc
+    api = client.CustomObjectsApi(api_client)
+    body: dict[str, Any] = {"metadata": {"annotations": {annotation: value}}}
+    try:
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, ModelDeployment.PLURAL, name, body
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            raise CliError(
+                f"ModelDeployment {name!r} not found in namespace {namespace!r} "
+                f"(or the CRD is not installed)"
+            ) from exc
+        raise CliError(f"the API server refused the patch: HTTP {exc.status} {exc.reason}") from exc
+    except OSError as exc:
+        raise CliError(f"cannot reach the API server: {exc}") from exc
+    finally:
+        api_client.close()
+    host = getattr(api_client.configuration, "host", "cluster")
+    return f"{host}, namespace {namespace}"
