@@ -331,6 +331,9 @@ class DriftSignal:
     """The monitor is Drifting and its `consecutive` hysteresis is reached."""
     rollback: bool
     """`drifting` and the monitor's `onDrift.rollback` is on: roll a candidate back."""
+    since: datetime | None = None
+    """When the current drifting streak began. Drift that began before a rollout started
+    does not count against that rollout's candidate (it is what a retrain answers)."""
     message: str = ""
 
 
@@ -356,8 +359,6 @@ class ServerCounters:
     predictions: Mapping[str, int]
     """class or bin label → count."""
     rows: int
-    reservoir: Mapping[str, tuple[float, ...]] | None = None
-    """feature → recent raw values (numeric features), for exact KS/Wasserstein."""
     replica: str = ""
     """Which process these counts come from (pod name); counters are diffed per replica."""
 

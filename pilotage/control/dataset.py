@@ -1,0 +1,199 @@
+"""Dataset reconciler: validate the spec, profile the data in a run, report findings.
+
+Level-triggered: the run wanted is a function of (generation, `pilotage.dev/refresh`
+annotation); when `status.run` differs, a new profiling run starts (the old one, if
+still running, is deleted). A finished run's summary becomes the status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from pilotage.api.conditions import summarize
+from pilotage.api.dataset import Dataset, DatasetSpec, DatasetStatus, Finding
+from pilotage.control.common import (
+    ANNOTATION_REFRESH,
+    RUN_POLL_SECONDS,
+    dns_name,
+    format_time,
+    join_uri,
+    manifest,
+    namespace_of,
+    ready_reason,
+    short_hash,
+)
+from pilotage.control.types import (
+    Action,
+    DatasetObservation,
+    DeleteRun,
+    Event,
+    Result,
+    RunState,
+    StartRun,
+)
+
+BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+
+
+def spec_problem(spec: DatasetSpec) -> str | None:
+    """What makes the spec unusable, naming the field; None when it is usable."""
+    uri = spec.source.uri
+    if uri.startswith("builtin://"):
+        name = uri.removeprefix("builtin://")
+        if name not in BUILTIN_DATASETS:
+            return (
+                f"spec.source.uri: unknown builtin data set {name!r} "
+                f"(one of {', '.join(BUILTIN_DATASETS)})"
+            )
+    elif spec.source.format is None and not uri.lower().split("?")[0].endswith(
+        (".csv", ".parquet", ".pq")
+    ):
+        return "spec.source.format: cannot infer csv or parquet from the URI; set format"
+    if spec.target is not None and spec.features and spec.target in spec.features:
+        return f"spec.features: contains the target column {spec.target!r}"
+    if spec.features and len(set(spec.features)) != len(spec.features):
+        return "spec.features: a column is listed twice"
+    if spec.schema_:
+        names = [c.name for c in spec.schema_]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            return f"spec.schema: column {twice[0]!r} is described twice"
+    return None
+
+
+def wanted_run(ds: Dataset) -> str:
+    """The run that profiles this generation (and refresh request) of the Dataset."""
+    refresh = ds.metadata.annotations.get(ANNOTATION_REFRESH)
+    token = f"r{short_hash(refresh, 6)}" if refresh else ""
+    return dns_name(ds.name, "profile", f"g{ds.generation}", token)
+
+
+def _start(ds: Dataset, run: str, obs: DatasetObservation) -> StartRun:
+    return StartRun(
+        name=run,
+        purpose="profile",
+        owner_kind="Dataset",
+        owner_name=ds.name,
+        manifests=[manifest(ds)],
+        output_uri=join_uri(obs.artifact_uri, namespace_of(ds), "datasets", ds.name, run),
+    )
+
+
+def _apply_summary(status: DatasetStatus, result: Any, run: RunState, now: datetime) -> str:
+    """Copy the run's summary into status; returns a problem message or ''."""
+    if not isinstance(result, dict):
+        return "the profiling run reported no summary"
+    try:
+        findings = [Finding.model_validate(f) for f in result.get("findings", [])]
+        status.rows = int(result["rows"])
+        status.columns = int(result["columns"])
+        status.fingerprint = str(result["fingerprint"])
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        return f"the profiling run's summary is unreadable: {exc}"
+    status.findings = findings[:200]
+    profile = result.get("profileUri")
+    status.profile_uri = str(profile) if profile else None
+    status.last_profiled_time = format_time(run.finished or now)
+    return ""
+
+
+def _error_summary(findings: list[Finding]) -> str:
+    errors = [f for f in findings if f.severity == "error"]
+    shown = "; ".join(
+        f"{f.column or 'rows'}: {f.kind} ({f.count})" + (f" {f.message}" if f.message else "")
+        for f in errors[:3]
+    )
+    more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return f"validation failed: {shown}{more}"
+
+
+def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Result[DatasetStatus]:
+    old = ds.status or DatasetStatus()
+    status = old.model_copy(deep=True)
+    generation = ds.generation
+    stamp = format_time(now)
+    status.observed_generation = generation
+    actions: list[Action] = []
+    events: list[Event] = []
+
+    def finish(
+        phase: str, ready: bool | None, reason: str, message: str, *, stalled: bool = False
+    ) -> None:
+        status.phase = phase  # type: ignore[assignment]
+        status.conditions = summarize(
+            status.conditions,
+            ready=ready,
+            reason=reason,
+            message=message,
+            reconciling=not stalled and ready is not True,
+            stalled=stalled,
+            generation=generation,
+            now=stamp,
+        )
+
+    problem = spec_problem(ds.spec)
+    if problem:
+        if obs.run is not None and obs.run.phase == "Running":
+            actions.append(DeleteRun(obs.run.name))
+        finish("Failed", False, "InvalidSpec", problem, stalled=True)
+        if old.phase != "Failed" or ready_reason(old.conditions) != "InvalidSpec":
+            events.append(Event("Warning", "InvalidSpec", problem))
+        return Result(status, actions, events)
+
+    run_name = wanted_run(ds)
+    if status.run != run_name:
+        if obs.run is not None and obs.run.phase == "Running":
+            actions.append(DeleteRun(obs.run.name))
+        actions.append(_start(ds, run_name, obs))
+        status.run = run_name
+        finish("Validating", False, "Profiling", f"profiling run {run_name} started")
+        events.append(
+            Event("Normal", "ProfilingStarted", f"run {run_name} reads {ds.spec.source.uri}")
+        )
+        return Result(status, actions, events, RUN_POLL_SECONDS)
+
+    run = obs.run if obs.run is not None and obs.run.name == run_name else None
+    if run is None:
+        if old.phase == "Validating":
+            # Started but not seen yet (or lost before it was created): ask again, idempotently.
+            actions.append(_start(ds, run_name, obs))
+            finish("Validating", False, "Profiling", f"waiting for profiling run {run_name}")
+            return Result(status, actions, events, RUN_POLL_SECONDS)
+        # Finished earlier; the run may have been cleaned up since. The status stands.
+        return Result(status, actions, events, None)
+
+    if run.phase == "Running":
+        finish("Validating", False, "Profiling", f"profiling run {run_name} in progress")
+        return Result(status, actions, events, RUN_POLL_SECONDS)
+
+    if run.phase == "Failed":
+        message = f"profiling run {run_name} failed: {run.message or 'no message'}"
+        finish("Failed", False, "ProfilingFailed", message, stalled=True)
+        if old.phase != "Failed":
+            events.append(Event("Warning", "ProfilingFailed", message))
+        return Result(status, actions, events)
+
+    problem = _apply_summary(status, run.result, run, now)
+    if problem:
+        finish("Failed", False, "RunResultInvalid", problem, stalled=True)
+        if old.phase != "Failed":
+            events.append(Event("Warning", "RunResultInvalid", problem))
+        return Result(status, actions, events)
+    if any(f.severity == "error" for f in status.findings):
+        message = _error_summary(status.findings)
+        finish("Failed", False, "ValidationFailed", message, stalled=True)
+        if old.phase != "Failed":
+            events.append(Event("Warning", "ValidationFailed", message))
+        return Result(status, actions, events)
+
+    warnings = len(status.findings)
+    message = f"{status.rows} rows, {status.columns} columns, {warnings} finding(s)"
+    finish("Ready", True, "Profiled", message)
+    if old.phase != "Ready" or old.fingerprint != status.fingerprint:
+        events.append(
+            Event("Normal", "Profiled", f"{message}; fingerprint {(status.fingerprint or '')[:12]}")
+        )
+    return Result(status, actions, events)

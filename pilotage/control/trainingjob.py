@@ -1,0 +1,358 @@
+"""TrainingJob reconciler: one generation of the spec is trained at most once.
+
+A run is named after (job, generation, attempt), so starting it is idempotent.
+`status.runGeneration` records which generation the runs train: once that
+generation has Succeeded or Failed nothing is started again until the spec changes.
+Gates are judged here from the run's metrics and the spec's gates, so the control
+plane, not the trainer, decides what is deployable.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from pilotage.api.conditions import summarize
+from pilotage.api.dataset import Dataset
+from pilotage.api.trainingjob import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    GateResult,
+    GatesStatus,
+    OnnxParity,
+    TrainingJob,
+    TrainingJobSpec,
+    TrainingJobStatus,
+)
+from pilotage.control.common import (
+    RUN_POLL_SECONDS,
+    dns_name,
+    format_time,
+    join_uri,
+    manifest,
+    namespace_of,
+    parse_time,
+    ready_reason,
+    seconds_between,
+)
+from pilotage.control.types import (
+    Action,
+    DeleteRun,
+    Event,
+    Result,
+    RunState,
+    StartRun,
+    TrainingJobObservation,
+)
+
+PARITY_LIMIT = 1e-4
+HEADLINE_METRICS = ("accuracy", "f1", "r2", "rmse", "mae")
+
+
+def spec_problem(spec: TrainingJobSpec) -> str | None:
+    """What makes the spec unusable, naming the field; None when it is usable."""
+    if spec.task is None:
+        return None
+    allowed = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
+    for i, metric in enumerate(spec.evaluation.metrics):
+        if metric not in allowed:
+            return f"spec.evaluation.metrics[{i}]: {metric} is not a {spec.task} metric"
+    for i, gate in enumerate(spec.evaluation.gates):
+        if gate.metric not in allowed:
+            return f"spec.evaluation.gates[{i}].metric: {gate.metric} is not a {spec.task} metric"
+    if spec.search and spec.search.metric and spec.search.metric not in allowed:
+        return f"spec.search.metric: {spec.search.metric} is not a {spec.task} metric"
+    return None
+
+
+def output_uri(tj: TrainingJob, default_base: str) -> str:
+    """`<spec.output.uri or default>/<namespace>/<name>/<version>`."""
+    base = tj.spec.output.uri or default_base
+    return join_uri(base, namespace_of(tj), tj.name, tj.version)
+
+
+def run_name(tj: TrainingJob, attempt: int) -> str:
+    return dns_name(tj.name, f"g{tj.generation}", f"a{attempt}")
+
+
+def judge_gates(tj: TrainingJob, metrics: dict[str, float]) -> GatesStatus:
+    results = []
+    for gate in tj.spec.evaluation.gates:
+        value = metrics.get(gate.metric)
+        passed = value is not None and math.isfinite(value)
+        if passed and value is not None:
+            passed = (gate.min is None or value >= gate.min) and (
+                gate.max is None or value <= gate.max
+            )
+        results.append(
+            GateResult(metric=gate.metric, value=value, min=gate.min, max=gate.max, passed=passed)
+        )
+    return GatesStatus(passed=all(r.passed for r in results), results=results)
+
+
+def _gate_text(result: GateResult) -> str:
+    shown = "missing" if result.value is None else f"{result.value:.4g}"
+    bounds = []
+    if result.min is not None:
+        bounds.append(f">= {result.min:g}")
+    if result.max is not None:
+        bounds.append(f"<= {result.max:g}")
+    return f"{result.metric} {shown} (needs {' and '.join(bounds)})"
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    shown = [f"{m} {metrics[m]:.4g}" for m in HEADLINE_METRICS if m in metrics]
+    return ", ".join(shown[:2])
+
+
+def _start(
+    tj: TrainingJob,
+    dataset: Dataset,
+    attempt: int,
+    obs: TrainingJobObservation,
+    now: datetime,
+    started: datetime | None,
+) -> StartRun:
+    deadline: float | None = None
+    if tj.spec.active_deadline_seconds is not None:
+        spent = seconds_between(started, now) if started else 0.0
+        deadline = max(1.0, tj.spec.active_deadline_seconds - spent)
+    return StartRun(
+        name=run_name(tj, attempt),
+        purpose="train",
+        owner_kind="TrainingJob",
+        owner_name=tj.name,
+        manifests=[manifest(dataset), manifest(tj)],
+        output_uri=output_uri(tj, obs.artifact_uri),
+        deadline_seconds=deadline,
+        resources=tj.spec.resources.dump(),
+    )
+
+
+def _read_summary(result: Any) -> tuple[dict[str, float], OnnxParity | None, dict[str, Any]]:
+    if not isinstance(result, dict):
+        raise ValueError("the training run reported no summary")
+    metrics_raw = result.get("metrics", {})
+    if not isinstance(metrics_raw, dict):
+        raise ValueError("metrics is not a mapping")
+    metrics = {str(k): float(v) for k, v in metrics_raw.items() if v is not None}
+    parity_raw = result.get("onnxParity")
+    parity = OnnxParity.model_validate(parity_raw) if parity_raw is not None else None
+    return metrics, parity, result
+
+
+def reconcile_trainingjob(
+    tj: TrainingJob, obs: TrainingJobObservation, now: datetime
+) -> Result[TrainingJobStatus]:
+    old = tj.status or TrainingJobStatus()
+    status = old.model_copy(deep=True)
+    generation = tj.generation
+    stamp = format_time(now)
+    status.observed_generation = generation
+    actions: list[Action] = []
+    events: list[Event] = []
+
+    def finish(
+        phase: str, ready: bool | None, reason: str, message: str, *, stalled: bool = False
+    ) -> None:
+        status.phase = phase  # type: ignore[assignment]
+        status.message = message[:1024]
+        status.conditions = summarize(
+            status.conditions,
+            ready=ready,
+            reason=reason,
+            message=message,
+            reconciling=not stalled and ready is not True,
+            stalled=stalled,
+            generation=generation,
+            now=stamp,
+        )
+
+    problem = spec_problem(tj.spec)
+    if problem:
+        if obs.run is not None and obs.run.phase == "Running":
+            actions.append(DeleteRun(obs.run.name))
+        finish("Failed", False, "InvalidSpec", problem, stalled=True)
+        if ready_reason(old.conditions) != "InvalidSpec":
+            events.append(Event("Warning", "InvalidSpec", problem))
+        return Result(status, actions, events)
+
+    if status.run_generation is not None and status.run_generation != generation:
+        # The spec changed: what the old generation produced no longer describes this job.
+        if obs.run is not None and obs.run.phase == "Running":
+            actions.append(DeleteRun(obs.run.name))
+        status = TrainingJobStatus(observed_generation=generation, conditions=status.conditions)
+
+    if status.run_generation == generation and status.phase in ("Succeeded", "Failed"):
+        return Result(status, actions, events)  # this generation is done, never train it again
+
+    if status.run_generation != generation:
+        dataset = obs.dataset
+        if dataset is None:
+            finish(
+                "Pending",
+                False,
+                "DatasetNotFound",
+                f"waiting for Dataset {tj.spec.dataset_ref.name}",
+            )
+            return Result(status, actions, events, RUN_POLL_SECONDS)
+        ds_status = dataset.status
+        if (
+            ds_status is None
+            or ds_status.phase != "Ready"
+            or (ds_status.observed_generation != dataset.generation)
+        ):
+            phase = ds_status.phase if ds_status else "Pending"
+            finish(
+                "Pending",
+                False,
+                "WaitingForDataset",
+                f"waiting for Dataset {dataset.name} to be Ready (it is {phase})",
+            )
+            return Result(status, actions, events, RUN_POLL_SECONDS)
+        start = _start(tj, dataset, 1, obs, now, None)
+        actions.append(start)
+        status.run = start.name
+        status.run_generation = generation
+        status.attempts = 1
+        status.start_time = stamp
+        status.completion_time = None
+        status.dataset_fingerprint = ds_status.fingerprint
+        limit = tj.spec.backoff_limit + 1
+        finish("Running", False, "Training", f"attempt 1 of {limit} running as {start.name}")
+        events.append(
+            Event(
+                "Normal",
+                "TrainingStarted",
+                f"run {start.name} trains {tj.spec.model.algorithm} on Dataset "
+                f"{dataset.name} (fingerprint {(ds_status.fingerprint or '?')[:12]})",
+            )
+        )
+        return Result(status, actions, events, RUN_POLL_SECONDS)
+
+    # A run of this generation is in progress (phase Running).
+    started = parse_time(status.start_time)
+    deadline = tj.spec.active_deadline_seconds
+    run = obs.run if obs.run is not None and obs.run.name == status.run else None
+    if deadline is not None and started is not None and seconds_between(started, now) >= deadline:
+        if status.run:
+            actions.append(DeleteRun(status.run))
+        message = f"activeDeadlineSeconds ({deadline}s) exceeded after {status.attempts} attempt(s)"
+        status.completion_time = stamp
+        finish("Failed", False, "DeadlineExceeded", message, stalled=True)
+        events.append(Event("Warning", "DeadlineExceeded", message))
+        return Result(status, actions, events)
+
+    if run is None or run.phase == "Running":
+        if run is None and obs.dataset is not None:
+            # Not seen yet (or lost before it was created): ask again, idempotently.
+            actions.append(_start(tj, obs.dataset, status.attempts, obs, now, started))
+        finish(
+            "Running",
+            False,
+            "Training",
+            f"attempt {status.attempts} of {tj.spec.backoff_limit + 1} running as {status.run}",
+        )
+        requeue = RUN_POLL_SECONDS
+        if deadline is not None and started is not None:
+            requeue = min(requeue, max(0.1, deadline - seconds_between(started, now)))
+        return Result(status, actions, events, requeue)
+
+    if run.phase == "Failed":
+        return _after_failure(tj, obs, status, run, now, stamp, actions, events, finish)
+    return _after_success(tj, status, run, now, stamp, events, finish, actions)
+
+
+def _after_failure(
+    tj: TrainingJob,
+    obs: TrainingJobObservation,
+    status: TrainingJobStatus,
+    run: RunState,
+    now: datetime,
+    stamp: str,
+    actions: list[Action],
+    events: list[Event],
+    finish: Any,
+) -> Result[TrainingJobStatus]:
+    limit = tj.spec.backoff_limit + 1
+    retryable = not (isinstance(run.result, dict) and run.result.get("retryable") is False)
+    reason = run.message or "no message"
+    if retryable and status.attempts < limit and obs.dataset is not None:
+        attempt = status.attempts + 1
+        start = _start(tj, obs.dataset, attempt, obs, now, parse_time(status.start_time))
+        actions.append(start)
+        status.run = start.name
+        status.attempts = attempt
+        finish(
+            "Running", False, "Training", f"attempt {attempt} of {limit} running as {start.name}"
+        )
+        events.append(
+            Event(
+                "Warning",
+                "TrainingRetry",
+                f"attempt {attempt - 1} failed: {reason}; retrying ({attempt} of {limit})",
+            )
+        )
+        return Result(status, actions, events, RUN_POLL_SECONDS)
+    why = "BackoffLimitExceeded" if retryable else "TrainingFailed"
+    message = f"attempt {status.attempts} of {limit} failed: {reason}"
+    status.completion_time = format_time(run.finished or now)
+    finish("Failed", False, why, message, stalled=True)
+    events.append(Event("Warning", "TrainingFailed", message))
+    return Result(status, actions, events)
+
+
+def _after_success(
+    tj: TrainingJob,
+    status: TrainingJobStatus,
+    run: RunState,
+    now: datetime,
+    stamp: str,
+    events: list[Event],
+    finish: Any,
+    actions: list[Action],
+) -> Result[TrainingJobStatus]:
+    status.completion_time = format_time(run.finished or now)
+    try:
+        metrics, parity, summary = _read_summary(run.result)
+    except (TypeError, ValueError, ValidationError) as exc:
+        message = f"run {run.name} succeeded but its summary is unreadable: {exc}"
+        finish("Failed", False, "RunResultInvalid", message, stalled=True)
+        events.append(Event("Warning", "RunResultInvalid", message))
+        return Result(status, actions, events)
+    if parity is not None and not parity.max_abs_diff <= PARITY_LIMIT:
+        status.onnx_parity = parity
+        message = (
+            f"ONNX parity failed: max |sklearn - onnxruntime| = {parity.max_abs_diff:.3g} "
+            f"> {PARITY_LIMIT:g}"
+        )
+        finish("Failed", False, "ParityFailed", message, stalled=True)
+        events.append(Event("Warning", "ParityFailed", message))
+        return Result(status, actions, events)
+    status.model_version = str(summary.get("modelVersion") or tj.version)[:63]
+    status.model_uri = str(summary.get("modelUri") or "") or None
+    status.metrics = metrics
+    status.onnx_parity = parity
+    status.gates = judge_gates(tj, metrics)
+    if summary.get("datasetFingerprint"):
+        status.dataset_fingerprint = str(summary["datasetFingerprint"])[:80]
+    if status.model_uri is None:
+        message = f"run {run.name} succeeded but reported no modelUri"
+        status.model_version = None
+        finish("Failed", False, "RunResultInvalid", message, stalled=True)
+        events.append(Event("Warning", "RunResultInvalid", message))
+        return Result(status, actions, events)
+    shown = _metrics_text(metrics)
+    if not status.gates.passed:
+        failed = [_gate_text(r) for r in status.gates.results if not r.passed]
+        message = f"version {status.model_version} trained but gates failed: {'; '.join(failed)}"
+        finish("Succeeded", False, "GatesFailed", message, stalled=True)
+        events.append(Event("Warning", "GatesFailed", message))
+        return Result(status, actions, events)
+    message = f"version {status.model_version} ready" + (f": {shown}" if shown else "")
+    finish("Succeeded", True, "Succeeded", message)
+    events.append(Event("Normal", "TrainingSucceeded", f"{message} at {status.model_uri}"))
+    return Result(status, actions, events)
