@@ -92,7 +92,16 @@ class ServerApp:
             if self.batching
             else None
         )
-        self.openapi_body = dumps(openapi.document(self.name, self.version))
+        example = self.engine.typical_row()
+        example_row = [
+            example.categorical[self.schema.slot[f.name]][0]
+            if f.type == "category"
+            else float(example.numeric[0, self.schema.slot[f.name]])
+            for f in self.schema.features
+        ]
+        self.openapi_body = dumps(
+            openapi.document(self.name, self.version, self.schema.names, example_row)
+        )
         self.metadata_body = dumps(self._metadata())
 
     # ---- ASGI entry -----------------------------------------------------------------
@@ -227,6 +236,7 @@ class ServerApp:
         send: Send,
     ) -> None:
         started = time.perf_counter()
+        self.metrics.in_flight += 1
         batcher = self.batcher
         if batcher is not None:
             batcher.arriving += 1
@@ -265,6 +275,7 @@ class ServerApp:
         finally:
             if batcher is not None and not queued:
                 batcher.arriving -= 1
+            self.metrics.in_flight -= 1
             self.metrics.count_request(protocol, status, time.perf_counter() - started)
 
     async def _inject_faults(self) -> None:

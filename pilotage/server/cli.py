@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from pilotage.server.app import ServerApp, ServerOptions
 from pilotage.server.model import ModelLoadError, load_model
@@ -129,6 +130,12 @@ def main(argv: list[str]) -> int:
 def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
     import uvicorn
 
+    class _GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal after draining; a graceful stop should exit 0
+            self._captured_signals.clear()
+
     try:
         import uvloop  # noqa: F401
 
@@ -146,7 +153,7 @@ def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
         lifespan="on",
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config)
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits this way when it cannot bind

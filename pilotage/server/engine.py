@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -76,8 +75,8 @@ class Engine:
         probabilities = np.asarray(result[1], dtype=np.float32) if len(result) > 1 else None
         return Prediction(labels, probabilities)
 
-    def warm_up(self) -> None:
-        """One inference on a typical row before the server reports ready."""
+    def typical_row(self) -> Rows:
+        """One row of typical values: the middle baseline edge, the first category."""
         numeric = np.zeros((1, len(self.schema.numeric_features)), dtype=np.float32)
         card = self.model.card
         for j, feature in enumerate(self.schema.numeric_features):
@@ -89,8 +88,11 @@ class Engine:
         for feature in self.schema.categorical_features:
             cats = feature.categories or [""]
             categorical.append(np.array([cats[0]], dtype=object))
-        rows = Rows(1, numeric, categorical)
+        return Rows(1, numeric, categorical)
+
+    def warm_up(self) -> None:
+        """One inference on a typical row before the server reports ready."""
         try:
-            self.predict(rows)
+            self.predict(self.typical_row())
         except RequestError as exc:
             raise RuntimeError(f"warm-up inference failed: {exc.message}") from exc

@@ -53,6 +53,7 @@ class ServerMetrics:
         self.drift = drift
         self.batching = batching
         self.requests: dict[tuple[str, int], int] = {}
+        self.in_flight = 0
         self.request_duration = Histogram(LATENCY_BUCKETS)
         self.inference_duration = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
@@ -73,6 +74,9 @@ class ServerMetrics:
                 f'pilotage_server_requests_total{{{b},protocol="{protocol}",code="{code}"}} {n}'
             )
         lines += [
+            "# HELP pilotage_server_requests_in_flight Inference requests being handled now.",
+            "# TYPE pilotage_server_requests_in_flight gauge",
+            f"pilotage_server_requests_in_flight{{{b}}} {self.in_flight}",
             "# HELP pilotage_server_request_duration_seconds Inference request time, body read to response.",
             "# TYPE pilotage_server_request_duration_seconds histogram",
             *self.request_duration.lines("pilotage_server_request_duration_seconds", b),

@@ -48,7 +48,10 @@ def _post(
     }
 
 
-def document(model: str, version: str) -> dict[str, Any]:
+def document(
+    model: str, version: str, features: list[str], example_row: list[Any]
+) -> dict[str, Any]:
+    """The document for one model; ``example_row`` is a typical row in feature order."""
     obj = {"type": "object"}
     ref = "#/components/schemas/"
     name = ["ModelName"]
@@ -139,6 +142,12 @@ def document(model: str, version: str) -> dict[str, Any]:
         "Tensor": tensor,
         "InferenceRequest": {
             "type": "object",
+            "example": {
+                "inputs": [
+                    {"name": name, "shape": [1, 1], "datatype": _datatype(value), "data": [value]}
+                    for name, value in zip(features, example_row, strict=True)
+                ]
+            },
             "required": ["inputs"],
             "properties": {
                 "id": {"type": "string"},
@@ -181,6 +190,7 @@ def document(model: str, version: str) -> dict[str, Any]:
         },
         "V1Request": {
             "type": "object",
+            "example": {"instances": [example_row, dict(zip(features, example_row, strict=True))]},
             "required": ["instances"],
             "properties": {
                 "instances": {
@@ -250,3 +260,7 @@ def document(model: str, version: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas, "parameters": parameters},
     }
+
+
+def _datatype(value: Any) -> str:
+    return "BYTES" if isinstance(value, str) else "FP32"

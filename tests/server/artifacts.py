@@ -7,7 +7,7 @@ artifact layout the trainer does (model.onnx + model.json, DESIGN §5).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ OPSET = 17
 @dataclass
 class Artifact:
     directory: Path
-    card: ModelCard
-    estimator: Any
-    frame: pd.DataFrame  # the training features, columns in card order
+    card: ModelCard = field(repr=False)
+    estimator: Any = field(repr=False)
+    frame: pd.DataFrame = field(repr=False)  # the training features, columns in card order
 
     @property
     def uri(self) -> str:
@@ -56,9 +56,7 @@ def numeric_profile(values: np.ndarray) -> NumericProfile:
 
 def categorical_profile(values: list[str], categories: list[str]) -> CategoricalProfile:
     counts = [values.count(c) for c in categories] + [0]
-    return CategoricalProfile(
-        categories=categories, proportions=[c / len(values) for c in counts]
-    )
+    return CategoricalProfile(categories=categories, proportions=[c / len(values) for c in counts])
 
 
 def _write(

@@ -1,0 +1,122 @@
+"""Start-up checks, remote artifacts, fault injection and graceful shutdown."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.artifacts import Artifact
+from tests.server.conftest import Server, StartServer, serve
+from tests.support.procs import pilotage, wait_until
+
+pytestmark = pytest.mark.xdist_group("server-lifecycle")
+ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pilotage("serve", *args), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_refuses_a_model_whose_checksum_does_not_match(
+    models: dict[str, Artifact], tmp_path: Path
+) -> None:
+    copy = tmp_path / "tampered"
+    shutil.copytree(models["iris"].directory, copy)
+    with (copy / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    done = run_serve("--model-uri", copy.as_uri(), "--port", "0")
+    assert done.returncode == 1
+    assert "sha256 of model.onnx is" in done.stderr and "refusing to serve" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_clear_errors_for_missing_model_and_bad_card(tmp_path: Path) -> None:
+    done = run_serve("--model-uri", (tmp_path / "nope").as_uri())
+    assert done.returncode == 1 and "is not a directory" in done.stderr
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.json").write_text('{"name": "x"}')
+    done = run_serve("--model-uri", (tmp_path / "m").as_uri())
+    assert done.returncode == 1 and "not a valid model card" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_loads_from_an_http_artifact_uri(models: dict[str, Artifact], tmp_path: Path) -> None:
+    iris = models["iris"]
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(iris.directory.parent)
+    )
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{httpd.server_address[1]}/{iris.directory.name}"
+        cache = tmp_path / "cache"
+        with serve(iris, tmp_path, "--cache-dir", str(cache), uri=uri) as server:
+            r = httpx.post(server.url + "/v1/models/iris:predict", json=ROW)
+            assert r.status_code == 200 and r.json()["predictions"] == [0]
+        assert len(list(cache.glob("*/model.onnx"))) == 1  # downloaded, not read in place
+    finally:
+        httpd.shutdown()
+
+
+def test_fault_injection_from_the_command_line_is_deterministic(start_server: StartServer) -> None:
+    outcomes = []
+    for _ in range(2):
+        with start_server("iris", "--inject-error-rate", "0.5", "--fault-seed", "7") as server:
+            codes = [
+                httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code
+                for _ in range(20)
+            ]
+            outcomes.append(codes)
+            assert set(codes) == {200, 500}
+            metrics = httpx.get(server.url + "/metrics").text
+            assert 'code="500"} ' + str(codes.count(500)) in metrics
+    assert outcomes[0] == outcomes[1]
+
+
+def test_faults_change_at_run_time(start_server: StartServer) -> None:
+    with start_server("iris") as server:
+        admin = server.url + "/admin/faults"
+        assert httpx.get(admin).json() == {"latencyMs": 0.0, "errorRate": 0.0}
+        r = httpx.post(admin, json={"errorRate": 1})
+        assert r.status_code == 200 and r.json()["errorRate"] == 1.0
+        r = httpx.post(server.url + "/v2/models/iris/infer", json={"inputs": [
+            {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}
+        ]})  # fmt: skip
+        assert r.status_code == 500 and "injected fault" in r.json()["error"]
+        assert httpx.post(admin, json={"errorRate": 2}).status_code == 400
+        assert httpx.post(admin, json={"latency": 5}).status_code == 400
+        httpx.post(admin, json={"errorRate": 0, "latencyMs": 300})
+        started = time.monotonic()
+        assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code == 200
+        assert time.monotonic() - started >= 0.3  # the injected delay is a lower bound
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200  # only inference slows
+
+
+def in_flight(server: Server) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith("pilotage_server_requests_in_flight{"):
+            return float(line.rsplit(" ", 1)[1])
+    return -1
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(start_server: StartServer) -> None:
+    with start_server("iris", "--inject-latency-ms", "1500") as server:
+        url = server.url + "/v1/models/iris:predict"
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(httpx.post, url, json=ROW, timeout=30) for _ in range(4)]
+            wait_until(lambda: in_flight(server) == 4, timeout=20, what="4 requests in flight")
+            server.process.popen.terminate()
+            responses = [f.result() for f in futures]
+        assert [r.status_code for r in responses] == [200] * 4
+        assert server.process.popen.wait(30) == 0
