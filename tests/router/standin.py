@@ -59,7 +59,7 @@ class StandIn:
     async def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         if path == "/control":
             if method == "POST":
-                change = json.loads(body)
+                change = json.loads(body or b"{}")
                 self.delay = float(change.get("delay", self.delay))
                 self.fail = int(change.get("fail", self.fail))
             return 200, {"requests": self.requests, "version": self.version}
