@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from pilotage.api import KINDS, ManifestError, Resource, load_resources
+from pilotage.api import KINDS, ManifestError, Resource, parse_resource
+from pilotage.api.manifests import load_documents
 from pilotage.control.common import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY
 from pilotage.local.store import DEFAULT_NAMESPACE, NotFound, Store, StoreError
 from pilotage.local.view import describe as describe_text
@@ -52,18 +53,35 @@ def _fail(command: str, message: str, code: int = 1) -> int:
     return code
 
 
+def _manifest_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml", ".json"))
+    return [path]
+
+
 def load_manifests(paths: Sequence[str]) -> list[Resource]:
-    """Validated resources from files/directories; every error on its own line."""
+    """Validated resources from files/directories; every error found, each on its own line."""
     errors: list[str] = []
     resources: list[Resource] = []
-    for path in paths:
-        if not Path(path).exists():
-            errors.append(f"{path}: no such file or directory")
+    for given in paths:
+        if not Path(given).exists():
+            errors.append(f"{given}: no such file or directory")
             continue
-        try:
-            resources.extend(load_resources([path]))
-        except ManifestError as exc:
-            errors.extend(str(exc).split("; ") if str(exc).count(": ") > 1 else [str(exc)])
+        for f in _manifest_files(Path(given)):
+            try:
+                docs = load_documents(f.read_text(), str(f))
+            except OSError as exc:
+                errors.append(f"{f}: cannot read: {exc.strerror or exc}")
+                continue
+            except ManifestError as exc:
+                errors.append(str(exc))
+                continue
+            for i, doc in enumerate(docs):
+                source = f"{f}#{i}"
+                try:
+                    resources.append(parse_resource(doc, source))
+                except ManifestError as exc:
+                    errors.extend(_one_per_line(str(exc), doc, source))
     if errors:
         raise CliError("\n".join(errors))
     seen: set[tuple[str, str, str]] = set()
@@ -73,6 +91,16 @@ def load_manifests(paths: Sequence[str]) -> list[Resource]:
             raise CliError(f"{res.kind}/{res.name} appears twice in the manifests")
         seen.add(key)
     return sorted(resources, key=lambda r: KIND_ORDER.index(r.kind))
+
+
+def _one_per_line(message: str, doc: object, source: str) -> list[str]:
+    """Split a resource's joined field errors (``a: x; b: y``) into lines that each say where."""
+    if not isinstance(doc, dict):
+        return [message]
+    prefix = f"{source}: {doc.get('kind')}/{(doc.get('metadata') or {}).get('name', '?')}: "
+    if not message.startswith(prefix):
+        return [message]
+    return [prefix + part for part in message[len(prefix) :].split("; ")]
 
 
 def apply_resources(store: Store, resources: Sequence[Resource], namespace: str) -> list[str]:

@@ -1,0 +1,141 @@
+"""`pilotage apply|get|describe|delete|promote|abort|retry` on a local state directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import pilotage
+
+MANIFESTS = """\
+apiVersion: pilotage.dev/v1alpha1
+kind: Dataset
+metadata: {name: iris}
+spec:
+  source: {uri: "builtin://iris"}
+  target: target
+---
+apiVersion: pilotage.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: iris-v1}
+spec:
+  datasetRef: {name: iris}
+  model: {algorithm: logistic_regression}
+---
+apiVersion: pilotage.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: iris}
+spec:
+  model: {trainingJobRef: {name: iris-v1}}
+"""
+
+
+def run(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pilotage(*args, "--state-dir", str(state)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    path = tmp_path / "m.yaml"
+    path.write_text(MANIFESTS)
+    return path
+
+
+def test_apply_get_describe_delete(tmp_path: Path, manifests: Path) -> None:
+    state = tmp_path / "state"
+    out = run(state, "apply", "-f", str(manifests))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "dataset/iris created",
+        "trainingjob/iris-v1 created",
+        "modeldeployment/iris created",
+    ]
+    again = run(state, "apply", "-f", str(manifests))
+    assert "dataset/iris unchanged" in again.stdout
+
+    listed = run(state, "get", "tj")
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[0].split()[:3] == ["NAME", "PHASE", "VERSION"]
+    assert listed.stdout.splitlines()[1].startswith("iris-v1")
+
+    doc = json.loads(run(state, "get", "md", "iris", "-o", "json").stdout)
+    assert doc["metadata"]["generation"] == 1
+    assert doc["spec"]["model"]["trainingJobRef"]["name"] == "iris-v1"
+
+    described = run(state, "describe", "dataset", "iris")
+    assert "builtin://iris" in described.stdout
+    assert "Events:" in described.stdout
+
+    gone = run(state, "delete", "md", "iris")
+    assert gone.stdout.strip() == "modeldeployment/iris deleted"
+    missing = run(state, "get", "md", "iris")
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_apply_reports_each_error_on_its_own_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        MANIFESTS.replace("logistic_regression", "magic_forest").replace(
+            "trainingJobRef: {name: iris-v1}", "trainingJobRef: {name: iris-v1}, uri: 'file:///x'"
+        )
+    )
+    out = run(tmp_path / "state", "apply", "-f", str(bad))
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert any("TrainingJob/iris-v1" in ln and "algorithm" in ln for ln in lines)
+    assert any("ModelDeployment/iris" in ln and "exactly one of" in ln for ln in lines)
+    assert "Traceback" not in out.stderr
+    # nothing was stored: a bad file is all-or-nothing
+    assert "No resources found" in run(tmp_path / "state", "get").stdout
+
+
+def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
+    out = run(tmp_path / "s", "get", "pods")
+    assert out.returncode != 0 and "unknown kind 'pods'" in out.stderr
+    out = run(tmp_path / "s", "apply", "-f", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 1 and "no such file" in out.stderr
+
+
+def test_manual_actions_set_fresh_annotation_tokens(tmp_path: Path, manifests: Path) -> None:
+    state = tmp_path / "state"
+    run(state, "apply", "-f", str(manifests))
+    first = run(state, "promote", "iris")
+    assert first.returncode == 0, first.stderr
+    second = run(state, "promote", "iris", "--full")
+    assert run(state, "abort", "iris").returncode == 0
+    assert run(state, "retry", "iris").returncode == 0
+    ann = json.loads(run(state, "get", "md", "iris", "-o", "json").stdout)["metadata"][
+        "annotations"
+    ]
+    assert set(ann) == {"pilotage.dev/promote", "pilotage.dev/abort", "pilotage.dev/retry"}
+    assert ann["pilotage.dev/promote"].startswith("full:")
+    assert ann["pilotage.dev/promote"] not in first.stdout
+    assert ann["pilotage.dev/promote"] in second.stdout
+    missing = run(state, "promote", "nope")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_kube_without_cluster_is_one_clear_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    out = subprocess.run(
+        pilotage("promote", "iris", "--kube"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "kubeconfig" in out.stderr
