@@ -1,0 +1,542 @@
+"""Every object the operator creates, built by pure functions: plain data in, dicts out.
+
+Nothing here talks to the API server; `platform.py` sends what these return. Each
+child carries an owner reference (garbage collection), the `app.kubernetes.io/*` and
+`pilotage.dev/*` labels, and pods follow the restricted Pod Security Standard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from pilotage.control.types import EnsureRouter, EnsureServer, Event, StartRun
+from pilotage.operator import names
+from pilotage.operator.settings import OperatorSettings
+
+Obj = dict[str, Any]
+
+RUN_UID = 10001
+CONFIG_DIR = "/config"
+MANIFESTS_FILE = "manifests.yaml"
+ROUTES_DIR = "/etc/pilotage"
+ROUTES_FILE = "routes.yaml"
+ADMIN_TOKEN_DIR = "/etc/pilotage/admin"
+ADMIN_TOKEN_KEY = "token"
+TERMINATION_LOG = "/dev/termination-log"
+
+
+# ---- shared pieces -------------------------------------------------------------------
+
+
+def pod_security_context() -> Obj:
+    """Pod-level part of the restricted Pod Security Standard (non-root, RuntimeDefault)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_UID,
+        "runAsGroup": RUN_UID,
+        "fsGroup": RUN_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Obj:
+    """Container-level part: no escalation, every capability dropped, read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Obj:
+    """The controller owner reference to ``owner`` (a full object with uid)."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def labels(component: str, instance: str, **extra: str) -> dict[str, str]:
+    out = {
+        names.LABEL_NAME: "pilotage",
+        names.LABEL_INSTANCE: names.label_value(instance),
+        names.LABEL_COMPONENT: component,
+        names.LABEL_PART_OF: "pilotage",
+        names.LABEL_MANAGED_BY: names.MANAGER,
+    }
+    out.update({k: names.label_value(v) for k, v in extra.items()})
+    return out
+
+
+def metadata(name: str, owner: Mapping[str, Any], labels_: dict[str, str], **more: Any) -> Obj:
+    return {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": labels_,
+        "ownerReferences": [owner_reference(owner)],
+        **more,
+    }
+
+
+def resources(spec: Mapping[str, Any]) -> Obj:
+    """Container resources from a `{requests, limits}` mapping, empty parts left out."""
+    return {k: dict(v) for k, v in spec.items() if k in ("requests", "limits") and v}
+
+
+def checksum(document: Any) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class StorageWiring:
+    """What a pod needs to reach artifact URIs: PVC volumes, mounts, S3 env."""
+
+    volumes: list[Obj] = field(default_factory=list)
+    mounts: list[Obj] = field(default_factory=list)
+    env: list[Obj] = field(default_factory=list)
+
+
+def storage_for(uris: Iterable[str], settings: OperatorSettings) -> StorageWiring:
+    """PVC claims named by `pvc://CLAIM/...` URIs are mounted at `<pvcRoot>/CLAIM`;
+    `s3://` URIs bring the S3 endpoint, region and the credentials Secret as env."""
+    wiring = StorageWiring()
+    claims: list[str] = []
+    s3 = False
+    for uri in uris:
+        parsed = urlparse(uri)
+        if parsed.scheme == "pvc" and parsed.netloc and parsed.netloc not in claims:
+            claims.append(parsed.netloc)
+        s3 = s3 or parsed.scheme == "s3"
+    for claim in claims:
+        volume = names.dns_label(f"pvc-{claim}")[:63]
+        wiring.volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim}})
+        wiring.mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}"})
+    if claims:
+        wiring.env.append({"name": "PILOTAGE_PVC_ROOT", "value": settings.pvc_root})
+    if s3:
+        if settings.s3_endpoint:
+            wiring.env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint})
+        if settings.s3_region:
+            wiring.env.append({"name": "AWS_REGION", "value": settings.s3_region})
+        if settings.s3_secret:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                ref = {"secretKeyRef": {"name": settings.s3_secret, "key": key}}
+                wiring.env.append({"name": key, "valueFrom": ref})
+    return wiring
+
+
+def _scratch_volume(name: str, path: str) -> tuple[Obj, Obj]:
+    return {"name": name, "emptyDir": {}}, {"name": name, "mountPath": path}
+
+
+def _pod_spec(containers: list[Obj], volumes: list[Obj], settings: OperatorSettings) -> Obj:
+    spec: Obj = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": volumes,
+    }
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    return spec
+
+
+def _probes(port_name: str) -> Obj:
+    return {
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": port_name},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": port_name},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+    }
+
+
+def _prometheus(port: int) -> dict[str, str]:
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+# ---- training and profiling runs -----------------------------------------------------
+
+
+def build_manifests_configmap(run: StartRun, owner: Mapping[str, Any]) -> Obj:
+    """The manifests a run reads, mounted at `/config/manifests.yaml`."""
+    text = yaml.safe_dump_all(run.manifests, sort_keys=False)
+    lbl = labels(names.ROLE_TRAINER, run.owner_name, **{names.LABEL_RUN: run.name})
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(names.manifests_configmap_name(run.name), owner, lbl),
+        "data": {MANIFESTS_FILE: text},
+    }
+
+
+def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSettings) -> Obj:
+    """The batch/v1 Job of one training or profiling attempt.
+
+    The trainer writes its JSON summary to the termination message; the Job never
+    retries by itself (attempts are counted by the TrainingJob, which names each run).
+    """
+    uris = [run.output_uri, settings.artifact_uri]
+    for doc in run.manifests:
+        source = ((doc.get("spec") or {}).get("source") or {}).get("uri")
+        if isinstance(source, str):
+            uris.append(source)
+    storage = storage_for(uris, settings)
+    config_volume = {
+        "name": "manifests",
+        "configMap": {"name": names.manifests_configmap_name(run.name)},
+    }
+    tmp_volume, tmp_mount = _scratch_volume("tmp", "/tmp")
+    lbl = labels(
+        names.ROLE_TRAINER,
+        run.owner_name,
+        **{
+            names.LABEL_RUN: run.name,
+            names.LABEL_PURPOSE: run.purpose,
+            names.LABEL_OWNER_KIND: run.owner_kind,
+            names.LABEL_OWNER_NAME: run.owner_name,
+        },
+    )
+    container: Obj = {
+        "name": "trainer",
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["pilotage"],
+        "args": [run.purpose, "-f", f"{CONFIG_DIR}/{MANIFESTS_FILE}", "--output", run.output_uri],
+        "env": [{"name": "HOME", "value": "/tmp"}, *storage.env],
+        "resources": resources(run.resources),
+        "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [
+            {"name": "manifests", "mountPath": CONFIG_DIR, "readOnly": True},
+            tmp_mount,
+            *storage.mounts,
+        ],
+    }
+    pod_spec = _pod_spec([container], [config_volume, tmp_volume, *storage.volumes], settings)
+    pod_spec["restartPolicy"] = "Never"
+    job_spec: Obj = {
+        "backoffLimit": settings.trainer_backoff_limit,
+        "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+        "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
+    }
+    if run.deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = max(1, int(run.deadline_seconds))
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(run.name, owner, lbl),
+        "spec": job_spec,
+    }
+
+
+# ---- model servers -------------------------------------------------------------------
+
+
+def server_labels(deployment: str, version: str) -> dict[str, str]:
+    return labels(
+        names.ROLE_SERVER,
+        deployment,
+        **{
+            names.LABEL_DEPLOYMENT: deployment,
+            names.LABEL_MODEL_VERSION: version,
+            names.LABEL_ROLE: names.ROLE_SERVER,
+        },
+    )
+
+
+def server_selector(deployment: str, version: str) -> dict[str, str]:
+    full = server_labels(deployment, version)
+    keys = (names.LABEL_DEPLOYMENT, names.LABEL_MODEL_VERSION, names.LABEL_ROLE)
+    return {k: full[k] for k in keys}
+
+
+def server_url(deployment: str, version: str, namespace: str, settings: OperatorSettings) -> str:
+    """The in-cluster URL the router sends a version's traffic to."""
+    service = names.server_name(deployment, version)
+    return f"http://{service}.{namespace}.svc:{settings.server_port}"
+
+
+def build_server_deployment(
+    action: EnsureServer, owner: Mapping[str, Any], settings: OperatorSettings
+) -> Obj:
+    """apps/v1 Deployment of one model version (`pilotage serve --model-uri ...`)."""
+    storage = storage_for([action.model_uri], settings)
+    cache_volume, cache_mount = _scratch_volume("model-cache", "/tmp")
+    lbl = server_labels(action.deployment, action.version)
+    s = action.settings
+    container: Obj = {
+        "name": "server",
+        "image": settings.server_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["pilotage"],
+        "args": [
+            "serve",
+            "--model-uri",
+            action.model_uri,
+            "--name",
+            action.deployment,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(settings.server_port),
+            "--threads",
+            str(s.threads),
+            "--max-batch-size",
+            str(s.max_batch_size),
+            "--max-batch-wait-us",
+            str(s.max_batch_wait_us),
+            "--cache-dir",
+            "/tmp/models",
+        ],
+        "env": [{"name": "HOME", "value": "/tmp"}, *storage.env],
+        "ports": [{"name": "http", "containerPort": settings.server_port, "protocol": "TCP"}],
+        "resources": resources(s.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [cache_mount, *storage.mounts],
+        **_probes("http"),
+    }
+    template = {
+        "metadata": {"labels": lbl, "annotations": _prometheus(settings.server_port)},
+        "spec": _pod_spec([container], [cache_volume, *storage.volumes], settings),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(names.server_name(action.deployment, action.version), owner, lbl),
+        "spec": {
+            "replicas": action.replicas,
+            "selector": {"matchLabels": server_selector(action.deployment, action.version)},
+            "template": template,
+        },
+    }
+
+
+def build_server_service(
+    deployment: str, version: str, owner: Mapping[str, Any], settings: OperatorSettings
+) -> Obj:
+    lbl = server_labels(deployment, version)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(names.server_name(deployment, version), owner, lbl),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": server_selector(deployment, version),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": settings.server_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+# ---- router --------------------------------------------------------------------------
+
+
+def router_labels(deployment: str) -> dict[str, str]:
+    return labels(
+        names.ROLE_ROUTER,
+        deployment,
+        **{names.LABEL_DEPLOYMENT: deployment, names.LABEL_ROLE: names.ROLE_ROUTER},
+    )
+
+
+def router_selector(deployment: str) -> dict[str, str]:
+    full = router_labels(deployment)
+    return {k: full[k] for k in (names.LABEL_DEPLOYMENT, names.LABEL_ROLE)}
+
+
+def router_endpoint(deployment: str, namespace: str, settings: OperatorSettings) -> str:
+    return f"http://{names.router_name(deployment)}.{namespace}.svc:{settings.router_port}"
+
+
+def build_routes_configmap(
+    deployment: str, document: Mapping[str, Any], owner: Mapping[str, Any]
+) -> Obj:
+    """The routing table a router pod reads at start (and watches)."""
+    lbl = router_labels(deployment)
+    meta = metadata(
+        names.routes_configmap_name(deployment),
+        owner,
+        lbl,
+        annotations={
+            names.ANNOTATION_ROUTES_REVISION: str(document.get("revision", "")),
+            names.ANNOTATION_ROUTES_CHECKSUM: checksum(document),
+        },
+    )
+    text = yaml.safe_dump(dict(document), sort_keys=False)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {ROUTES_FILE: text}}
+
+
+def build_router_token_secret(deployment: str, token: str, owner: Mapping[str, Any]) -> Obj:
+    """The bearer token of the router's admin API, shared by operator and router pods."""
+    meta = metadata(names.router_token_secret_name(deployment), owner, router_labels(deployment))
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": meta,
+        "stringData": {ADMIN_TOKEN_KEY: token},
+    }
+
+
+def build_router_deployment(
+    action: EnsureRouter, owner: Mapping[str, Any], settings: OperatorSettings
+) -> Obj:
+    """apps/v1 Deployment of the router (`pilotage route --config ... --admin-port ...`)."""
+    lbl = router_labels(action.deployment)
+    volumes = [
+        {"name": "routes", "configMap": {"name": names.routes_configmap_name(action.deployment)}},
+        {
+            "name": "admin-token",
+            "secret": {
+                "secretName": names.router_token_secret_name(action.deployment),
+                "defaultMode": 0o440,
+            },
+        },
+    ]
+    container: Obj = {
+        "name": "router",
+        "image": settings.router_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["pilotage"],
+        "args": [
+            "route",
+            "--config",
+            f"{ROUTES_DIR}/{ROUTES_FILE}",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(settings.router_port),
+            "--admin-host",
+            "0.0.0.0",
+            "--admin-port",
+            str(settings.router_admin_port),
+            "--admin-token-file",
+            f"{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": settings.router_port, "protocol": "TCP"},
+            {"name": "admin", "containerPort": settings.router_admin_port, "protocol": "TCP"},
+        ],
+        "resources": resources(action.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},
+            {"name": "admin-token", "mountPath": ADMIN_TOKEN_DIR, "readOnly": True},
+        ],
+        **_probes("http"),
+    }
+    template = {
+        "metadata": {"labels": lbl, "annotations": _prometheus(settings.router_port)},
+        "spec": _pod_spec([container], volumes, settings),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(names.router_name(action.deployment), owner, lbl),
+        "spec": {
+            "replicas": action.replicas,
+            "selector": {"matchLabels": router_selector(action.deployment)},
+            "template": template,
+        },
+    }
+
+
+def build_router_service(
+    deployment: str, owner: Mapping[str, Any], settings: OperatorSettings
+) -> Obj:
+    """The deployment's endpoint: clients send inference requests here."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(names.router_name(deployment), owner, router_labels(deployment)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": router_selector(deployment),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": settings.router_port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+# ---- retraining and events -----------------------------------------------------------
+
+
+def build_training_job(manifest: Mapping[str, Any], owner: Mapping[str, Any]) -> Obj:
+    """A TrainingJob a DriftMonitor creates, owned by it."""
+    out = json.loads(json.dumps(manifest))
+    meta = out.setdefault("metadata", {})
+    meta["namespace"] = owner["metadata"]["namespace"]
+    meta["ownerReferences"] = [owner_reference(owner)]
+    out.pop("status", None)
+    return dict(out)
+
+
+def build_event(
+    involved: Mapping[str, Any], event: Event, now: str, component: str = names.MANAGER
+) -> Obj:
+    """A core/v1 Event about ``involved`` (what `kubectl describe` shows)."""
+    meta = involved["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{meta['name']}.",
+            "namespace": meta["namespace"],
+        },
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "type": event.type,
+        "reason": event.reason[:128],
+        "message": event.message[:1024],
+        "source": {"component": component},
+        "reportingComponent": f"pilotage.dev/{component}",
+        "reportingInstance": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "action": event.reason[:128],
+    }
