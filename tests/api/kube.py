@@ -18,6 +18,7 @@ Errors are `path: message` strings naming the field, as `kubectl` prints them.
 from __future__ import annotations
 
 import copy
+import itertools
 from functools import cache
 from typing import Any
 
@@ -31,7 +32,7 @@ from tests.api.structural import strict_schema
 def _is_sorted(values: celtypes.ListType) -> celtypes.BoolType:
     """Kubernetes' `<list>.isSorted()`."""
     items = list(values)
-    return celtypes.BoolType(all(a <= b for a, b in zip(items, items[1:], strict=False)))
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
 def _sum(values: celtypes.ListType) -> Any:
