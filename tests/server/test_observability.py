@@ -104,6 +104,8 @@ def test_metrics_and_drift_counters_move_with_traffic(iris: Server) -> None:
 
 
 def test_metric_names_are_the_contract(iris: Server) -> None:
+    r = httpx.post(iris.url + "/v1/models/flowers:predict", json={"instances": [[5, 3, 1, 0.2]]})
+    assert r.status_code == 200
     text = httpx.get(iris.url + "/metrics").text
     names = {line.split("{")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert {
