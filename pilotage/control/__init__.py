@@ -1,1 +1,24 @@
-"""Pilotage control."""
+"""Pure, level-triggered reconcilers: (resource, observation, now) → Result.
+
+No I/O, no clock reads, no globals. The shells (`pilotage.operator`, `pilotage.local`)
+build the observations (helpers in `pilotage.control.observe`), call these functions and
+carry out the returned actions in order. The vocabulary is in `pilotage.control.types`.
+"""
+
+from pilotage.control.dataset import reconcile_dataset
+from pilotage.control.driftmonitor import reconcile_driftmonitor
+from pilotage.control.modeldeployment import reconcile_modeldeployment
+from pilotage.control.observe import drift_signal, feedback_of, router_stats, training_job_info
+from pilotage.control.trainingjob import output_uri, reconcile_trainingjob
+
+__all__ = [
+    "drift_signal",
+    "feedback_of",
+    "output_uri",
+    "reconcile_dataset",
+    "reconcile_driftmonitor",
+    "reconcile_modeldeployment",
+    "reconcile_trainingjob",
+    "router_stats",
+    "training_job_info",
+]

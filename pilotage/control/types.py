@@ -273,6 +273,16 @@ class ServerState:
 
 
 @dataclass(frozen=True)
+class FeedbackStats:
+    """Cumulative live-quality counters from feedback (`POST /v1/feedback` on the router)."""
+
+    labelled: int = 0
+    correct: int = 0
+    valued: int = 0
+    abs_error_sum: float = 0.0
+
+
+@dataclass(frozen=True)
 class VariantStats:
     """Cumulative router counters of one (variant, version), as the router reports them."""
 
@@ -284,6 +294,7 @@ class VariantStats:
     """Upper bounds of the latency buckets, seconds."""
     latency_counts: tuple[int, ...]
     """Requests per bucket (not cumulative); one more entry than bounds (overflow)."""
+    feedback: FeedbackStats = field(default_factory=FeedbackStats)
 
 
 @dataclass(frozen=True)
@@ -295,20 +306,9 @@ class ShadowStats:
 
 
 @dataclass(frozen=True)
-class FeedbackStats:
-    """Cumulative live-quality counters from feedback (`POST /v1/feedback` on the router)."""
-
-    labelled: int = 0
-    correct: int = 0
-    valued: int = 0
-    abs_error_sum: float = 0.0
-
-
-@dataclass(frozen=True)
 class RouterStats:
     variants: tuple[VariantStats, ...] = ()
     shadow: ShadowStats = field(default_factory=ShadowStats)
-    feedback: FeedbackStats = field(default_factory=FeedbackStats)
     revision: str | None = None
     """The routing-table revision the router is using (None when unknown)."""
 

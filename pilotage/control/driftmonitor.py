@@ -1,0 +1,444 @@
+"""DriftMonitor reconciler: drift checks over windows of live traffic, and retraining.
+
+Windows are tumbling and built from differences of the servers' cumulative counters
+against `status.checkpoint` (per replica, so one restarted replica loses only its own
+counts). A `requests: N` window is judged once N rows arrived since the checkpoint;
+a `duration` window once that long has passed. `consecutive` drifting checks are
+needed before acting; `cooldown` spaces retrains whatever triggered them.
+
+Rollback is not an action of this reconciler: `observe.drift_signal` turns this
+status (phase, consecutive count, `driftingSince`) into the `DriftSignal` the
+ModelDeployment reconciler reads, which rolls back a candidate whose rollout began
+before the drift did.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+
+from pilotage.api.common import parse_duration
+from pilotage.api.conditions import summarize
+from pilotage.api.driftmonitor import (
+    DriftMonitor,
+    DriftMonitorSpec,
+    DriftMonitorStatus,
+    FeatureDrift,
+    LiveMetrics,
+    PredictionDrift,
+    RetrainRecord,
+    Trigger,
+)
+from pilotage.control.common import (
+    ANNOTATION_RETRAIN,
+    LABEL_MONITOR,
+    LABEL_TRIGGER,
+    dns_name,
+    format_time,
+    parse_time,
+    seconds_between,
+)
+from pilotage.control.observe import DRIFTING_SINCE
+from pilotage.control.types import (
+    Action,
+    CreateTrainingJob,
+    DriftMonitorObservation,
+    Event,
+    FeedbackStats,
+    Result,
+    ServerCounters,
+)
+from pilotage.drift.errors import DriftInputError
+from pilotage.drift.evaluate import evaluate
+from pilotage.drift.report import DriftReport
+from pilotage.drift.window import add_windows, window_counts
+
+PREDICTIONS_GROUP = "__predictions__"
+HANDLED_RETRAIN = "handledRetrain"
+
+
+def spec_problem(spec: DriftMonitorSpec) -> str | None:
+    if spec.schedule is not None and not croniter.is_valid(spec.schedule):
+        return f"spec.schedule: {spec.schedule!r} is not a cron expression"
+    if spec.on_drift.retrain is None:
+        if spec.schedule is not None:
+            return "spec.onDrift.retrain: a schedule needs a TrainingJob template to retrain with"
+        if spec.retrain_on_dataset_change:
+            return "spec.onDrift.retrain: retrainOnDatasetChange needs a TrainingJob template"
+    if spec.window.duration is not None and parse_duration(spec.window.duration) <= 0:
+        return "spec.window.duration: must be longer than 0s"
+    if parse_duration(spec.interval) <= 0:
+        return "spec.interval: must be longer than 0s"
+    return None
+
+
+def _snapshot(counters: tuple[ServerCounters, ...]) -> dict[str, Any]:
+    return {
+        c.replica: {
+            **{f: dict(bins) for f, bins in c.features.items()},
+            PREDICTIONS_GROUP: dict(c.predictions),
+        }
+        for c in counters
+    }
+
+
+def _window(
+    before: dict[str, Any], counters: tuple[ServerCounters, ...]
+) -> dict[str, dict[str, int]]:
+    windows = []
+    for c in counters:
+        after = {
+            **{f: dict(bins) for f, bins in c.features.items()},
+            PREDICTIONS_GROUP: dict(c.predictions),
+        }
+        windows.append(window_counts(before.get(c.replica, {}), after))
+    return add_windows(*windows)
+
+
+def _feedback_doc(fb: FeedbackStats | None) -> dict[str, Any] | None:
+    if fb is None:
+        return None
+    return {
+        "labelled": fb.labelled,
+        "correct": fb.correct,
+        "valued": fb.valued,
+        "absErrorSum": fb.abs_error_sum,
+    }
+
+
+class _Reconcile:
+    def __init__(self, dm: DriftMonitor, obs: DriftMonitorObservation, now: datetime):
+        self.dm, self.spec, self.obs, self.now = dm, dm.spec, obs, now
+        self.stamp = format_time(now)
+        self.old = dm.status or DriftMonitorStatus()
+        self.st = self.old.model_copy(deep=True)
+        self.st.observed_generation = dm.generation
+        self.checkpoint: dict[str, Any] = dict(self.st.checkpoint or {})
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+        self.timers: list[float] = [parse_duration(self.spec.interval)]
+
+    def wait(self, seconds: float) -> None:
+        self.timers.append(max(0.05, seconds))
+
+    # -- drift over a window -----------------------------------------------------
+
+    def check_drift(self) -> None:
+        obs, st, cp = self.obs, self.st, self.checkpoint
+        version = obs.version
+        if version is None or obs.baseline is None:
+            return
+        if cp.get("version") != version or "counts" not in cp:
+            # New model (or first look): its baseline starts a fresh window.
+            cp.update(version=version, time=self.stamp, counts=_snapshot(obs.counters))
+            cp.pop(DRIFTING_SINCE, None)
+            st.version = version
+            st.consecutive_drifting = 0
+            return
+        window = _window(cp["counts"], obs.counters)
+        predictions = window.pop(PREDICTIONS_GROUP, {})
+        window = {f: bins for f, bins in window.items() if f in obs.baseline.features}
+        rows = max((sum(b.values()) for b in window.values()), default=0)
+        started = parse_time(cp.get("time")) or self.now
+        elapsed = seconds_between(started, self.now)
+        if self.spec.window.requests is not None:
+            if rows < self.spec.window.requests:
+                if st.last_check_time is None:
+                    st.phase = "InsufficientData"
+                    st.samples = rows
+                return  # keep accumulating: the window is not full yet
+        else:
+            length = parse_duration(self.spec.window.duration or "0s")
+            if elapsed < length:
+                self.wait(length - elapsed)
+                return
+        report = evaluate(
+            obs.baseline,
+            window,
+            predictions or None,
+            method=self.spec.method,
+            threshold=self.spec.threshold if "threshold" in self.spec.model_fields_set else None,
+            feature_thresholds=self.spec.feature_thresholds,
+            drift_share=self.spec.drift_share,
+            min_samples=self.spec.min_samples,
+        )
+        cp.update(time=self.stamp, counts=_snapshot(obs.counters))
+        self.record(report)
+
+    def record(self, report: DriftReport) -> None:
+        st, cp = self.st, self.checkpoint
+        st.phase = report.phase
+        st.samples = report.samples
+        st.last_check_time = self.stamp
+        ordered = sorted(report.features, key=lambda f: (not f.drifted, -f.score, f.name))
+        st.features = [
+            FeatureDrift(
+                name=f.name,
+                method=f.method,
+                score=f.score,
+                threshold=f.threshold,
+                drifted=f.drifted,
+            )
+            for f in ordered
+        ][:1000]
+        st.dataset_drift = report.dataset_drift
+        st.drift_score = report.share_drifted
+        st.prediction_drift = (
+            PredictionDrift(score=report.prediction.score, drifted=report.prediction.drifted)
+            if report.prediction is not None
+            else None
+        )
+        if report.phase == "Drifting":
+            st.consecutive_drifting += 1
+            cp.setdefault(DRIFTING_SINCE, self.stamp)
+            st.message = "drifted: " + self.drifted_text()
+        else:
+            st.consecutive_drifting = 0
+            cp.pop(DRIFTING_SINCE, None)
+            st.message = (
+                f"{report.samples} rows < minSamples {self.spec.min_samples}"
+                if report.insufficient_data
+                else f"no data-set drift over {report.samples} rows "
+                f"({len(report.drifted_features)} of {len(report.features)} features drifted)"
+            )
+        if report.phase == "Drifting" and st.consecutive_drifting == self.spec.consecutive:
+            self.events.append(
+                Event(
+                    "Warning",
+                    "DriftDetected",
+                    f"{st.message} (share {report.share_drifted:.2f} >= "
+                    f"driftShare {self.spec.drift_share:g})",
+                )
+            )
+
+    def drifted_text(self) -> str:
+        drifted = [f for f in self.st.features if f.drifted]
+        shown = ", ".join(f"{f.name} {f.method}={f.score:.3f}" for f in drifted[:5])
+        return shown + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else "")
+
+    # -- live performance --------------------------------------------------------
+
+    def check_performance(self) -> str | None:
+        """A message when live quality breaches `performance`, else None."""
+        perf, fb, cp, st = self.spec.performance, self.obs.feedback, self.checkpoint, self.st
+        if perf is None or fb is None:
+            return None
+        before = cp.get("feedback")
+        if not isinstance(before, dict) or any(
+            getattr(fb, k) < before.get(j, 0)
+            for k, j in (("labelled", "labelled"), ("correct", "correct"), ("valued", "valued"))
+        ):
+            cp["feedback"] = _feedback_doc(fb)
+            return None
+        labelled = fb.labelled - int(before.get("labelled", 0))
+        valued = fb.valued - int(before.get("valued", 0))
+        samples = labelled if perf.metric == "accuracy" else valued
+        if samples < perf.min_samples:
+            return None
+        cp["feedback"] = _feedback_doc(fb)
+        if perf.metric == "accuracy":
+            accuracy = (fb.correct - int(before.get("correct", 0))) / labelled
+            st.live = LiveMetrics(samples=labelled, accuracy=accuracy)
+            if perf.min is not None and accuracy < perf.min:
+                return f"live accuracy {accuracy:.3f} < min {perf.min:g} over {labelled} labelled requests"
+            return None
+        mae = (fb.abs_error_sum - float(before.get("absErrorSum", 0.0))) / valued
+        st.live = LiveMetrics(samples=valued, mae=mae)
+        if perf.max is not None and mae > perf.max:
+            return f"live MAE {mae:.4g} > max {perf.max:g} over {valued} labelled requests"
+        return None
+
+    # -- retraining --------------------------------------------------------------
+
+    def last_retrain_time(self) -> datetime | None:
+        times = [j.created for j in self.obs.retrain_jobs if j.created is not None]
+        if self.st.last_retrain is not None:
+            recorded = parse_time(self.st.last_retrain.time)
+            if recorded is not None:
+                times.append(recorded)
+        return max(times) if times else None
+
+    def cooldown_left(self) -> float:
+        last = self.last_retrain_time()
+        if last is None:
+            return 0.0
+        return parse_duration(self.spec.on_drift.cooldown) - seconds_between(last, self.now)
+
+    def schedule_due(self) -> bool:
+        schedule, st = self.spec.schedule, self.st
+        if schedule is None:
+            return False
+        last = parse_time(st.last_schedule_time)
+        if last is None:
+            st.last_schedule_time = self.stamp  # the schedule counts from the first look
+            last = self.now
+        following: datetime = croniter(schedule, last).get_next(datetime)
+        if following <= self.now:
+            st.last_schedule_time = self.stamp
+            return True
+        self.wait(seconds_between(self.now, following))
+        return False
+
+    def triggers(self, performance: str | None) -> list[tuple[Trigger, str]]:
+        """Every trigger that wants a retrain now, most specific first."""
+        st, spec, obs, cp = self.st, self.spec, self.obs, self.checkpoint
+        fired: list[tuple[Trigger, str]] = []
+        if (
+            st.phase == "Drifting"
+            and st.consecutive_drifting >= spec.consecutive
+            and (cp.get("retrainedFor") != cp.get(DRIFTING_SINCE))
+        ):
+            fired.append(("drift", f"data-set drift: {self.drifted_text()}"))
+        if performance:
+            fired.append(("performance", performance))
+        fingerprint = obs.dataset_fingerprint
+        if fingerprint and st.dataset_fingerprint is None:
+            st.dataset_fingerprint = fingerprint
+        elif fingerprint and fingerprint != st.dataset_fingerprint:
+            if spec.retrain_on_dataset_change:
+                fired.append(
+                    ("datasetChange", f"Dataset fingerprint changed to {fingerprint[:12]}")
+                )
+            else:
+                st.dataset_fingerprint = fingerprint
+        if self.schedule_due():
+            fired.append(("schedule", f"schedule {spec.schedule!r}"))
+        token = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
+        if token and cp.get(HANDLED_RETRAIN) != token:
+            fired.append(("manual", f"requested by annotation {ANNOTATION_RETRAIN}={token}"))
+        return fired
+
+    def retrain(self, fired: list[tuple[Trigger, str]]) -> None:
+        st, cp, spec = self.st, self.checkpoint, self.spec
+        template = spec.on_drift.retrain
+        if template is None:
+            for trigger, _ in fired:
+                if trigger == "manual":
+                    cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
+                    self.events.append(
+                        Event(
+                            "Warning",
+                            "RetrainIgnored",
+                            "retrain requested but spec.onDrift.retrain is not set",
+                        )
+                    )
+            return
+        left = self.cooldown_left()
+        if left > 0:
+            self.wait(left)
+            base = st.message.split("; retrain waits")[0]
+            st.message = (
+                f"{base}; retrain waits for the cooldown ({fired[0][0]}, {left:.0f}s left)"
+            )[:1024]
+            return
+        trigger, why = fired[0]
+        name = self.retrain_name()
+        labels = {
+            **template.template.metadata.labels,
+            LABEL_MONITOR: self.dm.name,
+            LABEL_TRIGGER: trigger,
+        }
+        meta: dict[str, Any] = {"name": name, "labels": labels}
+        if self.dm.metadata.namespace:
+            meta["namespace"] = self.dm.metadata.namespace
+        if template.template.metadata.annotations:
+            meta["annotations"] = dict(template.template.metadata.annotations)
+        body = template.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        body["version"] = name
+        manifest = {
+            "apiVersion": self.dm.api_version,
+            "kind": "TrainingJob",
+            "metadata": meta,
+            "spec": body,
+        }
+        self.actions.append(CreateTrainingJob(manifest, "DriftMonitor", self.dm.name))
+        others = [t for t, _ in fired[1:]]
+        message = why + (f" (also: {', '.join(others)})" if others else "")
+        st.last_retrain = RetrainRecord(
+            name=name, trigger=trigger, time=self.stamp, message=message[:1024]
+        )
+        st.retrains += 1
+        for fired_trigger, _ in fired:
+            if fired_trigger == "drift":
+                cp["retrainedFor"] = cp.get(DRIFTING_SINCE)
+            elif fired_trigger == "datasetChange":
+                st.dataset_fingerprint = self.obs.dataset_fingerprint
+            elif fired_trigger == "manual":
+                cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
+        self.events.append(
+            Event(
+                "Normal",
+                "RetrainCreated",
+                f"TrainingJob {name} created by trigger {trigger}: {message}",
+            )
+        )
+        self.wait(parse_duration(spec.on_drift.cooldown))
+
+    def retrain_name(self) -> str:
+        taken = {j.name for j in self.obs.retrain_jobs}
+        n = max(self.st.retrains, len(self.obs.retrain_jobs)) + 1
+        while dns_name(self.dm.name, "retrain", str(n)) in taken:
+            n += 1
+        return dns_name(self.dm.name, "retrain", str(n))
+
+
+def reconcile_driftmonitor(
+    dm: DriftMonitor, obs: DriftMonitorObservation, now: datetime
+) -> Result[DriftMonitorStatus]:
+    r = _Reconcile(dm, obs, now)
+    st = r.st
+
+    def finish(
+        ready: bool | None, reason: str, message: str, *, stalled: bool = False
+    ) -> Result[DriftMonitorStatus]:
+        st.checkpoint = r.checkpoint or None
+        st.conditions = summarize(
+            st.conditions,
+            ready=ready,
+            reason=reason,
+            message=message,
+            reconciling=ready is not True and not stalled,
+            stalled=stalled,
+            generation=dm.generation,
+            now=r.stamp,
+        )
+        return Result(st, r.actions, r.events, min(r.timers))
+
+    problem = spec_problem(dm.spec)
+    if problem:
+        st.message = problem
+        if r.old.message != problem:
+            r.events.append(Event("Warning", "InvalidSpec", problem))
+        return finish(False, "InvalidSpec", problem, stalled=True)
+
+    if obs.deployment is None:
+        st.phase = "Pending"
+        message = f"waiting for ModelDeployment {dm.spec.deployment_ref.name}"
+        st.message = message
+        return finish(False, "DeploymentNotFound", message)
+
+    try:
+        r.check_drift()
+    except DriftInputError as exc:
+        message = f"drift check failed: {exc}"
+        st.message = message[:1024]
+        r.checkpoint.pop("counts", None)  # start over from the next counters
+        return finish(False, "DriftInputError", message)
+    performance = r.check_performance()
+    if performance:
+        r.events.append(Event("Warning", "PerformanceDropped", performance))
+    fired = r.triggers(performance)
+    if fired:
+        r.retrain(fired)
+
+    if obs.version is None or obs.baseline is None:
+        st.phase = "Pending"
+        message = "waiting for the deployment's model baseline and counters"
+        st.message = message
+        return finish(False, "WaitingForModel", message)
+    if st.phase == "Pending":
+        st.phase = "InsufficientData"
+        st.message = st.message or "collecting the first window"
+    return finish(True, st.phase, st.message or st.phase)

@@ -1,0 +1,123 @@
+"""Pure helpers the shells use to build observations from what they read.
+
+They turn resources and the router's `/admin/stats` document into the records of
+`pilotage.control.types`, so the operator and the local runtime build them the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pilotage.api.driftmonitor import DriftMonitor
+from pilotage.api.trainingjob import TrainingJob
+from pilotage.control.common import parse_time
+from pilotage.control.types import (
+    DriftSignal,
+    FeedbackStats,
+    RouterStats,
+    ShadowStats,
+    TrainingJobInfo,
+    VariantStats,
+)
+
+DRIFTING_SINCE = "driftingSince"
+
+
+def training_job_info(
+    tj: TrainingJob, owner_kind: str | None = None, owner_name: str | None = None
+) -> TrainingJobInfo:
+    status = tj.status
+    # A status from an older generation describes a spec that no longer exists.
+    current = status is not None and status.observed_generation == tj.generation
+    return TrainingJobInfo(
+        name=tj.name,
+        labels=dict(tj.metadata.labels),
+        created=parse_time(tj.metadata.creation_timestamp),
+        phase=status.phase if status is not None and current else "Pending",
+        model_version=status.model_version if status is not None and current else None,
+        model_uri=status.model_uri if status is not None and current else None,
+        gates_passed=(
+            status.gates.passed if status is not None and current and status.gates else None
+        ),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+    )
+
+
+def drift_signal(monitor: DriftMonitor) -> DriftSignal | None:
+    """What a DriftMonitor tells the ModelDeployment it watches (None before any check)."""
+    status = monitor.status
+    if status is None or status.last_check_time is None:
+        return None
+    drifting = status.phase == "Drifting" and (
+        status.consecutive_drifting >= monitor.spec.consecutive
+    )
+    since = parse_time((status.checkpoint or {}).get(DRIFTING_SINCE))
+    return DriftSignal(
+        monitor=monitor.name,
+        score=status.drift_score,
+        drifting=drifting,
+        rollback=drifting and monitor.spec.on_drift.rollback,
+        since=since,
+        message=status.message,
+    )
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def _feedback(doc: Mapping[str, Any]) -> FeedbackStats:
+    return FeedbackStats(
+        labelled=_int(doc.get("labelled")),
+        correct=_int(doc.get("correct")),
+        valued=_int(doc.get("valued")),
+        abs_error_sum=float(doc.get("absErrorSum") or 0.0),
+    )
+
+
+def _variant(name: str, doc: Mapping[str, Any]) -> VariantStats:
+    latency = doc.get("latency") or {}
+    return VariantStats(
+        name=name,
+        version=str(doc.get("version", "")),
+        requests=_int(doc.get("requests")),
+        errors=_int(doc.get("errors")),
+        latency_bounds=tuple(float(b) for b in latency.get("le", [])),
+        latency_counts=tuple(_int(c) for c in latency.get("counts", [])),
+        feedback=_feedback(doc.get("feedback") or {}),
+    )
+
+
+def router_stats(doc: Mapping[str, Any]) -> RouterStats:
+    """The router's `GET /admin/stats` document as `RouterStats` (current and retired
+    variants; shadow totals; the routing-table revision in use)."""
+    variants = [_variant(name, entry) for name, entry in (doc.get("variants") or {}).items()]
+    variants += [_variant(str(e.get("variant", "")), e) for e in doc.get("retired") or []]
+    totals = doc.get("shadowTotals") or {}
+    comparisons = totals.get("comparisons") or {}
+    revision = doc.get("revision")
+    return RouterStats(
+        variants=tuple(variants),
+        shadow=ShadowStats(
+            agree=_int(comparisons.get("agree")),
+            disagree=_int(comparisons.get("disagree")),
+            error=_int(comparisons.get("error")),
+            dropped=_int(totals.get("dropped")),
+        ),
+        revision=str(revision) if revision is not None else None,
+    )
+
+
+def feedback_of(stats: RouterStats, version: str) -> FeedbackStats | None:
+    """Live feedback counters of the variant serving `version` (a DriftMonitor input)."""
+    found = [v.feedback for v in stats.variants if v.version == version]
+    if not found:
+        return None
+    return FeedbackStats(
+        labelled=sum(f.labelled for f in found),
+        correct=sum(f.correct for f in found),
+        valued=sum(f.valued for f in found),
+        abs_error_sum=sum(f.abs_error_sum for f in found),
+    )
