@@ -76,6 +76,7 @@ _RESPONSE_SKIP = frozenset(
         REQUEST_ID_HEADER,
     }
 )
+_UPSTREAM_METHODS = {"GET": b"GET", "POST": b"POST", "HEAD": b"GET", "PUT": b"PUT"}
 _PRIVATE_PREFIXES = ("/admin/", "/pilotage/")
 _RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON = [(b"content-type", b"application/json")]
@@ -266,7 +267,8 @@ class RouterApp:
         forward.append(b"x-pilotage-request-id: %s\r\n" % request_id)
         headers = b"".join(forward)
         method_str: str = scope["method"]
-        method = method_str.encode()
+        # HEAD goes upstream as GET: the answer parser cannot know a HEAD answer has no body
+        method = _UPSTREAM_METHODS.get(method_str) or method_str.encode()
         path: str = scope["path"]
         query: bytes = scope["query_string"]
         target: bytes = scope["raw_path"] or path.encode()

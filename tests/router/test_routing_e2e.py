@@ -206,14 +206,16 @@ def test_metrics_and_request_ids(start_upstream, start_router) -> None:
     assert mine.request_id == "client-42"
     bad = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-request-id": "x" * 500})
     assert bad.status == 400
+    head = client.request("HEAD", "/v2/health/ready")
+    assert (head.status, head.variant, head.body) == (200, "stable", b"")
     text = client.request("GET", "/metrics").body.decode()
     assert (
-        'pilotage_router_requests_total{deployment="iris",variant="stable",version="1",code="200"} 3'
+        'pilotage_router_requests_total{deployment="iris",variant="stable",version="1",code="200"} 4'
         in text
     )
     assert 'pilotage_router_traffic_weight{deployment="iris",variant="stable"} 100' in text
     assert (
-        'pilotage_router_request_duration_seconds_count{deployment="iris",variant="stable",version="1"} 3'
+        'pilotage_router_request_duration_seconds_count{deployment="iris",variant="stable",version="1"} 4'
         in text
     )
     assert 'pilotage_shadow_comparisons_total{deployment="iris",result="agree"} 0' in text
