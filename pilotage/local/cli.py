@@ -252,10 +252,14 @@ def delete(argv: list[str]) -> int:
 
 
 def action_value(full: bool = False) -> str:
-    """A fresh annotation value: a new value is a new request (the reconciler remembers the
-    values it has handled). ``full:`` asks promote to skip the remaining steps."""
-    token = uuid.uuid4().hex[:12]
-    return f"full:{token}" if full else token
+    """The annotation value: a fresh token, so that a new request differs from the last one
+    handled (the reconciler remembers handled values in ``status.handledActions``).
+
+    A full promotion is the literal value ``full``, which is what the ModelDeployment
+    reconciler recognises; two full promotions in a row therefore need a step promote
+    (any other value) in between.
+    """
+    return "full" if full else uuid.uuid4().hex[:12]
 
 
 def _manual(command: str, annotation: str, argv: list[str], with_full: bool = False) -> int:

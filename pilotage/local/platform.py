@@ -31,23 +31,20 @@ from typing import Any
 import yaml
 
 from pilotage.api import parse_resource
+from pilotage.control.observe import router_stats
 from pilotage.control.types import (
     Action,
     CreateTrainingJob,
     DeleteRun,
     EnsureRouter,
     EnsureServer,
-    FeedbackStats,
     RemoveServer,
     RouterState,
-    RouterStats,
     RunState,
     ServerCounters,
     ServerState,
     SetRoutes,
-    ShadowStats,
     StartRun,
-    VariantStats,
 )
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
@@ -354,21 +351,10 @@ class LocalPlatform:
 
     @staticmethod
     def _counters(snap: dict[str, Any], replica: str) -> ServerCounters:
-        reservoir: dict[str, tuple[float, ...]] = {}
-        res = snap.get("reservoir") or {}
-        columns = list(res.get("columns") or [])
-        rows = res.get("rows") or []
-        for i, column in enumerate(columns):
-            values = [r[i] for r in rows if i < len(r)]
-            if values and all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in values
-            ):
-                reservoir[column] = tuple(float(v) for v in values)
         return ServerCounters(
             features=snap.get("features") or {},
             predictions=(snap.get("predictions") or {}).get("counts") or {},
             rows=int(snap.get("rows") or 0),
-            reservoir=reservoir or None,
             replica=replica,
         )
 
@@ -461,7 +447,7 @@ class LocalPlatform:
             doc = http_json(f"{endpoint}/pilotage/stats", timeout=1.0)
         except OSError:
             return RouterState(ready=False, endpoint=endpoint)
-        return RouterState(ready=True, endpoint=endpoint, stats=parse_router_stats(doc))
+        return RouterState(ready=True, endpoint=endpoint, stats=router_stats(doc))
 
     def remove_router(self, deployment: str) -> None:
         self.supervisor.stop(f"router/{deployment}")
@@ -525,46 +511,3 @@ def _table_to_json(action: SetRoutes) -> dict[str, Any]:
     for v in doc["variants"]:
         v.pop("url", None)
     return doc
-
-
-def parse_router_stats(doc: dict[str, Any]) -> RouterStats:
-    """The router's stats JSON (``GET /pilotage/stats``) as the reconcilers' RouterStats."""
-    variants = []
-    feedback = FeedbackStats()
-    entries = [(name, e) for name, e in (doc.get("variants") or {}).items()]
-    entries += [(e.get("variant", ""), e) for e in doc.get("retired") or []]
-    for name, entry in entries:
-        latency = entry.get("latency") or {}
-        variants.append(
-            VariantStats(
-                name=str(name),
-                version=str(entry.get("version", "")),
-                requests=int(entry.get("requests", 0)),
-                errors=int(entry.get("errors", 0)),
-                latency_bounds=tuple(float(b) for b in latency.get("le") or ()),
-                latency_counts=tuple(int(c) for c in latency.get("counts") or ()),
-            )
-        )
-        fb = entry.get("feedback") or {}
-        if name == "stable" and fb and name in (doc.get("variants") or {}):
-            feedback = FeedbackStats(
-                labelled=int(fb.get("labelled", 0)),
-                correct=int(fb.get("correct", 0)),
-                valued=int(fb.get("valued", 0)),
-                abs_error_sum=float(fb.get("absErrorSum", 0.0)),
-            )
-    totals = doc.get("shadowTotals") or {}
-    comparisons = totals.get("comparisons") or {}
-    shadow = ShadowStats(
-        agree=int(comparisons.get("agree", 0)),
-        disagree=int(comparisons.get("disagree", 0)),
-        error=int(comparisons.get("error", 0)),
-        dropped=int(totals.get("dropped", 0)),
-    )
-    revision = doc.get("revision")
-    return RouterStats(
-        variants=tuple(variants),
-        shadow=shadow,
-        feedback=feedback,
-        revision=None if revision is None else str(revision),
-    )

@@ -9,8 +9,6 @@ states change without a store write) has passed.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,14 @@ from typing import Any
 
 from pilotage.api import Dataset, DriftMonitor, ModelDeployment, Resource, TrainingJob
 from pilotage.api.modelcard import CARD_FILE, ModelCard
+from pilotage.control import (
+    reconcile_dataset,
+    reconcile_driftmonitor,
+    reconcile_modeldeployment,
+    reconcile_trainingjob,
+)
 from pilotage.control.common import LABEL_MONITOR
+from pilotage.control.observe import drift_signal, feedback_of, training_job_info
 from pilotage.control.types import (
     DatasetObservation,
     DriftMonitorObservation,
@@ -36,30 +41,12 @@ from pilotage.storage import StorageError, join, read_bytes
 
 KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
 
-# kind → (module, function) of its reconciler in pilotage.control
-RECONCILERS: dict[str, tuple[str, str]] = {
-    "Dataset": ("pilotage.control.dataset", "reconcile_dataset"),
-    "TrainingJob": ("pilotage.control.trainingjob", "reconcile_trainingjob"),
-    "ModelDeployment": ("pilotage.control.modeldeployment", "reconcile_modeldeployment"),
-    "DriftMonitor": ("pilotage.control.driftmonitor", "reconcile_driftmonitor"),
+RECONCILERS: dict[str, Callable[[Any, Any, datetime], Result[Any]]] = {
+    "Dataset": reconcile_dataset,
+    "TrainingJob": reconcile_trainingjob,
+    "ModelDeployment": reconcile_modeldeployment,
+    "DriftMonitor": reconcile_driftmonitor,
 }
-
-
-def _reconciler(kind: str) -> Callable[[Any, Any, datetime], Result[Any]]:
-    module_name, func_name = RECONCILERS[kind]
-    func: Callable[[Any, Any, datetime], Result[Any]] = getattr(
-        importlib.import_module(module_name), func_name
-    )
-    return func
-
-
-def _created(res: Resource) -> datetime | None:
-    text = res.metadata.creation_timestamp
-    if not text:
-        return None
-    with contextlib.suppress(ValueError):
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return None
 
 
 def _owner(res: Resource) -> tuple[str | None, str | None]:
@@ -70,20 +57,8 @@ def _owner(res: Resource) -> tuple[str | None, str | None]:
     return None, None
 
 
-def training_job_info(tj: TrainingJob) -> TrainingJobInfo:
-    status = tj.status
-    owner_kind, owner_name = _owner(tj)
-    return TrainingJobInfo(
-        name=tj.name,
-        labels=dict(tj.metadata.labels),
-        created=_created(tj),
-        phase=status.phase if status else "Pending",
-        model_version=status.model_version if status else None,
-        model_uri=status.model_uri if status else None,
-        gates_passed=status.gates.passed if status and status.gates else None,
-        owner_kind=owner_kind,
-        owner_name=owner_name,
-    )
+def job_info(tj: TrainingJob) -> TrainingJobInfo:
+    return training_job_info(tj, *_owner(tj))
 
 
 @dataclass
@@ -118,7 +93,7 @@ class Runtime:
 
     def _jobs(self, namespace: str) -> tuple[TrainingJobInfo, ...]:
         jobs = self.store.objects("TrainingJob", namespace)
-        return tuple(training_job_info(tj) for tj in jobs if isinstance(tj, TrainingJob))
+        return tuple(job_info(tj) for tj in jobs if isinstance(tj, TrainingJob))
 
     def _drift_signal(self, md: ModelDeployment, namespace: str) -> DriftSignal | None:
         monitors = [
@@ -128,11 +103,7 @@ class Runtime:
         ]
         if not monitors:
             return None
-        control = importlib.import_module("pilotage.control")
-        make: Callable[[DriftMonitor], DriftSignal] | None = getattr(control, "drift_signal", None)
-        if make is None:
-            return None
-        return make(monitors[0])
+        return drift_signal(monitors[0])
 
     def observe(self, res: Resource) -> Any:
         namespace = res.metadata.namespace or "default"
@@ -190,7 +161,9 @@ class Runtime:
                 if deployment and stable
                 else ()
             ),
-            feedback=router.stats.feedback if router and router.stats else None,
+            feedback=feedback_of(router.stats, stable.version)
+            if router and router.stats and stable
+            else None,
             dataset_fingerprint=fingerprint,
             retrain_jobs=mine,
         )
@@ -239,7 +212,7 @@ class Runtime:
 
     def reconcile(self, res: Resource, now: datetime) -> float | None:
         observation = self.observe(res)
-        result = _reconciler(res.kind)(res, observation, now)
+        result = RECONCILERS[res.kind](res, observation, now)
         for action in result.actions:
             self.platform.carry_out(action)
         namespace = res.metadata.namespace or "default"
