@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pilotage.api.conditions import get
+from pilotage.api.trainingjob import TrainingJob
+from pilotage.control import reconcile_trainingjob
+from pilotage.control.types import DeleteRun, Result, RunState, StartRun, TrainingJobObservation
+from tests.control.factories import ARTIFACTS, at, dataset, ready_dataset, trainingjob
+
+GATES = {"gates": [{"metric": "accuracy", "min": 0.9}]}
+SUMMARY = {
+    "modelVersion": "iris-v1",
+    "modelUri": f"{ARTIFACTS}/default/iris-v1/iris-v1",
+    "metrics": {"accuracy": 0.96, "f1_macro": 0.95},
+    "onnxParity": {"maxAbsDiff": 1e-6, "labelAgreement": 1.0},
+    "datasetFingerprint": "f" * 64,
+}
+
+
+def obs(run: RunState | None = None, ds: Any = "ready") -> TrainingJobObservation:
+    return TrainingJobObservation(
+        dataset=ready_dataset() if ds == "ready" else ds, run=run, artifact_uri=ARTIFACTS
+    )
+
+
+def step(tj: TrainingJob, run: RunState | None, seconds: float) -> tuple[TrainingJob, Result[Any]]:
+    result = reconcile_trainingjob(tj, obs(run), at(seconds))
+    return tj.model_copy(update={"status": result.status}), result
+
+
+def started(**spec: Any) -> tuple[TrainingJob, StartRun]:
+    tj, result = step(trainingjob(**spec), None, 0)
+    start = result.actions[0]
+    assert isinstance(start, StartRun)
+    return tj, start
+
+
+def test_start_carries_manifests_output_uri_and_resources() -> None:
+    tj, start = started(
+        output={"uri": "s3://models/base/"},
+        version="v7",
+        resources={"limits": {"cpu": "2"}},
+        activeDeadlineSeconds=600,
+    )
+    assert start.purpose == "train" and start.owner_name == "iris-v1"
+    assert [m["kind"] for m in start.manifests] == ["Dataset", "TrainingJob"]
+    assert start.output_uri == "s3://models/base/default/iris-v1/v7"
+    assert start.resources["limits"] == {"cpu": "2"}
+    assert start.deadline_seconds == 600
+    status = tj.status
+    assert status is not None and status.phase == "Running" and status.attempts == 1
+    assert status.run_generation == 1 and status.dataset_fingerprint == "f" * 64
+
+
+def test_default_output_uri_uses_the_namespace() -> None:
+    _, result = step(trainingjob(namespace="ml"), None, 0)
+    start = result.actions[0]
+    assert isinstance(start, StartRun) and start.output_uri == f"{ARTIFACTS}/ml/iris-v1/iris-v1"
+
+
+@pytest.mark.parametrize(
+    ("ds", "reason"),
+    [(None, "DatasetNotFound"), (dataset(status={"phase": "Validating"}), "WaitingForDataset")],
+)
+def test_waits_for_the_dataset(ds: Any, reason: str) -> None:
+    result = reconcile_trainingjob(trainingjob(), obs(None, ds), at(0))
+    assert result.actions == []
+    assert result.status.phase == "Pending"
+    assert get(result.status.conditions, "Ready").reason == reason  # type: ignore[union-attr]
+    assert get(result.status.conditions, "Reconciling") is not None
+    assert result.requeue_after is not None
+
+
+@pytest.mark.parametrize(
+    ("summary", "evaluation", "phase", "reason", "ready"),
+    [
+        (SUMMARY, GATES, "Succeeded", "Succeeded", "True"),
+        ({**SUMMARY, "metrics": {"accuracy": 0.5}}, GATES, "Succeeded", "GatesFailed", "False"),
+        ({**SUMMARY, "metrics": {}}, GATES, "Succeeded", "GatesFailed", "False"),
+        (
+            {**SUMMARY, "onnxParity": {"maxAbsDiff": 0.01, "labelAgreement": 0.9}},
+            GATES,
+            "Failed",
+            "ParityFailed",
+            "False",
+        ),
+        ({"metrics": {"accuracy": 1.0}}, {}, "Failed", "RunResultInvalid", "False"),
+        (None, {}, "Failed", "RunResultInvalid", "False"),
+    ],
+)
+def test_success_outcomes(
+    summary: Any, evaluation: Any, phase: str, reason: str, ready: str
+) -> None:
+    tj, start = started(evaluation=evaluation)
+    tj, result = step(tj, RunState(start.name, "Succeeded", at(0), at(30), summary), 31)
+    status = result.status
+    assert status.phase == phase
+    cond = get(status.conditions, "Ready")
+    assert cond is not None and cond.reason == reason and cond.status == ready
+    assert (get(status.conditions, "Stalled") is not None) == (ready == "False")
+    if reason == "Succeeded":
+        assert status.model_version == "iris-v1" and status.model_uri == SUMMARY["modelUri"]
+        assert status.gates is not None and status.gates.passed
+        assert status.completion_time == "2026-01-01T00:00:30Z"
+    if reason in ("ParityFailed", "RunResultInvalid"):
+        assert status.model_version is None  # never claims a version no usable run produced
+
+
+def test_retries_up_to_the_backoff_limit_then_fails() -> None:
+    tj, start = started(backoffLimit=1)
+    tj, result = step(tj, RunState(start.name, "Failed", message="OOMKilled"), 10)
+    retry = result.actions[0]
+    assert isinstance(retry, StartRun) and retry.name != start.name
+    assert tj.status is not None and tj.status.attempts == 2 and tj.status.phase == "Running"
+    assert [e.reason for e in result.events] == ["TrainingRetry"]
+    tj, result = step(tj, RunState(retry.name, "Failed", message="OOMKilled"), 20)
+    assert result.actions == []
+    assert tj.status is not None and tj.status.phase == "Failed"
+    assert get(tj.status.conditions, "Ready").reason == "BackoffLimitExceeded"  # type: ignore[union-attr]
+    assert "OOMKilled" in tj.status.message
+
+
+def test_a_non_retryable_failure_is_not_retried() -> None:
+    tj, start = started(backoffLimit=3)
+    failed = RunState(start.name, "Failed", result={"retryable": False}, message="bad column")
+    tj, result = step(tj, failed, 10)
+    assert result.actions == [] and tj.status is not None and tj.status.phase == "Failed"
+
+
+def test_deadline_deletes_the_run_and_fails() -> None:
+    tj, start = started(activeDeadlineSeconds=60)
+    tj, result = step(tj, RunState(start.name, "Running"), 30)
+    assert result.actions == [] and result.requeue_after is not None
+    tj, result = step(tj, RunState(start.name, "Running"), 61)
+    assert result.actions == [DeleteRun(start.name)]
+    assert tj.status is not None and tj.status.phase == "Failed"
+    assert get(tj.status.conditions, "Ready").reason == "DeadlineExceeded"  # type: ignore[union-attr]
+
+
+def test_never_trains_the_same_generation_twice() -> None:
+    tj, start = started()
+    tj, _ = step(tj, RunState(start.name, "Succeeded", result=SUMMARY), 30)
+    for seconds in (40, 50):
+        tj, result = step(tj, None, seconds)  # the run was cleaned up
+        assert result.actions == []
+        assert tj.status is not None and tj.status.phase == "Succeeded"
+
+
+def test_a_new_generation_trains_again_and_forgets_the_old_model() -> None:
+    tj, start = started()
+    tj, _ = step(tj, RunState(start.name, "Succeeded", result=SUMMARY), 30)
+    changed = trainingjob(generation=2, status=tj.status.dump() if tj.status else None)
+    changed, result = step(changed, None, 40)
+    start2 = result.actions[0]
+    assert isinstance(start2, StartRun) and "g2" in start2.name
+    assert changed.status is not None and changed.status.model_version is None
+    assert changed.status.run_generation == 2
+
+
+def test_a_lost_run_is_asked_for_again_under_the_same_name() -> None:
+    tj, start = started()
+    _, result = step(tj, None, 5)
+    again = result.actions[0]
+    assert isinstance(again, StartRun) and again.name == start.name
+
+
+def test_invalid_spec_names_the_field() -> None:
+    tj = trainingjob(task="regression", evaluation={"gates": [{"metric": "accuracy", "min": 0.5}]})
+    result = reconcile_trainingjob(tj, obs(), at(0))
+    ready = get(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "InvalidSpec"
+    assert ready.message.startswith("spec.evaluation.gates[0].metric")
+    assert result.actions == []
