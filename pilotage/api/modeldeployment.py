@@ -113,7 +113,8 @@ class CanaryStrategy(ApiModel):
             CanaryStep(pause=Pause(duration="30s")),
         ]
     )
-    """Steps in order; the candidate is promoted to 100 % after the last one."""
+    """Steps in order; the candidate is promoted to 100 % after the last one.
+    When absent: setWeight 10, pause 30s, setWeight 50, pause 30s."""
     sticky_header: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9-]+$")] | None = None
     """Request header whose value pins a client to one variant (consistent hashing)."""
 
