@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import (
     GradientBoostingClassifier,
@@ -81,3 +82,28 @@ def make_estimator(
 def tunable_parameters(algorithm: str, task: Task) -> set[str]:
     cls = ESTIMATORS[algorithm][task]
     return set(cls().get_params())
+
+
+def _float32_floor(values: np.ndarray) -> np.ndarray:
+    """The largest float32 value not above each value, as float64."""
+    rounded = values.astype(np.float32)
+    above = rounded.astype(np.float64) > values
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded.astype(np.float64)
+
+
+def float32_safe_thresholds(estimator: BaseEstimator) -> None:
+    """Move histogram-gradient-boosting split thresholds down onto float32 values.
+
+    Its thresholds are float64 midpoints; ONNX stores them as float32, and a midpoint
+    that rounds up onto a data value sends that value the other way. For float32 inputs
+    (all the pipeline feeds it) ``x <= t`` holds exactly when ``x <= floor32(t)``, so the
+    scikit-learn model predicts the same and the ONNX graph now agrees with it.
+    """
+    predictors = getattr(estimator, "_predictors", None)
+    if not predictors:
+        return
+    for per_iteration in predictors:
+        for predictor in per_iteration:
+            nodes = predictor.nodes
+            nodes["num_threshold"] = _float32_floor(nodes["num_threshold"])

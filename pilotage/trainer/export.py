@@ -69,6 +69,23 @@ def _initial_types(features: list[Column]) -> list[tuple[str, Any]]:
     ]
 
 
+def _float_output(model: onnx.ModelProto, name: str) -> None:
+    """Make the float64 output ``name`` an FP32 output of the same name."""
+    internal = f"{name}_float64"
+    for node in model.graph.node:
+        for i, out in enumerate(node.output):
+            if out == name:
+                node.output[i] = internal
+    model.graph.node.append(
+        onnx.helper.make_node(
+            "Cast", [internal], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_to_float32"
+        )
+    )
+    for value in model.graph.output:
+        if value.name == name:
+            value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+
+
 def _canonical(model: onnx.ModelProto, name: str) -> bytes:
     model.graph.name = name
     model.producer_name = PRODUCER
@@ -103,6 +120,8 @@ def to_onnx(pipeline: Pipeline, features: list[Column], task: Task, graph_name: 
     except Exception as exc:  # skl2onnx raises many exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingError(f"ONNX conversion failed: {first}") from exc
+    if task == "regression":
+        _float_output(model, REGRESSION_OUTPUT)
     content = _canonical(model, graph_name)
     outputs = [_tensor_info(o) for o in model.graph.output]
     names = {o.name for o in outputs}
@@ -174,7 +193,10 @@ def check_parity(
         agreement = float(np.mean(labels == expected_labels)) if rows else 1.0
         diff = float(np.max(np.abs(proba - expected_proba))) if rows else 0.0
     else:
-        expected_values = np.asarray(pipeline.predict(x), dtype=np.float64).reshape(-1)
+        # The contract's output is FP32: compare with scikit-learn rounded the same way.
+        expected_values = (
+            np.asarray(pipeline.predict(x)).astype(np.float32).astype(np.float64).reshape(-1)
+        )
         values = np.asarray(result[0], dtype=np.float64).reshape(-1)
         agreement = 1.0
         diff = float(np.max(np.abs(values - expected_values))) if rows else 0.0

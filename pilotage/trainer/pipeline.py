@@ -7,10 +7,11 @@ Two input layouts, matching the model server:
   numeric columns are float32 and whose categorical columns hold strings, with ``""``
   standing for a missing category (what the server feeds for a null).
 
-Numeric values are cast to float32 before fitting and again after scaling, so that
-scikit-learn sees exactly the numbers onnxruntime computes with; without the second
-cast a tree threshold can fall between a float64 and a float32 rendering of the same
-scaled value and the two runtimes disagree.
+Numeric values are cast to float32 before fitting, scaled in float32 exactly as the
+ONNX ``Scaler`` operator does (:mod:`pilotage.trainer.scaling`) and cast to float32
+again after the numeric steps, so that scikit-learn fits the model on exactly the
+numbers onnxruntime computes with; otherwise a tree threshold can fall between a
+float64 and a float32 rendering of the same scaled value and the runtimes disagree.
 """
 
 from __future__ import annotations
@@ -24,16 +25,12 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import (
-    MinMaxScaler,
-    OneHotEncoder,
-    OrdinalEncoder,
-    RobustScaler,
-    StandardScaler,
-)
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
+from pilotage.api.modelcard import Task
 from pilotage.api.trainingjob import PreprocessingSpec
 from pilotage.trainer.profiling import top_categories
+from pilotage.trainer.scaling import Float32Scaler
 from pilotage.trainer.validate import Column
 
 Layout = Literal["matrix", "columns"]
@@ -61,12 +58,9 @@ def model_input(frame: pd.DataFrame, features: list[Column]) -> Any:
 
 
 def _scaler(kind: str) -> BaseEstimator | None:
-    return {
-        "standard": StandardScaler(),
-        "minmax": MinMaxScaler(),
-        "robust": RobustScaler(),
-        "none": None,
-    }[kind]
+    if kind == "none":
+        return None
+    return Float32Scaler(method=kind)  # type: ignore[arg-type]
 
 
 def _numeric_steps(spec: PreprocessingSpec) -> Pipeline:
@@ -121,7 +115,14 @@ def build_pipeline(
     spec: PreprocessingSpec,
     estimator: BaseEstimator,
     categories: dict[str, list[str]],
+    task: Task,
 ) -> Pipeline:
+    """Preprocessing then the estimator (the step named ``model``).
+
+    Regressors run in float64 after preprocessing: their output is not bounded like a
+    probability, and float32 sums over a hundred trees of values in the hundreds drift
+    by more than the parity tolerance (the ONNX graph casts the result to FP32 at the end).
+    """
     numeric = [f for f in features if f.type != "category"]
     categorical = [f for f in features if f.type == "category"]
     transformers: list[tuple[str, Any, Any]] = []
@@ -135,4 +136,8 @@ def build_pipeline(
                 (f"category_{f.name}", _categorical_steps(spec, [categories[f.name]]), [f.name])
             )
     prep = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    if task == "regression":
+        return Pipeline(
+            [("prep", prep), ("double", CastTransformer(dtype=np.float64)), ("model", estimator)]
+        )
     return Pipeline([("prep", prep), ("model", estimator)])

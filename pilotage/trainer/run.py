@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 from pilotage.api.dataset import Dataset
 from pilotage.api.modelcard import (
@@ -38,7 +40,11 @@ from pilotage.api.modelcard import (
 from pilotage.api.trainingjob import GatesStatus, TrainingJob
 from pilotage.storage import StorageError, join, publish_directory
 from pilotage.trainer import data as data_mod
-from pilotage.trainer.algorithms import make_estimator, tunable_parameters
+from pilotage.trainer.algorithms import (
+    float32_safe_thresholds,
+    make_estimator,
+    tunable_parameters,
+)
 from pilotage.trainer.errors import DataError, TrainingError
 from pilotage.trainer.evaluation import (
     check_gate_metrics,
@@ -56,9 +62,22 @@ from pilotage.trainer.validate import Column, ValidatedData, describe_errors, va
 
 Progress = Callable[[str], None]
 PROFILE_FILE = "profile.json"
+THREADS_ENV = "PILOTAGE_TRAIN_THREADS"
 # A numeric target with at most this many distinct integral values is read as classes.
 MAX_INFERRED_CLASSES = 20
 LIBRARIES = ("pilotage", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
+
+
+def _threads() -> int:
+    """Native threads for fitting: 1 unless PILOTAGE_TRAIN_THREADS says otherwise.
+
+    OpenMP estimators (histogram gradient boosting) spin every core by default and are
+    25x slower than one thread on a small, busy machine.
+    """
+    try:
+        return max(1, int(os.environ.get(THREADS_ENV, "1")))
+    except ValueError:
+        return 1
 
 
 def _quiet(_: str) -> None:
@@ -271,7 +290,7 @@ def train(
         "message": "",
     }
     try:
-        with _warnings_to(say):
+        with _warnings_to(say), threadpool_limits(limits=_threads()):
             _train(dataset, job, output_uri, say, summary)
     except (TrainingError, StorageError) as exc:
         summary["message"] = str(exc)
@@ -327,7 +346,7 @@ def _train(
         else {}
     )
     estimator = make_estimator(spec.model.algorithm, task, spec.model.hyperparameters, spec.seed)
-    pipeline = build_pipeline(features, spec.preprocessing, estimator, categories)
+    pipeline = build_pipeline(features, spec.preprocessing, estimator, categories, task)
     chosen: dict[str, Any] = {}
     try:
         if spec.search is not None:
@@ -346,6 +365,8 @@ def _train(
             pipeline.fit(x_train, y_train)
     except ValueError as exc:
         raise TrainingError(f"fitting {spec.model.algorithm} failed: {_one_line(exc)}") from exc
+
+    float32_safe_thresholds(pipeline.steps[-1][1])
 
     all_metrics: dict[str, float]
     extra: dict[str, Any] = {}
