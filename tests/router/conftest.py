@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pilotage.router.client import get_stats, push_routes
 from pilotage.router.table import write_table_file
 from tests.support.procs import Process, free_port, pilotage, running
 
@@ -40,16 +40,10 @@ class Router:
     proc: Process
 
     def stats(self) -> Any:
-        from tests.router.traffic import get_json
-
-        return get_json(self.admin_url, "/admin/stats", TOKEN)
+        return get_stats(self.admin_url, TOKEN)
 
     def put(self, doc: dict[str, Any]) -> Any:
-        from tests.router.traffic import put_routes
-
-        answer = put_routes(self.admin_url, TOKEN, doc)
-        assert answer.status == 200, answer.body
-        return json.loads(answer.body)
+        return push_routes(self.admin_url, TOKEN, doc)
 
 
 def table(

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pilotage.router.client import RouterAdminError, get_routes, push_routes
 from pilotage.router.table import write_table_file
 from tests.router.conftest import TOKEN, table
 from tests.router.traffic import Client, Traffic, get_json, put_routes
@@ -161,6 +162,12 @@ def test_admin_api_is_protected_and_validates(start_upstream, start_router) -> N
     routes = json.loads(admin.request("GET", "/admin/routes", headers=auth).body)
     assert routes["variants"][0]["url"] == stable.url and routes["generation"] == 1
 
+    with pytest.raises(RouterAdminError) as refused:
+        push_routes(router.admin_url, "wrong", doc)
+    assert refused.value.status == 403
+    with pytest.raises(RouterAdminError, match="HTTP 400 mode: must be one of"):
+        push_routes(router.admin_url, TOKEN, {**doc, "mode": "linear"})
+    assert get_routes(router.admin_url, TOKEN)["generation"] == 1
     bad = put_routes(router.admin_url, TOKEN, {**doc, "mode": "linear"})
     assert bad.status == 400 and "mode: must be one of" in json.loads(bad.body)["error"]
     other = put_routes(router.admin_url, TOKEN, {**doc, "deployment": "wine"})
