@@ -270,3 +270,42 @@ def build_churn(dest: Path, version: str = "v1") -> Artifact:
         rows=len(frame),
     )
     return Artifact(dest, card, model, frame[["amount", "channel", "vip", "items"]])
+
+
+def build_breast_cancer_forest(dest: Path, version: str = "v1", trees: int = 100) -> Artifact:
+    """Breast-cancer random forest (the benchmark's heavier model), matrix layout."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = load_breast_cancer(return_X_y=True)
+    names = [f"f{j}" for j in range(x.shape[1])]
+    model = RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=1).fit(x, y)
+    onnx_model = convert_sklearn(
+        model,
+        initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
+        options={id(model): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": 3},
+    )
+    card = _write(
+        dest,
+        onnx_model,
+        name="breast_cancer",
+        version=version,
+        task="classification",
+        algorithm="random_forest",
+        features=[FeatureInfo(name=n, type="float") for n in names],
+        target="malignant",
+        classes=[0, 1],
+        layout="matrix",
+        inputs=[TensorInfo(name="input", datatype="FP32", shape=[-1, x.shape[1]])],
+        outputs=[
+            TensorInfo(name="label", datatype="INT64", shape=[-1]),
+            TensorInfo(name="probabilities", datatype="FP32", shape=[-1, 2]),
+        ],
+        label_output="label",
+        probabilities_output="probabilities",
+        profiles={n: numeric_profile(x[:, j]) for j, n in enumerate(names)},
+        predictions=categorical_profile([str(p) for p in model.predict(x)], ["0", "1"]),
+        rows=len(x),
+    )
+    return Artifact(dest, card, model, pd.DataFrame(x, columns=names))
