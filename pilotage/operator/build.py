@@ -328,7 +328,12 @@ def build_server_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(names.server_name(action.deployment, action.version), owner, lbl),
+        "metadata": metadata(
+            names.server_name(action.deployment, action.version),
+            owner,
+            lbl,
+            annotations={names.ANNOTATION_MODEL_VERSION: action.version},
+        ),
         "spec": {
             "replicas": action.replicas,
             "selector": {"matchLabels": server_selector(action.deployment, action.version)},

@@ -31,6 +31,8 @@ FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_PREFIX = GROUP
 """kopf keeps its progress and last-handled spec under annotations with this prefix
 (`pilotage.dev/last-handled-configuration`, `pilotage.dev/<handler-id>`), never in status."""
+ANNOTATION_MODEL_VERSION = f"{GROUP}/model-version"
+"""The exact model version on a server Deployment (its label may be shortened)."""
 ANNOTATION_ROUTES_REVISION = f"{GROUP}/routes-revision"
 ANNOTATION_ROUTES_CHECKSUM = f"{GROUP}/routes-checksum"
 MANUAL_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ABORT, ANNOTATION_RETRY, ANNOTATION_REFRESH)

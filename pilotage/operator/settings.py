@@ -82,8 +82,9 @@ class OperatorSettings(BaseSettings):
     """Run without peering (no standby replica coordination)."""
     peering_name: str = "pilotage"
     """Name of the KopfPeering object replicas coordinate through."""
-    priority: int = 0
-    """Peering priority of this replica; the highest one is active, others stand by."""
+    priority: int | None = None
+    """Peering priority of this replica; the highest one is active, others stand by.
+    Unset: each replica draws a random one (equal priorities would pause all replicas)."""
     kubeconfig: str | None = None
     """Kubeconfig path; in-cluster credentials (then `$KUBECONFIG`, `~/.kube/config`) when unset."""
     liveness_port: int | None = Field(default=8081, ge=1, le=65535)

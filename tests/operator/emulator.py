@@ -25,6 +25,7 @@ kmock internals are touched here; pin kmock exactly and keep tests/operator/test
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime
 import re
@@ -282,6 +283,15 @@ class Cluster(kmock.KubernetesEmulator):
             if schema:
                 self._schemas[resource] = schema
 
+    @staticmethod
+    def _encode_string_data(resource: Any, obj: Obj) -> Obj:
+        """Secrets: stringData is write-only, merged into base64 data (as the server does)."""
+        if resource.plural == "secrets" and "stringData" in obj:
+            data = obj.setdefault("data", {})
+            for key, value in (obj.pop("stringData") or {}).items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+        return obj
+
     def _pruned(self, resource: Any, obj: Obj) -> Obj:
         schema = self._schemas.get(resource)
         if schema is None:
@@ -314,7 +324,8 @@ class Cluster(kmock.KubernetesEmulator):
         meta.update(uid=str(uuid.uuid4()), generation=1, creationTimestamp=_now())
         for field in ("deletionTimestamp", "resourceVersion"):
             meta.pop(field, None)
-        return self._store(resource, namespace, self._pruned(resource, obj), "ADDED")
+        obj = self._encode_string_data(resource, self._pruned(resource, obj))
+        return self._store(resource, namespace, obj, "ADDED")
 
     def _patch(self, request: rendering.Request) -> Obj:
         old = self._current(request.resource, request.namespace, request.name or "")
@@ -362,7 +373,7 @@ class Cluster(kmock.KubernetesEmulator):
                 meta.pop(field, None)
         meta["resourceVersion"] = old["metadata"]["resourceVersion"]
         meta["generation"] = old["metadata"].get("generation", 1)
-        new = self._pruned(resource, new)
+        new = self._encode_string_data(resource, self._pruned(resource, new))
         if new == old:
             return old  # a no-op write: no new resourceVersion, no watch event
         body_keys = set(new) | set(old)

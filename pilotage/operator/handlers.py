@@ -1,0 +1,127 @@
+"""kopf wiring: create/update/resume handlers and a per-resource timer.
+
+Every handler reconciles through `Reconciler.reconcile` (in a worker thread: the
+kubernetes client is synchronous) and returns None: nothing a handler returns lands in
+status. The timer of each resource is a kopf daemon that sleeps until the time the last
+reconcile asked for (`requeue_after`, clamped to [minInterval, resync]) — each resource
+has its own interval — and wakes early when a handler reconciled meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from pilotage.api.common import GROUP, VERSION
+from pilotage.operator import names
+from pilotage.operator.reconcile import Reconciler
+from pilotage.operator.settings import OperatorSettings
+
+log = logging.getLogger("pilotage.operator")
+
+
+@dataclass
+class _Schedule:
+    due: float
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Scheduler:
+    """When each resource is due for its next reconcile (event-loop side)."""
+
+    def __init__(self, reconciler: Reconciler, settings: OperatorSettings):
+        self.reconciler = reconciler
+        self.settings = settings
+        self._due: dict[tuple[str, str, str], _Schedule] = {}
+
+    def _clamp(self, delay: float | None) -> float:
+        if delay is None:
+            return self.settings.resync_seconds
+        return min(max(delay, self.settings.min_interval_seconds), self.settings.resync_seconds)
+
+    def _schedule(self, key: tuple[str, str, str]) -> _Schedule:
+        loop = asyncio.get_running_loop()
+        if key not in self._due:
+            self._due[key] = _Schedule(due=loop.time() + self.settings.resync_seconds)
+        return self._due[key]
+
+    async def reconcile_now(self, plural: str, namespace: str, name: str) -> None:
+        key = (plural, namespace, name)
+        try:
+            delay = await asyncio.to_thread(self.reconciler.reconcile, plural, namespace, name)
+        except Exception:  # a reconcile never kills its caller; try again soon
+            log.exception("%s/%s/%s: reconcile failed", plural, namespace, name)
+            delay = self.settings.min_interval_seconds * 10
+        schedule = self._schedule(key)
+        schedule.due = asyncio.get_running_loop().time() + self._clamp(delay)
+        schedule.changed.set()
+
+    async def run_timer(self, plural: str, namespace: str, name: str, stopped: Any) -> None:
+        key = (plural, namespace, name)
+        loop = asyncio.get_running_loop()
+        try:
+            while not stopped:
+                schedule = self._schedule(key)
+                wait = schedule.due - loop.time()
+                if wait > 0:
+                    schedule.changed.clear()
+                    waiter = asyncio.ensure_future(schedule.changed.wait())
+                    stop = asyncio.ensure_future(stopped.wait())
+                    await asyncio.wait(
+                        {waiter, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    waiter.cancel()
+                    stop.cancel()
+                    continue
+                await self.reconcile_now(plural, namespace, name)
+        finally:
+            self._due.pop(key, None)
+            self.reconciler.forget(plural, namespace, name)
+
+
+def build_registry(scheduler: Scheduler) -> kopf.OperatorRegistry:
+    """A registry with the handlers of every kind the reconciler knows."""
+    registry = kopf.OperatorRegistry()
+    for plural in scheduler.reconciler.kinds:
+        _register(registry, scheduler, plural)
+    return registry
+
+
+def _register(registry: kopf.OperatorRegistry, scheduler: Scheduler, plural: str) -> None:
+    async def on_change(namespace: str | None, name: str, **_: Any) -> None:
+        await scheduler.reconcile_now(plural, namespace or "default", name)
+
+    async def timer(namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
+        await scheduler.run_timer(plural, namespace or "default", name, stopped)
+
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator(GROUP, VERSION, plural, registry=registry, id=f"reconcile-{plural}")(on_change)
+    kopf.daemon(
+        GROUP, VERSION, plural, registry=registry, id=f"timer-{plural}", cancellation_timeout=5.0
+    )(timer)
+
+
+def kopf_settings(settings: OperatorSettings, priority: int) -> kopf.OperatorSettings:
+    """kopf's own settings: fixed finalizer, progress kept in `pilotage.dev/` annotations
+    (never in status), peering, and only warnings posted as kopf's own Events."""
+    ks = kopf.OperatorSettings()
+    ks.persistence.finalizer = names.FINALIZER
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=names.ANNOTATION_PREFIX
+    )
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    ks.posting.level = logging.WARNING
+    ks.peering.name = settings.peering_name
+    ks.peering.priority = priority
+    ks.peering.standalone = settings.standalone
+    ks.peering.mandatory = not settings.standalone
+    ks.watching.server_timeout = 300
+    ks.watching.client_timeout = 330
+    ks.execution.max_workers = 16
+    return ks

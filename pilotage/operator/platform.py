@@ -1,0 +1,391 @@
+"""The Kubernetes platform: observations read from the cluster, actions carried out on it.
+
+Reads: Jobs and their pods (run state, termination message), Deployments (server and
+router readiness), router pods' `/admin/stats`, TrainingJobs, Datasets, DriftMonitors.
+Writes: what `build.py` builds, create-if-absent or patched only when it differs; the
+routing table goes to a ConfigMap (for restarts) and to every ready router pod's admin
+port (`PUT /admin/routes`, bearer token from a Secret the operator creates).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from pilotage.api import Dataset, DriftMonitor, TrainingJob
+from pilotage.control.common import parse_time
+from pilotage.control.observe import drift_signal, router_stats, training_job_info
+from pilotage.control.types import (
+    Action,
+    CreateTrainingJob,
+    DeleteRun,
+    DriftSignal,
+    EnsureRouter,
+    EnsureServer,
+    RemoveServer,
+    RouterState,
+    RouterStats,
+    RunState,
+    ServerState,
+    SetRoutes,
+    StartRun,
+    TrainingJobInfo,
+    VariantStats,
+)
+from pilotage.operator import build, names
+from pilotage.operator.kube import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    JOBS,
+    PODS,
+    SECRETS,
+    SERVICES,
+    Kube,
+    Obj,
+    Res,
+    pilotage,
+)
+from pilotage.operator.patching import is_subset
+from pilotage.operator.settings import OperatorSettings
+
+log = logging.getLogger("pilotage.operator")
+
+DATASETS = pilotage("datasets")
+TRAININGJOBS = pilotage("trainingjobs")
+MODELDEPLOYMENTS = pilotage("modeldeployments")
+DRIFTMONITORS = pilotage("driftmonitors")
+PATCHED_KEYS = ("spec", "data", "type")
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _true_conditions(obj: Obj) -> dict[str, Obj]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in conditions if c.get("status") == "True"}
+
+
+def _pod_ready(pod: Obj) -> bool:
+    status = pod.get("status") or {}
+    return (
+        status.get("phase") == "Running"
+        and bool(status.get("podIP"))
+        and "Ready" in _true_conditions(pod)
+        and not (pod.get("metadata") or {}).get("deletionTimestamp")
+    )
+
+
+def termination_result(pods: list[Obj], container: str = "trainer") -> Mapping[str, Any] | None:
+    """The JSON summary in the newest pod's termination message (None when absent)."""
+    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    for pod in reversed(newest):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") != container or not terminated.get("message"):
+                continue
+            try:
+                doc = json.loads(terminated["message"])
+            except ValueError:
+                return None
+            return doc if isinstance(doc, dict) else None
+    return None
+
+
+def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
+    """Counters of several router pods added up per (variant, version)."""
+    if not all_stats:
+        return None
+    merged: dict[tuple[str, str], VariantStats] = {}
+    for stats in all_stats:
+        for v in stats.variants:
+            key = (v.name, v.version)
+            if key not in merged:
+                merged[key] = v
+                continue
+            m = merged[key]
+            counts = tuple(a + b for a, b in zip(m.latency_counts, v.latency_counts, strict=False))
+            merged[key] = replace(
+                m,
+                requests=m.requests + v.requests,
+                errors=m.errors + v.errors,
+                latency_counts=counts,
+            )
+    revisions = {s.revision for s in all_stats}
+    first = all_stats[0]
+    return replace(
+        first,
+        variants=tuple(merged.values()),
+        # Only a revision every pod reports is live; otherwise the push is still under way.
+        revision=first.revision if len(revisions) == 1 else None,
+    )
+
+
+class KubernetesPlatform:
+    """Observes and acts on one cluster for the reconcilers."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings):
+        self.kube = kube
+        self.settings = settings
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._tokens_lock = threading.Lock()
+
+    # ---- observations ------------------------------------------------------------------
+
+    def run_state(self, namespace: str, name: str | None) -> RunState | None:
+        if not name:
+            return None
+        job = self.kube.get(JOBS, namespace, name)
+        if job is None:
+            return None
+        status = job.get("status") or {}
+        conditions = _true_conditions(job)
+        started = parse_time(status.get("startTime")) or parse_time(
+            job["metadata"].get("creationTimestamp")
+        )
+        complete = conditions.get("Complete") or conditions.get("SuccessCriteriaMet")
+        failed = conditions.get("Failed") or conditions.get("FailureTarget")
+        if complete is None and failed is None:
+            return RunState(name=name, phase="Running", started=started)
+        pods = self.kube.list(PODS, namespace, _selector({names.LABEL_RUN: name}))
+        result = termination_result(pods)
+        if complete is not None:
+            finished = parse_time(status.get("completionTime")) or parse_time(
+                complete.get("lastTransitionTime")
+            )
+            if result is None:
+                return RunState(
+                    name,
+                    "Failed",
+                    started,
+                    finished,
+                    None,
+                    "the run succeeded but left no JSON summary in its termination message",
+                )
+            return RunState(name, "Succeeded", started, finished, result)
+        assert failed is not None
+        finished = parse_time(failed.get("lastTransitionTime"))
+        reason = failed.get("reason") or "Failed"
+        message = str((result or {}).get("message") or failed.get("message") or "")
+        return RunState(name, "Failed", started, finished, result, f"{reason}: {message}".strip())
+
+    def dataset(self, namespace: str, name: str) -> Dataset | None:
+        body = self.kube.get(DATASETS, namespace, name)
+        if body is None:
+            return None
+        try:
+            return Dataset.model_validate(body)
+        except ValidationError:
+            return None
+
+    def training_jobs(
+        self, namespace: str, selector: str | None = None
+    ) -> tuple[TrainingJobInfo, ...]:
+        infos = []
+        for body in self.kube.list(TRAININGJOBS, namespace, selector):
+            try:
+                tj = TrainingJob.model_validate(body)
+            except ValidationError:
+                continue
+            owner = next(
+                (r for r in body["metadata"].get("ownerReferences") or [] if r.get("controller")),
+                None,
+            )
+            infos.append(
+                training_job_info(
+                    tj,
+                    owner_kind=owner.get("kind") if owner else None,
+                    owner_name=owner.get("name") if owner else None,
+                )
+            )
+        return tuple(infos)
+
+    def servers(self, namespace: str, deployment: str) -> tuple[ServerState, ...]:
+        labels = {
+            names.LABEL_DEPLOYMENT: names.label_value(deployment),
+            names.LABEL_ROLE: names.ROLE_SERVER,
+        }
+        states = []
+        for dep in self.kube.list(DEPLOYMENTS, namespace, _selector(labels)):
+            version = (dep["metadata"].get("annotations") or {}).get(names.ANNOTATION_MODEL_VERSION)
+            if version is None:
+                continue
+            wanted = int((dep.get("spec") or {}).get("replicas") or 0)
+            status = dep.get("status") or {}
+            ready = int(status.get("readyReplicas") or 0)
+            updated = int(status.get("updatedReplicas") or 0)
+            current = int(status.get("observedGeneration") or 0) >= int(
+                dep["metadata"].get("generation") or 0
+            )
+            is_ready = current and wanted > 0 and ready >= wanted and updated >= wanted
+            states.append(ServerState(version, is_ready, f"{ready}/{wanted} pods ready"))
+        return tuple(states)
+
+    def router(self, namespace: str, deployment: str) -> RouterState | None:
+        dep = self.kube.get(DEPLOYMENTS, namespace, names.router_name(deployment))
+        if dep is None:
+            return None
+        endpoint = build.router_endpoint(deployment, namespace, self.settings)
+        ready = int((dep.get("status") or {}).get("readyReplicas") or 0) > 0
+        if not ready:
+            return RouterState(ready=False, endpoint=endpoint)
+        collected = []
+        for pod in self._router_pods(namespace, deployment):
+            doc = self._admin(namespace, deployment, pod, "GET", "/admin/stats")
+            if doc is not None:
+                collected.append(router_stats(doc))
+        return RouterState(ready=True, endpoint=endpoint, stats=sum_router_stats(collected))
+
+    def drift(self, namespace: str, deployment: str) -> DriftSignal | None:
+        signals = []
+        for body in self.kube.list(DRIFTMONITORS, namespace):
+            if ((body.get("spec") or {}).get("deploymentRef") or {}).get("name") != deployment:
+                continue
+            try:
+                signal = drift_signal(DriftMonitor.model_validate(body))
+            except ValidationError:
+                continue
+            if signal is not None:
+                signals.append(signal)
+        # The most alarming monitor speaks for the deployment.
+        signals.sort(key=lambda s: (s.rollback, s.drifting, s.score or 0.0), reverse=True)
+        return signals[0] if signals else None
+
+    # ---- actions -----------------------------------------------------------------------
+
+    def apply(self, owner: Obj, action: Action) -> None:
+        namespace = owner["metadata"]["namespace"]
+        if isinstance(action, StartRun):
+            self.kube.create(CONFIGMAPS, namespace, build.build_manifests_configmap(action, owner))
+            self.kube.create(JOBS, namespace, build.build_job(action, owner, self.settings))
+        elif isinstance(action, DeleteRun):
+            self.kube.delete(JOBS, namespace, action.name)
+            self.kube.delete(CONFIGMAPS, namespace, names.manifests_configmap_name(action.name))
+        elif isinstance(action, EnsureServer):
+            self.ensure(DEPLOYMENTS, build.build_server_deployment(action, owner, self.settings))
+            service = build.build_server_service(
+                action.deployment, action.version, owner, self.settings
+            )
+            self.ensure(SERVICES, service)
+        elif isinstance(action, RemoveServer):
+            name = names.server_name(action.deployment, action.version)
+            self.kube.delete(DEPLOYMENTS, namespace, name)
+            self.kube.delete(SERVICES, namespace, name)
+        elif isinstance(action, EnsureRouter):
+            self._token(owner, action.deployment)
+            self.ensure(DEPLOYMENTS, build.build_router_deployment(action, owner, self.settings))
+            self.ensure(
+                SERVICES, build.build_router_service(action.deployment, owner, self.settings)
+            )
+        elif isinstance(action, SetRoutes):
+            self.set_routes(owner, action)
+        elif isinstance(action, CreateTrainingJob):
+            self.kube.create(
+                TRAININGJOBS, namespace, build.build_training_job(action.manifest, owner)
+            )
+        else:  # pragma: no cover - exhaustive over Action
+            raise TypeError(f"unknown action {action!r}")
+
+    def ensure(self, res: Res, desired: Obj) -> None:
+        """Create ``desired``, or merge-patch it where the live object differs."""
+        meta = desired["metadata"]
+        live = self.kube.get(res, meta["namespace"], meta["name"])
+        if live is None:
+            if self.kube.create(res, meta["namespace"], desired) is not None:
+                return
+            live = self.kube.get(res, meta["namespace"], meta["name"]) or {}
+        wanted = {k: desired[k] for k in PATCHED_KEYS if k in desired}
+        wanted["metadata"] = {
+            k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta
+        }
+        if not is_subset(wanted, live):
+            self.kube.patch(res, meta["namespace"], meta["name"], wanted)
+
+    def set_routes(self, owner: Obj, action: SetRoutes) -> None:
+        namespace = owner["metadata"]["namespace"]
+        urls = {
+            v.version: build.server_url(action.deployment, v.version, namespace, self.settings)
+            for v in action.table.variants
+        }
+        document = action.table.to_document(action.deployment, urls)
+        self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
+        for pod in self._router_pods(namespace, action.deployment):
+            self._admin(namespace, action.deployment, pod, "PUT", "/admin/routes", document)
+
+    # ---- router admin API --------------------------------------------------------------
+
+    def _token(self, owner: Obj, deployment: str) -> str:
+        namespace = owner["metadata"]["namespace"]
+        key = (namespace, deployment)
+        with self._tokens_lock:
+            if key in self._tokens:
+                return self._tokens[key]
+        secret_name = names.router_token_secret_name(deployment)
+        secret = self.kube.get(SECRETS, namespace, secret_name)
+        if secret is None:
+            token = secrets.token_urlsafe(32)
+            body = build.build_router_token_secret(deployment, token, owner)
+            if self.kube.create(SECRETS, namespace, body) is None:
+                secret = self.kube.get(SECRETS, namespace, secret_name)
+        if secret is not None:
+            token = _secret_value(secret, build.ADMIN_TOKEN_KEY)
+        with self._tokens_lock:
+            self._tokens[key] = token
+        return token
+
+    def _known_token(self, namespace: str, deployment: str) -> str | None:
+        with self._tokens_lock:
+            if (namespace, deployment) in self._tokens:
+                return self._tokens[(namespace, deployment)]
+        secret = self.kube.get(SECRETS, namespace, names.router_token_secret_name(deployment))
+        if secret is None:
+            return None
+        token = _secret_value(secret, build.ADMIN_TOKEN_KEY)
+        with self._tokens_lock:
+            self._tokens[(namespace, deployment)] = token
+        return token
+
+    def _router_pods(self, namespace: str, deployment: str) -> list[Obj]:
+        selector = _selector(build.router_selector(deployment))
+        return [p for p in self.kube.list(PODS, namespace, selector) if _pod_ready(p)]
+
+    def _admin(
+        self,
+        namespace: str,
+        deployment: str,
+        pod: Obj,
+        method: str,
+        path: str,
+        body: Any = None,
+    ) -> dict[str, Any] | None:
+        token = self._known_token(namespace, deployment)
+        if token is None:
+            return None
+        url = f"http://{pod['status']['podIP']}:{self.settings.router_admin_port}{path}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.settings.http_timeout_seconds) as r:
+                doc = json.loads(r.read() or b"{}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.warning(
+                "router pod %s: %s %s failed: %s", pod["metadata"]["name"], method, path, exc
+            )
+            return None
+        return doc if isinstance(doc, dict) else None
+
+
+def _secret_value(secret: Obj, key: str) -> str:
+    return base64.b64decode((secret.get("data") or {}).get(key, "")).decode()

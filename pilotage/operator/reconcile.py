@@ -1,0 +1,195 @@
+"""One reconcile of one resource: read it fresh, observe, call the pure reconciler, act.
+
+The same `pilotage.control` reconcilers run here and in the embedded runtime. Order:
+actions first (each idempotent), then the status diff (only declared fields, written
+through the status subresource), then Events. When an action fails, the status is not
+written, so the next reconcile makes the same decision again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pilotage.api import ManifestError, parse_resource
+from pilotage.api.common import Condition
+from pilotage.api.conditions import summarize
+from pilotage.api.dataset import Dataset
+from pilotage.api.modeldeployment import ModelDeployment
+from pilotage.api.trainingjob import TrainingJob
+from pilotage.control.common import format_time
+from pilotage.control.dataset import reconcile_dataset
+from pilotage.control.modeldeployment import reconcile_modeldeployment
+from pilotage.control.trainingjob import reconcile_trainingjob
+from pilotage.control.types import (
+    DatasetObservation,
+    Event,
+    ModelDeploymentObservation,
+    Result,
+    TrainingJobObservation,
+)
+from pilotage.operator import build
+from pilotage.operator.kube import EVENTS, Kube, KubeError, Obj, Res
+from pilotage.operator.patching import merge_diff
+from pilotage.operator.platform import (
+    DATASETS,
+    MODELDEPLOYMENTS,
+    TRAININGJOBS,
+    KubernetesPlatform,
+)
+from pilotage.operator.settings import OperatorSettings
+
+log = logging.getLogger("pilotage.operator")
+
+ACTION_RETRY_SECONDS = 5.0
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reconciler:
+    """Reconciles resources of the four kinds on one cluster; thread-safe per resource."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings, clock: Clock = utc_now) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.platform = KubernetesPlatform(kube, settings)
+        self.clock = clock
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.kinds: dict[str, tuple[Res, Callable[[Any, Obj, datetime], Result[Any]]]] = {
+            "datasets": (DATASETS, self._dataset),
+            "trainingjobs": (TRAININGJOBS, self._trainingjob),
+            "modeldeployments": (MODELDEPLOYMENTS, self._modeldeployment),
+        }
+
+    def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, plural: str, namespace: str, name: str) -> None:
+        with self._locks_guard:
+            self._locks.pop((plural, namespace, name), None)
+
+    def reconcile(self, plural: str, namespace: str, name: str) -> float | None:
+        """Reconcile once; the seconds until the next reconcile (None: only on change)."""
+        res, step = self.kinds[plural]
+        with self._lock((plural, namespace, name)):
+            body = self.kube.get(res, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            now = self.clock()
+            try:
+                resource = parse_resource(body)
+            except ManifestError as exc:
+                self._invalid(res, body, str(exc), now)
+                return None
+            result = step(resource, body, now)
+            for action in result.actions:
+                try:
+                    self.platform.apply(body, action)
+                except KubeError as exc:
+                    message = f"{type(action).__name__} failed: {exc}"
+                    log.warning("%s/%s/%s: %s", plural, namespace, name, message)
+                    self._event(body, Event("Warning", "ActionFailed", message), now)
+                    return ACTION_RETRY_SECONDS
+            self._write_status(res, body, result.status.dump())
+            for event in result.events:
+                self._event(body, event, now)
+            return result.requeue_after
+
+    # ---- per kind ----------------------------------------------------------------------
+
+    def _dataset(self, ds: Dataset, body: Obj, now: datetime) -> Result[Any]:
+        namespace = body["metadata"]["namespace"]
+        run = self.platform.run_state(namespace, ds.status.run if ds.status else None)
+        obs = DatasetObservation(run=run, artifact_uri=self.settings.artifact_uri)
+        return reconcile_dataset(ds, obs, now)
+
+    def _trainingjob(self, tj: TrainingJob, body: Obj, now: datetime) -> Result[Any]:
+        namespace = body["metadata"]["namespace"]
+        obs = TrainingJobObservation(
+            dataset=self.platform.dataset(namespace, tj.spec.dataset_ref.name),
+            run=self.platform.run_state(namespace, tj.status.run if tj.status else None),
+            artifact_uri=self.settings.artifact_uri,
+        )
+        return reconcile_trainingjob(tj, obs, now)
+
+    def _modeldeployment(self, md: ModelDeployment, body: Obj, now: datetime) -> Result[Any]:
+        namespace = body["metadata"]["namespace"]
+        md = self._with_analysis_defaults(md)
+        obs = ModelDeploymentObservation(
+            training_jobs=self.platform.training_jobs(namespace),
+            servers=self.platform.servers(namespace, md.name),
+            router=self.platform.router(namespace, md.name),
+            drift=self.platform.drift(namespace, md.name),
+        )
+        return reconcile_modeldeployment(md, obs, now)
+
+    def _with_analysis_defaults(self, md: ModelDeployment) -> ModelDeployment:
+        analysis = md.spec.analysis
+        update: dict[str, Any] = {}
+        if self.settings.analysis_interval and "interval" not in analysis.model_fields_set:
+            update["interval"] = self.settings.analysis_interval
+        if (
+            self.settings.analysis_min_requests is not None
+            and "min_requests" not in analysis.model_fields_set
+        ):
+            update["min_requests"] = self.settings.analysis_min_requests
+        if not update:
+            return md
+        spec = md.spec.model_copy(update={"analysis": analysis.model_copy(update=update)})
+        return md.model_copy(update={"spec": spec})
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _write_status(self, res: Res, body: Obj, status: dict[str, Any]) -> None:
+        diff = merge_diff(body.get("status") or {}, status)
+        if diff:
+            meta = body["metadata"]
+            self.kube.patch(res, meta["namespace"], meta["name"], {"status": diff}, status=True)
+
+    def _event(self, body: Obj, event: Event, now: datetime) -> None:
+        try:
+            self.kube.create(
+                EVENTS,
+                body["metadata"]["namespace"],
+                build.build_event(body, event, format_time(now)),
+            )
+        except KubeError as exc:  # an Event is never worth failing a reconcile for
+            log.warning("cannot record event %s: %s", event.reason, exc)
+
+    def _invalid(self, res: Res, body: Obj, message: str, now: datetime) -> None:
+        """A spec the models reject: Ready=False/InvalidSpec, Stalled, naming the field."""
+        status = dict(body.get("status") or {})
+        generation = int(body["metadata"].get("generation") or 1)
+        old: list[Condition] = []
+        for raw in status.get("conditions") or []:
+            try:
+                old.append(Condition.model_validate(raw))
+            except ValueError:
+                continue
+        conditions = summarize(
+            old,
+            ready=False,
+            reason="InvalidSpec",
+            message=message,
+            reconciling=False,
+            stalled=True,
+            generation=generation,
+            now=format_time(now),
+        )
+        new = {
+            **status,
+            "observedGeneration": generation,
+            "conditions": [c.dump() for c in conditions],
+            "message": message[:1024],
+        }
+        if status.get("message") != new["message"]:
+            self._event(body, Event("Warning", "InvalidSpec", message[:1024]), now)
+        self._write_status(res, body, new)
