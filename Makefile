@@ -28,5 +28,8 @@ test: lint typecheck
 crds: $(STAMP)
 	$(BIN)/pilotage crds
 
+docs: $(STAMP)
+	$(BIN)/python -m pilotage.api.apidocs --output docs/api.md
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
