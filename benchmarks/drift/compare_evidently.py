@@ -219,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(
-        "| test | check | median time per check | Evidently / this | same verdicts as Evidently |"
+        "| test | check | median wall time per check | Evidently / this (wall) "
+        "| median CPU time | Evidently / this (CPU) | same verdicts as Evidently |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for test in tests:
         base = statistics.median(times[(test, "evidently")])
         base_cpu = statistics.median(cpu[(test, "evidently")])
