@@ -37,10 +37,11 @@ class OperatorApp:
             "settings": self.kopf_settings,
             "standalone": s.standalone,
             "priority": self.priority,
-            "peering_name": s.peering_name,
             "clusterwide": s.clusterwide,
             "namespaces": list(s.namespaces),
         }
+        if not s.standalone:  # kopf makes peering mandatory once it is given a name
+            kwargs["peering_name"] = s.peering_name
         if s.liveness_port:
             kwargs["liveness_endpoint"] = f"http://0.0.0.0:{s.liveness_port}/healthz"
         return kwargs

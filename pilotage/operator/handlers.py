@@ -60,6 +60,13 @@ class Scheduler:
         schedule.due = asyncio.get_running_loop().time() + self._clamp(delay)
         schedule.changed.set()
 
+    def poke(self, plural: str, namespace: str, name: str) -> None:
+        """Make a resource's timer reconcile now (a child of it changed)."""
+        schedule = self._due.get((plural, namespace, name))
+        if schedule is not None:
+            schedule.due = asyncio.get_running_loop().time()
+            schedule.changed.set()
+
     async def run_timer(self, plural: str, namespace: str, name: str, stopped: Any) -> None:
         key = (plural, namespace, name)
         loop = asyncio.get_running_loop()
@@ -88,7 +95,33 @@ def build_registry(scheduler: Scheduler) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     for plural in scheduler.reconciler.kinds:
         _register(registry, scheduler, plural)
+    _watch_children(registry, scheduler)
     return registry
+
+
+PLURAL_OF_KIND = {
+    "Dataset": "datasets",
+    "TrainingJob": "trainingjobs",
+    "ModelDeployment": "modeldeployments",
+    "DriftMonitor": "driftmonitors",
+}
+
+
+def _watch_children(registry: kopf.OperatorRegistry, scheduler: Scheduler) -> None:
+    """A Job finishing or a Deployment becoming ready wakes its owner at once, instead of
+    at the owner's next timer tick. Only children this operator labelled are watched."""
+
+    async def on_child(meta: Any, namespace: str | None, **_: Any) -> None:
+        for ref in meta.get("ownerReferences") or []:
+            plural = PLURAL_OF_KIND.get(ref.get("kind", ""))
+            if ref.get("controller") and plural and ref.get("apiVersion", "").startswith(GROUP):
+                scheduler.poke(plural, namespace or "default", ref["name"])
+
+    managed = {names.LABEL_MANAGED_BY: names.MANAGER}
+    for group, version, plural in (("batch", "v1", "jobs"), ("apps", "v1", "deployments")):
+        kopf.on.event(
+            group, version, plural, registry=registry, labels=managed, id=f"children-{plural}"
+        )(on_child)
 
 
 def _register(registry: kopf.OperatorRegistry, scheduler: Scheduler, plural: str) -> None:

@@ -176,6 +176,31 @@ class Cluster(kmock.KubernetesEmulator):
             if r == res and not obj.deleted and (namespace is None or ns == namespace)
         ]
 
+    def api_calls(self, user_agents: tuple[str, ...]) -> set[tuple[str, str, str]]:
+        """(group, resource[/subresource], verb) of every API request made by clients whose
+        User-Agent starts with one of ``user_agents`` (discovery requests left out)."""
+        calls = set()
+        for request in self:
+            agent = request.headers.get("User-Agent", "")
+            if request.resource is None or request.resource.plural is None:
+                continue
+            if not agent.startswith(user_agents):
+                continue
+            method, named = request.method, request.name is not None
+            if method == enums.method.GET:
+                verb = (
+                    "watch" if request.params.get("watch") == "true" else "get" if named else "list"
+                )
+            else:
+                verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[
+                    method.value
+                ]
+            plural = request.resource.plural
+            if request.subresource:
+                plural += f"/{request.subresource}"
+            calls.add((request.resource.group or "", plural, verb))
+        return calls
+
     # ---- request entry ------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
