@@ -167,6 +167,7 @@ class Traffic:
     sent: int = 0
     failed: int = 0
     by_variant: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -197,7 +198,7 @@ class Traffic:
                 row = [v + s for v, s in zip(row, SHIFT, strict=True)]
             row = [round(v + rng.gauss(0, 0.05), 3) for v in row]
             body = json.dumps({"instances": [row]})
-            variant = ""
+            variant, reason = "", ""
             try:
                 conn.request(
                     "POST",
@@ -208,14 +209,17 @@ class Traffic:
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 200
+                reason = f"HTTP {resp.status}"
                 variant = resp.getheader("x-pilotage-variant") or ""
-            except (OSError, http.client.HTTPException):
-                ok = False
+            except (OSError, http.client.HTTPException) as exc:
+                ok, reason = False, type(exc).__name__
                 conn.close()
                 conn = http.client.HTTPConnection(host, int(port), timeout=5)
             with self._lock:
                 self.sent += 1
-                self.failed += 0 if ok else 1
+                if not ok:
+                    self.failed += 1
+                    self.failures[reason] += 1
                 if variant:
                     self.by_variant[variant] += 1
             self._stop.wait(self.pause_s)
@@ -486,7 +490,11 @@ class Demo:
         for title, passed, took, _ in self.results:
             self.say_raw(f"  {'✓' if passed else '✗'} {title:<48} {took:5.1f}s")
         if self.traffic is not None:
-            self.say_raw(f"  requests sent: {self.traffic.sent}, failed: {self.traffic.failed}")
+            why = ", ".join(f"{n}x {r}" for r, n in self.traffic.failures.most_common())
+            self.say_raw(
+                f"  requests sent: {self.traffic.sent}, failed: {self.traffic.failed}"
+                + (f" ({why})" if why else "")
+            )
         total = time.monotonic() - self.started
         self.say_raw(
             f"  {'every step behaved' if ok else 'SOME STEP DID NOT BEHAVE'} — {total:.0f}s in all"

@@ -51,6 +51,7 @@ from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreE
 
 HTTP_TIMEOUT_S = 1.0
 LOCALHOST = "127.0.0.1"
+ROUTER_WATCH_INTERVAL_S = 0.1
 
 # The shell wrapper of a run: the run's exit status lands in a file even when nobody
 # is waiting for it (the runtime was restarted in between).
@@ -297,8 +298,32 @@ class LocalPlatform:
         )
 
     def remove_server(self, deployment: str, version: str) -> None:
-        for record in self.servers(deployment, version):
+        records = self.servers(deployment, version)
+        if records:
+            self._router_caught_up(deployment)
+        for record in records:
             self.supervisor.stop(record.key)
+
+    def _router_caught_up(self, deployment: str, timeout: float = 3.0) -> bool:
+        """Wait until the router uses the routing file's revision, so that a server about to
+        be stopped no longer receives requests (the file is watched, not pushed)."""
+        try:
+            revision = json.loads(self._routes_file(deployment).read_text()).get("revision")
+        except (OSError, ValueError):
+            return True
+        record = self.supervisor.find(f"router/{deployment}")
+        if record is None or not self.supervisor.running(record):
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                live = http_json(f"http://{LOCALHOST}:{record.port}/pilotage/stats", timeout=0.5)
+                if live.get("revision") == revision:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
 
     def _ready_now(self, record: ProcessRecord, path: str) -> bool:
         ident = (record.pid, record.start_ticks)
@@ -389,7 +414,13 @@ class LocalPlatform:
         if port is None or not _port_free(port):
             port = free_port()
         argv = self._pilotage(
-            "route", "--config", str(self._routes_file(deployment)), "--port", str(port)
+            "route",
+            "--config",
+            str(self._routes_file(deployment)),
+            "--port",
+            str(port),
+            "--watch-interval",
+            str(ROUTER_WATCH_INTERVAL_S),
         )
         self.supervisor.start(
             f"router/{deployment}",

@@ -229,7 +229,10 @@ class Runtime:
     ) -> None:
         """Tick until ``stop_event`` is set."""
         while not self.stop_event.is_set():
-            report = self.tick()
+            try:
+                report = self.tick()
+            except Exception as exc:  # e.g. the store is locked for longer than its timeout
+                report = TickReport(errors=[f"control loop: {type(exc).__name__}: {exc}"])
             if on_tick is not None:
                 on_tick(report)
             self.stop_event.wait(interval)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,19 +134,30 @@ class Store:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        self._local = threading.local()  # one SQLite connection per thread
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                state_dir / DB_FILE, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the state in {state_dir}: {exc}") from exc
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.state_dir / DB_FILE, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.db = db
+        return db
+
     def close(self) -> None:
-        self._db.close()
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -119,9 +119,10 @@ def test_manual_actions_set_fresh_annotation_tokens(tmp_path: Path, manifests: P
         "annotations"
     ]
     assert set(ann) == {"pilotage.dev/promote", "pilotage.dev/abort", "pilotage.dev/retry"}
-    assert ann["pilotage.dev/promote"].startswith("full:")
-    assert ann["pilotage.dev/promote"] not in first.stdout
-    assert ann["pilotage.dev/promote"] in second.stdout
+    assert ann["pilotage.dev/promote"] == "full"
+    assert second.returncode == 0
+    assert ann["pilotage.dev/abort"] != ann["pilotage.dev/retry"]
+    assert ann["pilotage.dev/abort"] not in first.stdout
     missing = run(state, "promote", "nope")
     assert missing.returncode == 1 and "not found" in missing.stderr
 
