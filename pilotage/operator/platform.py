@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pilotage.api import Dataset, DriftMonitor, TrainingJob
+from pilotage.api.modelcard import ModelCard
 from pilotage.control.common import parse_time
 from pilotage.control.observe import drift_signal, router_stats, training_job_info
 from pilotage.control.types import (
@@ -36,6 +37,7 @@ from pilotage.control.types import (
     RouterState,
     RouterStats,
     RunState,
+    ServerCounters,
     ServerState,
     SetRoutes,
     StartRun,
@@ -57,6 +59,7 @@ from pilotage.operator.kube import (
 )
 from pilotage.operator.patching import is_subset
 from pilotage.operator.settings import OperatorSettings
+from pilotage.storage import StorageError, join, read_bytes
 
 log = logging.getLogger("pilotage.operator")
 
@@ -139,6 +142,7 @@ class KubernetesPlatform:
         self.settings = settings
         self._tokens: dict[tuple[str, str], str] = {}
         self._tokens_lock = threading.Lock()
+        self._cards: dict[str, ModelCard] = {}
 
     # ---- observations ------------------------------------------------------------------
 
@@ -261,6 +265,45 @@ class KubernetesPlatform:
         signals.sort(key=lambda s: (s.rollback, s.drifting, s.score or 0.0), reverse=True)
         return signals[0] if signals else None
 
+    def server_counters(
+        self, namespace: str, deployment: str, version: str
+    ) -> tuple[ServerCounters, ...]:
+        """Drift counters of every ready server pod of (deployment, version)."""
+        selector = _selector(build.server_selector(deployment, version))
+        out = []
+        for pod in self.kube.list(PODS, namespace, selector):
+            if not _pod_ready(pod):
+                continue
+            url = (
+                f"http://{pod['status']['podIP']}:{self.settings.server_port}"
+                f"/v1/models/{deployment}/drift"
+            )
+            doc = _http_json("GET", url, None, None, self.settings.http_timeout_seconds)
+            if doc is None:
+                continue
+            out.append(
+                ServerCounters(
+                    features=doc.get("features") or {},
+                    predictions=(doc.get("predictions") or {}).get("counts") or {},
+                    rows=int(doc.get("rows") or 0),
+                    replica=f"{pod['metadata']['name']}@{pod['metadata'].get('uid', '')}",
+                )
+            )
+        return tuple(out)
+
+    def model_card(self, uri: str) -> ModelCard | None:
+        """model.json of a model directory (the operator needs the artifact store mounted
+        at the same pvcRoot, or S3 credentials, to read it); cached: a card never changes."""
+        if uri not in self._cards:
+            try:
+                self._cards[uri] = ModelCard.model_validate_json(
+                    read_bytes(join(uri, "model.json"))
+                )
+            except (StorageError, ValueError) as exc:
+                log.warning("cannot read the model card at %s: %s", uri, exc)
+                return None
+        return self._cards[uri]
+
     # ---- actions -----------------------------------------------------------------------
 
     def apply(self, owner: Obj, action: Action) -> None:
@@ -372,19 +415,24 @@ class KubernetesPlatform:
         if token is None:
             return None
         url = f"http://{pod['status']['podIP']}:{self.settings.router_admin_port}{path}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
+        return _http_json(method, url, body, token, self.settings.http_timeout_seconds)
+
+
+def _http_json(
+    method: str, url: str, body: Any, token: str | None, timeout: float
+) -> dict[str, Any] | None:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=self.settings.http_timeout_seconds) as r:
-                doc = json.loads(r.read() or b"{}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            log.warning(
-                "router pod %s: %s %s failed: %s", pod["metadata"]["name"], method, path, exc
-            )
-            return None
-        return doc if isinstance(doc, dict) else None
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            doc = json.loads(r.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        log.warning("%s %s failed: %s", method, url, exc)
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _secret_value(secret: Obj, key: str) -> str:

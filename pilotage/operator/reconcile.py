@@ -18,14 +18,18 @@ from pilotage.api import ManifestError, parse_resource
 from pilotage.api.common import Condition
 from pilotage.api.conditions import summarize
 from pilotage.api.dataset import Dataset
+from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.api.trainingjob import TrainingJob
-from pilotage.control.common import format_time
+from pilotage.control.common import LABEL_MONITOR, format_time
 from pilotage.control.dataset import reconcile_dataset
+from pilotage.control.driftmonitor import reconcile_driftmonitor
 from pilotage.control.modeldeployment import reconcile_modeldeployment
+from pilotage.control.observe import feedback_of
 from pilotage.control.trainingjob import reconcile_trainingjob
 from pilotage.control.types import (
     DatasetObservation,
+    DriftMonitorObservation,
     Event,
     ModelDeploymentObservation,
     Result,
@@ -36,6 +40,7 @@ from pilotage.operator.kube import EVENTS, Kube, KubeError, Obj, Res
 from pilotage.operator.patching import merge_diff
 from pilotage.operator.platform import (
     DATASETS,
+    DRIFTMONITORS,
     MODELDEPLOYMENTS,
     TRAININGJOBS,
     KubernetesPlatform,
@@ -66,6 +71,7 @@ class Reconciler:
             "datasets": (DATASETS, self._dataset),
             "trainingjobs": (TRAININGJOBS, self._trainingjob),
             "modeldeployments": (MODELDEPLOYMENTS, self._modeldeployment),
+            "driftmonitors": (DRIFTMONITORS, self._driftmonitor),
         }
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
@@ -130,6 +136,46 @@ class Reconciler:
             drift=self.platform.drift(namespace, md.name),
         )
         return reconcile_modeldeployment(md, obs, now)
+
+    def _driftmonitor(self, dm: DriftMonitor, body: Obj, now: datetime) -> Result[Any]:
+        namespace = body["metadata"]["namespace"]
+        target = dm.spec.deployment_ref.name
+        md_body = self.kube.get(MODELDEPLOYMENTS, namespace, target)
+        md = None
+        if md_body is not None:
+            try:
+                md = ModelDeployment.model_validate(md_body)
+            except ValueError:
+                md = None
+        stable = md.status.stable if md is not None and md.status is not None else None
+        card = self.platform.model_card(stable.uri) if stable is not None else None
+        router = self.platform.router(namespace, target) if stable is not None else None
+        retrain = dm.spec.on_drift.retrain
+        dataset = (
+            self.platform.dataset(namespace, retrain.template.spec.dataset_ref.name)
+            if retrain is not None
+            else None
+        )
+        obs = DriftMonitorObservation(
+            deployment=md,
+            version=stable.version if stable is not None else None,
+            baseline=card.baseline if card is not None else None,
+            counters=(
+                self.platform.server_counters(namespace, target, stable.version)
+                if stable is not None
+                else ()
+            ),
+            feedback=(
+                feedback_of(router.stats, stable.version)
+                if stable is not None and router is not None and router.stats is not None
+                else None
+            ),
+            dataset_fingerprint=(
+                dataset.status.fingerprint if dataset is not None and dataset.status else None
+            ),
+            retrain_jobs=self.platform.training_jobs(namespace, f"{LABEL_MONITOR}={dm.name}"),
+        )
+        return reconcile_driftmonitor(dm, obs, now)
 
     def _with_analysis_defaults(self, md: ModelDeployment) -> ModelDeployment:
         analysis = md.spec.analysis

@@ -88,6 +88,20 @@ def model_deployment() -> dict[str, Any]:
     }
 
 
+def drift_monitor() -> dict[str, Any]:
+    template = {"metadata": {"labels": {"app": "iris"}}, "spec": training_job("x")["spec"]}
+    return {
+        "apiVersion": "pilotage.dev/v1alpha1",
+        "kind": "DriftMonitor",
+        "metadata": {"name": "iris-drift"},
+        "spec": {
+            "deploymentRef": {"name": "iris"},
+            "interval": "1s",
+            "onDrift": {"retrain": {"template": template}},
+        },
+    }
+
+
 def summary(version: str) -> dict[str, Any]:
     return {
         "modelVersion": version,
@@ -292,6 +306,28 @@ async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
                 )
             finally:
                 feeder.cancel()
+
+            # ---- a DriftMonitor's manual retrain annotation creates a TrainingJob ----------
+            await cluster_call(cluster, "POST", f"{BASE}/driftmonitors", drift_monitor())
+            await cluster_call(
+                cluster,
+                "PATCH",
+                f"{BASE}/driftmonitors/iris-drift",
+                {"metadata": {"annotations": {"pilotage.dev/retrain": "now"}}},
+            )
+            retrain = await eventually(
+                lambda: next(
+                    (
+                        t
+                        for t in cluster.list("pilotage.dev/v1alpha1/trainingjobs", NS)
+                        if t["metadata"]["labels"].get("pilotage.dev/monitor") == "iris-drift"
+                    ),
+                    None,
+                ),
+                what="a retrain TrainingJob",
+            )
+            assert retrain["metadata"]["labels"]["app"] == "iris"
+            assert retrain["metadata"]["ownerReferences"][0]["kind"] == "DriftMonitor"
             api_calls |= app.kube.calls
         ready = next(c for c in md["conditions"] if c["type"] == "Ready")
         assert ready["reason"] == "RolledBack"
