@@ -14,6 +14,7 @@ import http.client
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pilotage.api import Resource, parse_resource
@@ -516,6 +518,10 @@ def main(argv: list[str]) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     demo = Demo(state_dir, out)
     ok = False
     try:
