@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import json
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from pilotage.router.feedback import FeedbackError, apply_feedback
 from pilotage.router.metrics import render_metrics
@@ -90,11 +91,11 @@ class _RequestIds:
     """Unique ids without uuid4's cost: a random per-process prefix and a counter."""
 
     def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex()
+        self._prefix = os.urandom(6).hex().encode()
         self._counter = itertools.count(1)
 
     def next(self) -> bytes:
-        return b"%s-%x" % (self._prefix.encode(), next(self._counter))
+        return b"%s-%x" % (self._prefix, next(self._counter))
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -124,7 +125,7 @@ async def _read_body(receive: Receive) -> bytes | None:
 async def _send_json(
     send: Send, status: int, doc: Any, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps(doc).encode()
+    body = orjson.dumps(doc)
     headers = [*_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -405,8 +406,8 @@ class RouterApp:
             await _send_json(send, 413, {"error": f"body: larger than {MAX_BODY_BYTES} bytes"})
             return
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             await _send_json(send, 400, {"error": f"body: malformed JSON ({exc})"})
             return
         try:

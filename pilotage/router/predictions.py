@@ -6,9 +6,10 @@ proxied requests never do.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
+
+import orjson
 
 # V2 output names that carry the prediction (skl2onnx's defaults and pilotage's own).
 _PREDICTION_OUTPUTS = ("predictions", "label", "output_label", "prediction", "variable", "predict")
@@ -17,8 +18,8 @@ _PREDICTION_OUTPUTS = ("predictions", "label", "output_label", "prediction", "va
 def extract_predictions(body: bytes) -> list[Any] | None:
     """The list of predictions of a V1 or V2 JSON answer, or None if there is none."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(doc, dict):
         return None
