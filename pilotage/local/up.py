@@ -80,6 +80,7 @@ class Display:
         )
         self._drawn_lines = 0
         self._recent: list[str] = []
+        self._last_text = ""
 
     def update(self, report: TickReport) -> None:
         resources = sorted(
@@ -120,6 +121,9 @@ class Display:
         lines.append("Ctrl-C stops everything.")
         width = 160
         text = "".join(f"\x1b[2K{line[:width]}\n" for line in lines)
+        if text == self._last_text:
+            return
+        self._last_text = text
         up_moves = f"\x1b[{self._drawn_lines}F" if self._drawn_lines else ""
         # clear leftover lines when the view got shorter
         self.out.write(up_moves + text + "\x1b[J")
