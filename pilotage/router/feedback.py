@@ -1,8 +1,8 @@
 """Live accuracy: remember what recent requests were answered, score ground truth against it.
 
-``RecentAnswers`` is a fixed-size map request id -> (variant stats, raw answer body):
-a ring of ids evicts the oldest when full, so memory is bounded by ``capacity``
-entries of at most ``MAX_KEPT_BODY`` bytes each. Bodies are kept raw and parsed only
+``RecentAnswers`` is a bounded map request id -> (variant stats, raw answer body):
+the oldest entries are evicted beyond ``capacity`` entries or ``max_bytes`` of kept
+bodies (answers over ``MAX_KEPT_BODY`` are not kept). Bodies are kept raw and parsed only
 when feedback arrives, so answering a request costs no JSON work.
 
 Feedback document (``POST /v1/feedback``)::
@@ -17,12 +17,14 @@ scored once (its entry is removed); unknown or expired ids are counted, not erro
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any
 
 from pilotage.router.predictions import extract_predictions, same_class
 from pilotage.router.stats import StatsRegistry, VariantStats
 
 MAX_KEPT_BODY = 64 * 1024
+MAX_KEPT_BYTES = 32 * 1024 * 1024
 MAX_FEEDBACK_ITEMS = 10_000
 
 
@@ -31,33 +33,38 @@ class FeedbackError(ValueError):
 
 
 class RecentAnswers:
-    __slots__ = ("_entries", "_next", "_ring", "capacity")
+    """Request id -> (variant stats, raw answer), oldest evicted beyond a count or byte budget."""
 
-    def __init__(self, capacity: int = 10_000):
+    __slots__ = ("_bytes", "_entries", "capacity", "max_bytes")
+
+    def __init__(self, capacity: int = 10_000, max_bytes: int = MAX_KEPT_BYTES):
         self.capacity = capacity
-        self._ring: list[bytes | None] = [None] * capacity
-        self._next = 0
-        self._entries: dict[bytes, tuple[int, VariantStats, bytes]] = {}
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[bytes, tuple[VariantStats, bytes]] = OrderedDict()
+        self._bytes = 0
 
     def remember(self, request_id: bytes, stats: VariantStats, body: bytes) -> None:
         if len(body) > MAX_KEPT_BODY:
             return
-        slot = self._next
-        self._next = slot + 1 if slot + 1 < self.capacity else 0
-        old = self._ring[slot]
         entries = self._entries
+        old = entries.pop(request_id, None)
         if old is not None:
-            entry = entries.get(old)
-            if entry is not None and entry[0] == slot:
-                del entries[old]
-        self._ring[slot] = request_id
-        entries[request_id] = (slot, stats, body)
+            self._bytes -= len(old[1])
+        entries[request_id] = (stats, body)
+        self._bytes += len(body)
+        while len(entries) > self.capacity or self._bytes > self.max_bytes:
+            _, (_, evicted) = entries.popitem(last=False)
+            self._bytes -= len(evicted)
 
     def take(self, request_id: bytes) -> tuple[VariantStats, bytes] | None:
         entry = self._entries.pop(request_id, None)
-        if entry is None:
-            return None
-        return entry[1], entry[2]
+        if entry is not None:
+            self._bytes -= len(entry[1])
+        return entry
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)

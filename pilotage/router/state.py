@@ -169,6 +169,7 @@ class RouterState:
                 "unknown": registry.feedback_unknown,
                 "mismatched": registry.feedback_invalid,
                 "remembered": len(self.recent),
+                "rememberedBytes": self.recent.kept_bytes,
                 "capacity": self.recent.capacity,
             },
         }

@@ -50,3 +50,16 @@ def test_window_takes_differences_and_restarts_from_zero_on_new_versions() -> No
     # a router restart (uptime went down) measures from zero
     variants, _ = window(before, stats_doc(registry, 5))
     assert variants["stable"].requests == 200
+
+
+def test_recent_answers_are_bounded_by_count_and_bytes() -> None:
+    from pilotage.router.feedback import RecentAnswers
+
+    stats = StatsRegistry().for_variant("stable", "1")
+    recent = RecentAnswers(capacity=3, max_bytes=100)
+    for i in range(5):
+        recent.remember(b"id-%d" % i, stats, b"x" * 10)
+    assert len(recent) == 3 and recent.take(b"id-1") is None and recent.take(b"id-4") is not None
+    recent.remember(b"big", stats, b"y" * 95)  # pushes the older ones out by bytes
+    assert len(recent) == 1 and recent.kept_bytes == 95
+    assert recent.take(b"big") == (stats, b"y" * 95) and recent.kept_bytes == 0

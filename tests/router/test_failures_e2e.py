@@ -155,6 +155,7 @@ def test_feedback_scores_what_each_variant_answered(start_upstream, start_router
         "unknown": 1,
         "mismatched": 0,
         "remembered": 0,
+        "rememberedBytes": 0,
         "capacity": 10_000,
     }
     again = json.loads(client.request("POST", "/v1/feedback", {"feedback": truth[:1]}).body)
