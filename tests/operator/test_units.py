@@ -1,0 +1,65 @@
+"""Small pure pieces: settings from the environment, merge-patch diffs, RBAC data, PSS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pilotage.operator import rbac
+from pilotage.operator.patching import is_subset, merge_diff
+from pilotage.operator.settings import SettingsError, load_settings
+
+
+def test_settings_from_env_and_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PILOTAGE_NAMESPACES", "team-a, team-b")
+    monkeypatch.setenv("PILOTAGE_ARTIFACT_URI", "s3://models/pilotage/")
+    settings = load_settings()
+    assert settings.namespaces == ["team-a", "team-b"] and not settings.clusterwide
+    assert settings.artifact_uri == "s3://models/pilotage"
+    monkeypatch.setenv("PILOTAGE_ARTIFACT_URI", "file:///tmp/x")
+    with pytest.raises(SettingsError, match="PILOTAGE_ARTIFACT_URI"):
+        load_settings()
+
+
+def test_settings_file_is_below_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("router_admin_port: 9999\nserver_port: 7000\n")
+    monkeypatch.setenv("PILOTAGE_SERVER_PORT", "7100")
+    settings = load_settings(path)
+    assert settings.router_admin_port == 9999 and settings.server_port == 7100
+
+
+def test_merge_diff_nulls_what_went_away() -> None:
+    old = {
+        "traffic": {"stable": 80, "canary": 20},
+        "candidate": {"version": "v2"},
+        "phase": "Paused",
+    }
+    new = {"traffic": {"stable": 100}, "phase": "Healthy"}
+    assert merge_diff(old, new) == {
+        "traffic": {"canary": None, "stable": 100},
+        "candidate": None,
+        "phase": "Healthy",
+    }
+    assert merge_diff(new, new) == {}
+
+
+def test_is_subset_ignores_server_defaults() -> None:
+    wanted = {"spec": {"containers": [{"name": "a", "image": "x"}]}}
+    live = {"spec": {"containers": [{"name": "a", "image": "x", "imagePullPolicy": "Always"}]}}
+    assert is_subset(wanted, live)
+    assert not is_subset({"spec": {"containers": [{"image": "y"}]}}, live)
+
+
+def test_rbac_rules_by_scope() -> None:
+    namespaced = rbac.rules(clusterwide=False)
+    clusterwide = rbac.rules(clusterwide=True)
+    assert any("kopfpeerings" in r["resources"] for r in namespaced)
+    assert not any("clusterkopfpeerings" in r["resources"] for r in namespaced)
+    assert any("clusterkopfpeerings" in r["resources"] for r in clusterwide)
+    assert not any("kopfpeerings" in r["resources"] for r in clusterwide)
+    assert rbac.missing_rules([("batch", "jobs", "create")]) == []
+    assert rbac.missing_rules([("", "secrets", "list")]) == [("", "secrets", "list")]
