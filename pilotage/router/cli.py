@@ -104,6 +104,7 @@ async def _serve(
         lifespan="off",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         date_header=False,
         log_config=None,
         log_level="warning",
