@@ -77,7 +77,9 @@ def group_cpu_seconds(pgid: int) -> float:
     return ticks / CLK_TCK
 
 
-def start_targets(model: str, artifact: Artifact, core: int, work: Path) -> list[Target]:
+def start_targets(
+    model: str, artifact: Artifact, core: int, work: Path, wanted: set[str]
+) -> list[Target]:
     py = sys.executable
     targets: list[Target] = []
     env = {"PYTHONPATH": str(ROOT)}
@@ -85,6 +87,8 @@ def start_targets(model: str, artifact: Artifact, core: int, work: Path) -> list
     def add(
         name: str, args: list[str], url: str, ready: str, extra_env: dict[str, str] | None = None
     ) -> None:
+        if name not in wanted:
+            return
         proc = Process(
             pinned(core, args), work / f"{model}-{name}.log", {**env, **(extra_env or {})}
         )
@@ -275,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="rounds; the table shows medians")
     p.add_argument("--concurrency", default="1,8,64")
     p.add_argument("--models", default="iris,breast_cancer")
+    p.add_argument("--servers", default="pilotage,pilotage-batch,naive,mlserver")
     p.add_argument("--server-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 s windows, 1 s warm-up")
@@ -290,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"== {model}: starting servers on core {args.server_core}", file=sys.stderr, flush=True
         )
-        targets = start_targets(model, artifact, args.server_core, RESULTS)
+        targets = start_targets(
+            model, artifact, args.server_core, RESULTS, set(args.servers.split(","))
+        )
         script = wrk_script(body_for(artifact), RESULTS / f"post-{model}.lua")
         try:
             for target in targets:  # every server answers the same body with 200 first
