@@ -57,6 +57,16 @@ from pilotage.control.types import (
 )
 
 HISTORY_LIMIT = 20
+FULL_PROMOTION = "full"
+
+
+def is_full_promotion(value: str) -> bool:
+    """`pilotage.dev/promote: full` or `full:<token>` promotes to 100 % at once; the token
+    makes each request a new value, so two full promotions in a row are two requests.
+    Any other value (`step`, `step:<token>`, a timestamp) is one step."""
+    return value == FULL_PROMOTION or value.startswith(FULL_PROMOTION + ":")
+
+
 Phase = Literal["Pending", "Progressing", "Paused", "Healthy", "Degraded"]
 
 
@@ -340,7 +350,7 @@ class _Reconcile:
             st.step_started = self.stamp
         if promote is not None:
             st.handled_actions[ANNOTATION_PROMOTE] = promote
-            if promote == "full" or self.spec.strategy.type != "Canary":
+            if is_full_promotion(promote) or self.spec.strategy.type != "Canary":
                 self.promote("manual")
                 return
         last = st.last_analysis

@@ -21,6 +21,7 @@ import yaml
 from pilotage.api import KINDS, ManifestError, Resource, parse_resource
 from pilotage.api.manifests import load_documents
 from pilotage.control.common import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY
+from pilotage.control.modeldeployment import FULL_PROMOTION
 from pilotage.local.store import DEFAULT_NAMESPACE, NotFound, Store, StoreError
 from pilotage.local.view import describe as describe_text
 from pilotage.local.view import get_table, resolve_kind
@@ -255,11 +256,11 @@ def action_value(full: bool = False) -> str:
     """The annotation value: a fresh token, so that a new request differs from the last one
     handled (the reconciler remembers handled values in ``status.handledActions``).
 
-    A full promotion is the literal value ``full``, which is what the ModelDeployment
-    reconciler recognises; two full promotions in a row therefore need a step promote
-    (any other value) in between.
+    A full promotion is ``full:<token>`` (see ``is_full_promotion``), so two
+    ``promote --full`` in a row are two requests.
     """
-    return "full" if full else uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex[:12]
+    return f"{FULL_PROMOTION}:{token}" if full else token
 
 
 def _manual(command: str, annotation: str, argv: list[str], with_full: bool = False) -> int:

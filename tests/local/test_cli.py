@@ -113,14 +113,22 @@ def test_manual_actions_set_fresh_annotation_tokens(tmp_path: Path, manifests: P
     first = run(state, "promote", "iris")
     assert first.returncode == 0, first.stderr
     second = run(state, "promote", "iris", "--full")
+    assert second.returncode == 0, second.stderr
+
+    def annotations() -> dict[str, str]:
+        doc = json.loads(run(state, "get", "md", "iris", "-o", "json").stdout)
+        return dict(doc["metadata"]["annotations"])
+
+    full_once = annotations()["pilotage.dev/promote"]
+    # two full promotions in a row are two distinct requests
+    assert run(state, "promote", "iris", "--full").returncode == 0
+    full_twice = annotations()["pilotage.dev/promote"]
+    assert full_once.startswith("full:") and full_twice.startswith("full:")
+    assert full_once != full_twice
     assert run(state, "abort", "iris").returncode == 0
     assert run(state, "retry", "iris").returncode == 0
-    ann = json.loads(run(state, "get", "md", "iris", "-o", "json").stdout)["metadata"][
-        "annotations"
-    ]
+    ann = annotations()
     assert set(ann) == {"pilotage.dev/promote", "pilotage.dev/abort", "pilotage.dev/retry"}
-    assert ann["pilotage.dev/promote"] == "full"
-    assert second.returncode == 0
     assert ann["pilotage.dev/abort"] != ann["pilotage.dev/retry"]
     assert ann["pilotage.dev/abort"] not in first.stdout
     missing = run(state, "promote", "nope")
