@@ -19,6 +19,7 @@ the category itself for categorical ones, ``__other__`` and ``null``.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -86,10 +87,28 @@ class CategoricalProfile(_Card):
 FeatureProfile = NumericProfile | CategoricalProfile
 
 
+SampleValue = float | str | None
+
+
+class BaselineSample(_Card):
+    """Training rows drawn at random for the exact drift tests (KS, Wasserstein on samples).
+
+    ``columns`` are feature names (card order), each row one value per column: numbers
+    as float32 values in their shortest decimal form (what the server sees), categories
+    as strings, ``null`` for a missing (or non-finite) value.
+    """
+
+    columns: list[str]
+    rows: list[list[SampleValue]]
+
+
 class Baseline(_Card):
     rows: int
     features: dict[str, NumericProfile | CategoricalProfile]
     predictions: NumericProfile | CategoricalProfile
+    sample: BaselineSample | None = Field(
+        default=None, description="a bounded random sample of training rows (optional)"
+    )
 
 
 class DatasetInfo(_Card):
@@ -128,7 +147,24 @@ class ModelCard(_Card):
         return [f.name for f in self.features]
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True, indent=2)
+        sample = self.baseline.sample
+        if sample is None:
+            return self.model_dump_json(by_alias=True, exclude_none=True, indent=2)
+        # One line per sample row: indenting every value would make the card ~3x larger.
+        text = self.model_copy(
+            update={
+                "baseline": self.baseline.model_copy(
+                    update={"sample": sample.model_copy(update={"rows": []})}
+                )
+            }
+        ).model_dump_json(by_alias=True, exclude_none=True, indent=2)
+        head, _, tail = text.rpartition('"rows": []')
+        indent = head[head.rfind("\n") + 1 :]
+        rows = ",\n".join(
+            f"{indent}  {json.dumps(row, ensure_ascii=False, allow_nan=False)}"
+            for row in sample.rows
+        )
+        return f'{head}"rows": [\n{rows}\n{indent}]{tail}' if rows else text
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelCard:

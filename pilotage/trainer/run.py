@@ -57,6 +57,7 @@ from pilotage.trainer.evaluation import (
 from pilotage.trainer.export import PARITY_TOLERANCE, check_parity, onnx_info, to_onnx
 from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_input
 from pilotage.trainer.profiling import categorical_profile, numeric_profile, top_categories
+from pilotage.trainer.sampling import training_sample
 from pilotage.trainer.search import search
 from pilotage.trainer.validate import Column, ValidatedData, describe_errors, validate
 
@@ -429,6 +430,7 @@ def _train(
             task,
             classes,
             spec.preprocessing.max_categories,
+            spec.seed,
         ),
     )
     with tempfile.TemporaryDirectory(prefix="pilotage-model-") as tmp:
@@ -455,6 +457,7 @@ def _baseline(
     task: Task,
     classes: list[Any] | None,
     max_categories: int,
+    seed: int,
 ) -> Baseline:
     profiles = {f.name: _profile_of(train_frame[f.name], f, max_categories) for f in features}
     predicted = pipeline.predict(x_train)
@@ -464,7 +467,12 @@ def _baseline(
         predictions = categorical_profile([str(v) for v in predicted], [str(c) for c in classes])
     else:
         predictions = numeric_profile(np.asarray(predicted, dtype=np.float64))
-    return Baseline(rows=len(train_frame), features=profiles, predictions=predictions)
+    return Baseline(
+        rows=len(train_frame),
+        features=profiles,
+        predictions=predictions,
+        sample=training_sample(train_frame, features, seed),
+    )
 
 
 def _card(
