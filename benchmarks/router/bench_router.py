@@ -12,6 +12,7 @@ Targets (all 90/10 between a "stable" and a "canary" upstream, except direct):
   direct         wrk -> stable upstream
   router         wrk -> pilotage route (canary mode, 90/10)
   router+shadow  wrk -> pilotage route (shadow mode: stable answers, every request copied)
+  router+slow-shadow  the same with a shadow answering in 500 ms (copies queue, then drop)
   nginx          wrk -> nginx 1 worker, weighted upstreams 90/10, keepalive pool
 """
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +139,12 @@ http {{
 
 
 def start_upstream(
-    tmp: Path, cpus: str, version: str, model_uri: str | None
+    tmp: Path, cpus: str, version: str, model_uri: str | None, delay_ms: float = 0.0
 ) -> tuple[Process, int]:
     port = free_port()
     if model_uri:
         args = pilotage("serve", "--model-uri", model_uri, "--port", str(port), "--name", "iris")
+        args += ["--inject-latency-ms", str(delay_ms)]
     else:
         args = [
             sys.executable,
@@ -154,6 +157,10 @@ def start_upstream(
         ]
     proc = Process(pinned(cpus, args), tmp / f"upstream-{port}.log")
     proc.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", 60)
+    if delay_ms and not model_uri:
+        change = json.dumps({"delay": delay_ms / 1000}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/control", change, method="POST")
+        urllib.request.urlopen(request, timeout=5).close()
     return proc, port
 
 
@@ -184,7 +191,8 @@ def main() -> int:
         stable, stable_port = start_upstream(tmp, other_cpus, "1", args.model_uri)
         canary, canary_port = start_upstream(tmp, other_cpus, "2", args.model_uri)
         shadow, shadow_port = start_upstream(tmp, other_cpus, "3", args.model_uri)
-        procs += [stable, canary, shadow]
+        slow, slow_port = start_upstream(tmp, other_cpus, "4", args.model_uri, delay_ms=500)
+        procs += [stable, canary, shadow, slow]
 
         def variant(name: str, port: int, weight: int) -> dict[str, Any]:
             return {
@@ -203,6 +211,9 @@ def main() -> int:
             ("router+shadow", {"deployment": "iris", "mode": "shadow",
                                "variants": [variant("stable", stable_port, 100), variant("shadow", shadow_port, 0)],
                                "shadow": {"variant": "shadow", "percent": 100}}),
+            ("router+slow-shadow", {"deployment": "iris", "mode": "shadow",
+                                    "variants": [variant("stable", stable_port, 100), variant("shadow", slow_port, 0)],
+                                    "shadow": {"variant": "shadow", "percent": 100}}),
         ):  # fmt: skip
             port = free_port()
             config = tmp / f"{name}.json"
@@ -257,7 +268,7 @@ def main() -> int:
                             (cpu_seconds(pids) - before) / max(run["requests"], 1) * 1e6
                         )
                     results[name][c].append(run)
-                    print(f"round {rnd + 1} c={c:<3} {name:<14} {run['rps']:8.0f} req/s  p50 {run['p50_ms']:.3f} ms  "
+                    print(f"round {rnd + 1} c={c:<3} {name:<18} {run['rps']:8.0f} req/s  p50 {run['p50_ms']:.3f} ms  "
                           f"p99 {run['p99_ms']:.3f} ms  cpu {run.get('cpu_us_per_req', 0):.0f} us/req  errors {run['errors']}",
                           flush=True)  # fmt: skip
             time.sleep(0.5)
@@ -294,7 +305,9 @@ def main() -> int:
                   f"{'' if ratio is None else f'{ratio:.2f}x'} |")  # fmt: skip
     for c in concurrencies:
         extra = med("router+shadow", c, "cpu_us_per_req") - med("router", c, "cpu_us_per_req")
-        print(f"shadow copy at c={c}: {extra:+.0f} µs CPU per request vs router without shadow")
+        slow = med("router+slow-shadow", c, "cpu_us_per_req") - med("router", c, "cpu_us_per_req")
+        print(f"shadow copy at c={c}: {extra:+.0f} µs CPU per request vs router without shadow "
+              f"(slow shadow: {slow:+.0f} µs)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
