@@ -177,3 +177,20 @@ def test_regression_feedback_mae_and_bounded_memory(start_upstream, start_router
     assert result["recorded"] == 50 and result["unknown"] == 30  # only the newest 50 kept
     fb = get_json(router.url, "/pilotage/stats")["variants"]["stable"]["feedback"]
     assert fb["valued"] == 50 and fb["mae"] == pytest.approx(0.5)
+
+
+def test_upstream_timeouts_answer_504_or_fall_back_to_stable(start_upstream, start_router) -> None:
+    stable, canary = start_upstream("1"), start_upstream("2")
+    canary.control(delay=1.0)
+    doc = {**table(stable=(stable, 50), canary=(canary, 50)), "timeoutSeconds": 0.3}
+    router = start_router(doc)
+    client = Client(router.url)
+    answers = [client.predict([[1.0, 2.0, 3.0, 4.0]]) for _ in range(4)]
+    assert {(a.status, a.variant) for a in answers} == {(200, "stable")}
+    assert router.stats()["variants"]["canary"]["codes"] == {"504": 2}
+    forced = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    assert forced.status == 504 and "no answer within 0.3s" in json.loads(forced.body)["error"]
+    # a timed-out connection is not reused: the next answer from the canary is a fresh one
+    canary.control(delay=0)
+    again = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    assert (again.status, again.variant, again.version) == (200, "canary", "2")
