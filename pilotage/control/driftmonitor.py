@@ -6,6 +6,12 @@ counts). A `requests: N` window is judged once N rows arrived since the checkpoi
 a `duration` window once that long has passed. `consecutive` drifting checks are
 needed before acting; `cooldown` spaces retrains whatever triggered them.
 
+Exact tests: when the model card carries a training sample (`baseline.sample`), the
+servers report their recent rows, and the method is `ks`, `wasserstein` or `auto`, the
+numeric features are judged by KS / Wasserstein on samples (the window's rows still in
+the reservoirs vs the training sample) once at least `minSamples` such rows are there;
+otherwise, and always for PSI, JS and chi², on the bins.
+
 Rollback is not an action of this reconciler: `observe.drift_signal` turns this
 status (phase, consecutive count, `driftingSince`) into the `DriftSignal` the
 ModelDeployment reconciler reads, which rolls back a candidate whose rollout began
@@ -14,9 +20,11 @@ before the drift did.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from croniter import croniter
 
 from pilotage.api.common import parse_duration
@@ -50,13 +58,19 @@ from pilotage.control.types import (
     Result,
     ServerCounters,
 )
+from pilotage.drift.binned import FloatArray
 from pilotage.drift.errors import DriftInputError
-from pilotage.drift.evaluate import evaluate
+from pilotage.drift.evaluate import Reservoir, evaluate
+from pilotage.drift.reference import current_samples, reference_samples
 from pilotage.drift.report import DriftReport
 from pilotage.drift.window import add_windows, window_counts
 
 PREDICTIONS_GROUP = "__predictions__"
 HANDLED_RETRAIN = "handledRetrain"
+# Methods that gain from samples: KS and Wasserstein are exact on them (auto uses KS).
+EXACT_METHODS = frozenset({"ks", "wasserstein", "auto"})
+
+Window = dict[str, dict[str, int]]
 
 
 def spec_problem(spec: DriftMonitorSpec) -> str | None:
@@ -74,27 +88,62 @@ def spec_problem(spec: DriftMonitorSpec) -> str | None:
     return None
 
 
-def _snapshot(counters: tuple[ServerCounters, ...]) -> dict[str, Any]:
+def _counts(c: ServerCounters) -> Window:
     return {
-        c.replica: {
-            **{f: dict(bins) for f, bins in c.features.items()},
-            PREDICTIONS_GROUP: dict(c.predictions),
-        }
-        for c in counters
+        **{f: dict(bins) for f, bins in c.features.items()},
+        PREDICTIONS_GROUP: dict(c.predictions),
     }
 
 
-def _window(
-    before: dict[str, Any], counters: tuple[ServerCounters, ...]
-) -> dict[str, dict[str, int]]:
-    windows = []
-    for c in counters:
-        after = {
-            **{f: dict(bins) for f, bins in c.features.items()},
-            PREDICTIONS_GROUP: dict(c.predictions),
-        }
-        windows.append(window_counts(before.get(c.replica, {}), after))
-    return add_windows(*windows)
+def _snapshot(counters: tuple[ServerCounters, ...]) -> dict[str, Any]:
+    return {c.replica: _counts(c) for c in counters}
+
+
+def _replica_windows(before: dict[str, Any], counters: tuple[ServerCounters, ...]) -> list[Window]:
+    """Each replica's window, in the order of `counters`."""
+    return [window_counts(before.get(c.replica, {}), _counts(c)) for c in counters]
+
+
+def _rows_in(window: Window, features: Iterable[str]) -> int:
+    """Rows in a window: every row is counted once per feature (into a bin or null)."""
+    return max((sum(window.get(f, {}).values()) for f in features), default=0)
+
+
+def _recent_samples(
+    counters: tuple[ServerCounters, ...],
+    windows: list[Window],
+    features: Sequence[str],
+    wanted: Iterable[str],
+) -> tuple[dict[str, FloatArray], int]:
+    """Per wanted feature, the values of the window's rows still held in the replicas'
+    reservoirs (the newest ones), and how many rows that is. A feature some replica
+    cannot give exactly is left out rather than sampled from the other replicas only."""
+    parts: dict[str, list[FloatArray]] = {name: [] for name in wanted}
+    held = 0
+    for c, window in zip(counters, windows, strict=True):
+        recent = c.reservoir
+        if recent is None:
+            continue
+        take = min(_rows_in(window, features), len(recent.rows))
+        if take == 0:
+            continue
+        rows = recent.rows[len(recent.rows) - take :]
+        columns = current_samples(parts, recent.columns, rows)
+        for name in list(parts):
+            if name in columns:
+                parts[name].append(columns[name])
+            else:
+                del parts[name]
+        held += take
+    return {name: np.concatenate(p) for name, p in parts.items() if p}, held
+
+
+def _exact_note(report: DriftReport) -> str:
+    exact = [f for f in report.features if f.exact]
+    if not exact:
+        return ""
+    rows = max(f.samples for f in exact)
+    return f"; {len(exact)} features tested exactly on {rows} recent rows"
 
 
 def _feedback_doc(fb: FeedbackStats | None) -> dict[str, Any] | None:
@@ -137,7 +186,8 @@ class _Reconcile:
             st.version = version
             st.consecutive_drifting = 0
             return
-        window = _window(cp["counts"], obs.counters)
+        windows = _replica_windows(cp["counts"], obs.counters)
+        window = add_windows(*windows)
         predictions = window.pop(PREDICTIONS_GROUP, {})
         window = {f: bins for f, bins in window.items() if f in obs.baseline.features}
         rows = max((sum(b.values()) for b in window.values()), default=0)
@@ -163,9 +213,25 @@ class _Reconcile:
             feature_thresholds=self.spec.feature_thresholds,
             drift_share=self.spec.drift_share,
             min_samples=self.spec.min_samples,
+            reservoir=self.reservoir(windows),
         )
         cp.update(time=self.stamp, counts=_snapshot(obs.counters))
         self.record(report)
+
+    def reservoir(self, windows: list[Window]) -> Reservoir | None:
+        """Samples for the exact tests, or None to judge on the bins alone."""
+        baseline = self.obs.baseline
+        if self.spec.method not in EXACT_METHODS or baseline is None:
+            return None
+        reference = reference_samples(baseline)
+        if not reference:
+            return None
+        current, held = _recent_samples(
+            self.obs.counters, windows, list(baseline.features), reference
+        )
+        if held < self.spec.min_samples or not current:
+            return None
+        return Reservoir(reference=reference, current=current)
 
     def record(self, report: DriftReport) -> None:
         st, cp = self.st, self.checkpoint
@@ -193,7 +259,7 @@ class _Reconcile:
         if report.phase == "Drifting":
             st.consecutive_drifting += 1
             cp.setdefault(DRIFTING_SINCE, self.stamp)
-            st.message = "drifted: " + self.drifted_text()
+            st.message = "drifted: " + self.drifted_text() + _exact_note(report)
         else:
             st.consecutive_drifting = 0
             cp.pop(DRIFTING_SINCE, None)
@@ -202,6 +268,7 @@ class _Reconcile:
                 if report.insufficient_data
                 else f"no data-set drift over {report.samples} rows "
                 f"({len(report.drifted_features)} of {len(report.features)} features drifted)"
+                + _exact_note(report)
             )
         if report.phase == "Drifting" and st.consecutive_drifting == self.spec.consecutive:
             self.events.append(

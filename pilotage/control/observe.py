@@ -1,7 +1,8 @@
 """Pure helpers the shells use to build observations from what they read.
 
-They turn resources and the router's `/admin/stats` document into the records of
-`pilotage.control.types`, so the operator and the local runtime build them the same way.
+They turn resources, the router's `/admin/stats` document and a model server's
+`/v1/models/{name}/drift` document into the records of `pilotage.control.types`, so the
+operator and the local runtime build them the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pilotage.control.common import parse_time
 from pilotage.control.types import (
     DriftSignal,
     FeedbackStats,
+    RecentRows,
     RouterStats,
+    RowValue,
+    ServerCounters,
     ShadowStats,
     TrainingJobInfo,
     VariantStats,
@@ -120,4 +124,54 @@ def feedback_of(stats: RouterStats, version: str) -> FeedbackStats | None:
         correct=sum(f.correct for f in found),
         valued=sum(f.valued for f in found),
         abs_error_sum=sum(f.abs_error_sum for f in found),
+    )
+
+
+def _counts(doc: Any) -> dict[str, int]:
+    if not isinstance(doc, Mapping):
+        return {}
+    return {str(label): _int(count) for label, count in doc.items()}
+
+
+def _row_value(value: Any) -> RowValue:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _recent_rows(doc: Any) -> RecentRows | None:
+    if not isinstance(doc, Mapping):
+        return None
+    columns = doc.get("columns")
+    rows = doc.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        return None
+    width = len(columns)
+    return RecentRows(
+        columns=tuple(str(c) for c in columns),
+        rows=tuple(
+            tuple(_row_value(v) for v in row)
+            for row in rows
+            if isinstance(row, list) and len(row) == width
+        ),
+    )
+
+
+def server_counters(doc: Mapping[str, Any], replica: str) -> ServerCounters:
+    """A model server's `GET /v1/models/{name}/drift` document as `ServerCounters`:
+    cumulative bin and prediction counts, and its reservoir of recent rows (malformed
+    entries are dropped). `replica` names the process (pod name and uid, or key and pid)."""
+    features = doc.get("features")
+    predictions = doc.get("predictions")
+    return ServerCounters(
+        features={
+            str(name): _counts(bins)
+            for name, bins in (features.items() if isinstance(features, Mapping) else ())
+        },
+        predictions=_counts(predictions.get("counts")) if isinstance(predictions, Mapping) else {},
+        rows=_int(doc.get("rows")),
+        replica=replica,
+        reservoir=_recent_rows(doc.get("reservoir")),
     )

@@ -350,6 +350,18 @@ class ModelDeploymentObservation:
     (otherwise the URI's last path segment is the version)."""
 
 
+RowValue = float | str | None
+
+
+@dataclass(frozen=True)
+class RecentRows:
+    """A server's reservoir: its most recent rows, oldest first (`reservoir` in
+    `GET /v1/models/{name}/drift`). Numbers as floats, categories as strings, None for null."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[RowValue, ...], ...]
+
+
 @dataclass(frozen=True)
 class ServerCounters:
     """One server process's cumulative drift counters (see `pilotage.drift.window`)."""
@@ -361,6 +373,9 @@ class ServerCounters:
     rows: int
     replica: str = ""
     """Which process these counts come from (pod name); counters are diffed per replica."""
+    reservoir: RecentRows | None = None
+    """The replica's recent rows, for exact KS/Wasserstein against the model card's
+    training sample; None (bins only) when the shell did not read them."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -40,9 +39,7 @@ def _served(x: float) -> float:
 
 
 def _as_key(row: list[object]) -> tuple[object, ...]:
-    return tuple(
-        None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in row
-    )
+    return tuple(None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in row)
 
 
 def test_card_carries_a_bounded_deterministic_sample_of_training_rows(tmp_path: Path) -> None:
@@ -71,9 +68,9 @@ def test_card_carries_a_bounded_deterministic_sample_of_training_rows(tmp_path: 
     assert raw["columns"] == sample.columns and any(r[0] is None for r in raw["rows"])
     assert len(text) < 64 * 1024
 
-    again, again_text, again_onnx = _train(tmp_path, csv, "b", seed=3)
+    again, _, again_onnx = _train(tmp_path, csv, "b", seed=3)
     assert again.baseline.sample == sample
-    assert hashlib.sha256(again_onnx).digest() == hashlib.sha256(onnx).digest()
+    assert again_onnx == onnx  # the sample goes to model.json only
 
     other, _, _ = _train(tmp_path, csv, "c", seed=4)
     assert other.baseline.sample is not None and other.baseline.sample.rows != sample.rows
