@@ -112,9 +112,7 @@ def argocd_cm_patch() -> str:
 
 def argocd_chart_values() -> str:
     doc = {"configs": {"cm": _health_data()}}
-    comment = (
-        "# Values for the argo-cd Helm chart (argo/argo-cd): pass with -f, or merge into your own.\n"
-    )
+    comment = "# Values for the argo-cd Helm chart (argo/argo-cd): pass with -f, or merge into your own.\n"
     source = "charts/pilotage/health/*/*/health.lua"
     return HEADER.format(source=source) + comment + yaml.safe_dump(doc, sort_keys=False)
 

@@ -95,7 +95,10 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
                 "selector": {
                     "type": "object",
                     "properties": {
-                        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}
+                        "matchLabels": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        }
                     },
                 },
                 "namespaceSelector": {
@@ -116,7 +119,10 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "port": {"type": "string"},
                             "path": {"type": "string"},
-                            "interval": {"type": "string", "pattern": "^(0|(([0-9]+)(ms|s|m|h))+)$"},
+                            "interval": {
+                                "type": "string",
+                                "pattern": "^(0|(([0-9]+)(ms|s|m|h))+)$",
+                            },
                             "scrapeTimeout": {
                                 "type": "string",
                                 "pattern": "^(0|(([0-9]+)(ms|s|m|h))+)$",
@@ -171,9 +177,7 @@ def test_the_pss_check_catches_what_it_must() -> None:
             add=["SYS_ADMIN"]
         ),
         "root": lambda: container["securityContext"].update(runAsUser=0),
-        "seccomp": lambda: container["securityContext"]["seccompProfile"].update(
-            type="Unconfined"
-        ),
+        "seccomp": lambda: container["securityContext"]["seccompProfile"].update(type="Unconfined"),
         "hostPort": lambda: container["ports"][0].update(hostPort=8081),
         "privileged": lambda: container["securityContext"].update(privileged=True),
     }

@@ -126,7 +126,9 @@ def test_versions_and_uid_agree_with_the_project() -> None:
 
 
 def test_server_image_has_no_scikit_learn_and_operator_no_onnxruntime() -> None:
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
 
     def names(extra: str) -> set[str]:
         return {re.split(r"[<>=!;\[ ]", req, maxsplit=1)[0].lower() for req in extras[extra]}

