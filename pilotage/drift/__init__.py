@@ -2,7 +2,9 @@
 
 Binned (baseline proportions vs window counts): ``psi``, ``js_distance``, ``chi2``,
 ``wasserstein_binned``, ``ks_binned``. Exact on samples (reservoir): ``ks_2samp``,
-``wasserstein_1d``, ``psi_samples``, ``js_samples``. A whole check:
+``wasserstein_1d``, ``psi_samples``, ``js_samples``; ``reference_samples`` (the model
+card's training sample) and ``current_samples`` (recent rows) build a ``Reservoir``.
+A whole check:
 ``window_counts`` then ``evaluate`` → ``DriftReport``. See docs/drift.md.
 """
 
@@ -33,6 +35,7 @@ from pilotage.drift.evaluate import (
     evaluate,
     resolve_method,
 )
+from pilotage.drift.reference import current_samples, reference_samples
 from pilotage.drift.report import DriftReport, FeatureDrift
 from pilotage.drift.samples import (
     bin_counts,
@@ -66,6 +69,7 @@ __all__ = [
     "count_numeric",
     "count_window",
     "counters_reset",
+    "current_samples",
     "evaluate",
     "js_distance",
     "js_samples",
@@ -77,6 +81,7 @@ __all__ = [
     "psi",
     "psi_samples",
     "quantile_edges",
+    "reference_samples",
     "resolve_method",
     "wasserstein_1d",
     "wasserstein_binned",
