@@ -16,6 +16,7 @@ from kubernetes import client as k8s
 from pilotage.operator.connection import connection_info
 from pilotage.operator.handlers import Scheduler, build_registry, kopf_settings
 from pilotage.operator.kube import Kube
+from pilotage.operator.platform import Addresses
 from pilotage.operator.reconcile import Clock, Reconciler, utc_now
 from pilotage.operator.settings import OperatorSettings
 
@@ -48,10 +49,14 @@ class OperatorApp:
 
 
 def build_operator(
-    settings: OperatorSettings, cfg: k8s.Configuration, clock: Clock = utc_now
+    settings: OperatorSettings,
+    cfg: k8s.Configuration,
+    clock: Clock = utc_now,
+    addresses: Addresses | None = None,
 ) -> OperatorApp:
+    """``addresses``: how Services and pods are reached (default: cluster DNS and pod IPs)."""
     kube = Kube(k8s.ApiClient(cfg), timeout=max(10.0, settings.http_timeout_seconds))
-    reconciler = Reconciler(kube, settings, clock)
+    reconciler = Reconciler(kube, settings, clock, addresses)
     registry = build_registry(Scheduler(reconciler, settings))
 
     @kopf.on.login(registry=registry)

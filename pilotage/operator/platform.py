@@ -134,12 +134,28 @@ def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
     )
 
 
+class Addresses:
+    """Where things are reached on the cluster network: a version's Service by its DNS
+    name (the URL router pods forward to) and a pod by its IP (router admin API, server
+    drift counters). Tests without a cluster network pass their own mapping."""
+
+    def __init__(self, settings: OperatorSettings):
+        self.settings = settings
+
+    def server_url(self, deployment: str, version: str, namespace: str) -> str:
+        return build.server_url(deployment, version, namespace, self.settings)
+
+    def pod_url(self, pod: Obj, port: int) -> str:
+        return f"http://{pod['status']['podIP']}:{port}"
+
+
 class KubernetesPlatform:
     """Observes and acts on one cluster for the reconcilers."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings):
+    def __init__(self, kube: Kube, settings: OperatorSettings, addresses: Addresses | None = None):
         self.kube = kube
         self.settings = settings
+        self.addresses = addresses or Addresses(settings)
         self._tokens: dict[tuple[str, str], str] = {}
         self._tokens_lock = threading.Lock()
         self._cards: dict[str, ModelCard] = {}
@@ -275,8 +291,8 @@ class KubernetesPlatform:
             if not _pod_ready(pod):
                 continue
             url = (
-                f"http://{pod['status']['podIP']}:{self.settings.server_port}"
-                f"/v1/models/{deployment}/drift"
+                self.addresses.pod_url(pod, self.settings.server_port)
+                + f"/v1/models/{deployment}/drift"
             )
             doc = _http_json("GET", url, None, None, self.settings.http_timeout_seconds)
             if doc is None:
@@ -357,7 +373,7 @@ class KubernetesPlatform:
     def set_routes(self, owner: Obj, action: SetRoutes) -> None:
         namespace = owner["metadata"]["namespace"]
         urls = {
-            v.version: build.server_url(action.deployment, v.version, namespace, self.settings)
+            v.version: self.addresses.server_url(action.deployment, v.version, namespace)
             for v in action.table.variants
         }
         document = action.table.to_document(action.deployment, urls)
@@ -414,7 +430,7 @@ class KubernetesPlatform:
         token = self._known_token(namespace, deployment)
         if token is None:
             return None
-        url = f"http://{pod['status']['podIP']}:{self.settings.router_admin_port}{path}"
+        url = self.addresses.pod_url(pod, self.settings.router_admin_port) + path
         return _http_json(method, url, body, token, self.settings.http_timeout_seconds)
 
 

@@ -43,6 +43,7 @@ from pilotage.operator.platform import (
     DRIFTMONITORS,
     MODELDEPLOYMENTS,
     TRAININGJOBS,
+    Addresses,
     KubernetesPlatform,
 )
 from pilotage.operator.settings import OperatorSettings
@@ -60,10 +61,16 @@ def utc_now() -> datetime:
 class Reconciler:
     """Reconciles resources of the four kinds on one cluster; thread-safe per resource."""
 
-    def __init__(self, kube: Kube, settings: OperatorSettings, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        clock: Clock = utc_now,
+        addresses: Addresses | None = None,
+    ) -> None:
         self.kube = kube
         self.settings = settings
-        self.platform = KubernetesPlatform(kube, settings)
+        self.platform = KubernetesPlatform(kube, settings, addresses)
         self.clock = clock
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()

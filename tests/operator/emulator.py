@@ -16,7 +16,9 @@ write (create, patch, replace, delete) and the list/watch reads, and adds:
 * CustomResourceDefinitions become discoverable when created, and their structural
   schema prunes unknown fields like a real API server (so an undeclared status field
   silently disappears here too);
-* ``/api/v1/namespaces`` (kmock's path parser fails on it) with a seeded ``default``.
+* ``/api/v1/namespaces`` (kmock's path parser fails on it) with a seeded ``default``;
+* optionally, bearer-token authentication (``Cluster(token=...)``): a request without
+  ``Authorization: Bearer <token>`` gets 401, as from a real API server.
 
 kmock internals are touched here; pin kmock exactly and keep tests/operator/test_emulator.py
 (the guard test) green when upgrading.
@@ -148,6 +150,10 @@ class Cluster(kmock.KubernetesEmulator):
     )
     _watchers: list[tuple[Any, asyncio.Queue[Obj]]] = attrs.field(factory=list, init=False)
     _schemas: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    token: str | None = None
+    """When set, every request must carry ``Authorization: Bearer <token>``."""
+    unauthorized: list[str] = attrs.field(factory=list, init=False)
+    """``METHOD path (User-Agent)`` of every request refused for lack of the token."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -204,6 +210,14 @@ class Cluster(kmock.KubernetesEmulator):
     # ---- request entry ------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if self.token is not None and (
+            raw_request.headers.get("Authorization") != f"Bearer {self.token}"
+        ):
+            agent = raw_request.headers.get("User-Agent", "")
+            self.unauthorized.append(f"{raw_request.method} {raw_request.path} ({agent})")
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure"}
+            body = {**status, "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+            return aiohttp.web.json_response(body, status=401)
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
             return await super().__call__(raw_request)

@@ -11,9 +11,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp.web
+import kopf
+import yaml
+from kubernetes import client as k8s
 
 from pilotage.operator import names
+from pilotage.operator.app import OperatorApp, build_operator
+from pilotage.operator.platform import Addresses
+from pilotage.operator.settings import OperatorSettings
+from tests.operator.conftest import api_url
 from tests.operator.emulator import Cluster
+from tests.operator.manifests import CRDS, NS
 
 LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -21,6 +29,14 @@ LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 async def finish_job(cluster: Cluster, namespace: str, name: str, summary: dict[str, Any]) -> None:
     """Play the kubelet and the Job controller: the pod ran, wrote its termination
     message, and the Job completed."""
+    await record_job_result(cluster, namespace, name, json.dumps(summary), 0)
+
+
+async def record_job_result(
+    cluster: Cluster, namespace: str, name: str, message: str, exit_code: int
+) -> dict[str, Any] | None:
+    """The Job's pod terminated with ``message`` and ``exit_code``; the Job is Complete
+    (exit 0) or Failed. Returns the message parsed as JSON (None when it is not)."""
     job = cluster.get("batch/v1/jobs", namespace, name)
     assert job is not None, f"no Job {name}"
     template = job["spec"]["template"]
@@ -33,9 +49,13 @@ async def finish_job(cluster: Cluster, namespace: str, name: str, summary: dict[
         "spec": template["spec"],
     }
     created = await cluster_call(cluster, "POST", f"/api/v1/namespaces/{namespace}/pods", pod)
-    terminated = {"exitCode": 0, "reason": "Completed", "message": json.dumps(summary)}
+    terminated = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "message": message,
+    }
     status = {
-        "phase": "Succeeded",
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
         "containerStatuses": [
             {
                 "name": "trainer",
@@ -54,28 +74,37 @@ async def finish_job(cluster: Cluster, namespace: str, name: str, summary: dict[
         {"status": status},
     )
     now = "2024-05-01T10:00:00Z"
-    job_status = {
+    condition = "Complete" if exit_code == 0 else "Failed"
+    job_status: dict[str, Any] = {
         "startTime": now,
-        "completionTime": now,
-        "succeeded": 1,
-        "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}],
+        "conditions": [{"type": condition, "status": "True", "lastTransitionTime": now}],
     }
+    if exit_code == 0:
+        job_status.update(completionTime=now, succeeded=1)
+    else:
+        job_status.update(failed=1)
     await cluster_call(
         cluster,
         "PATCH",
         f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status",
         {"status": job_status},
     )
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 async def cluster_call(cluster: Cluster, method: str, path: str, body: Any = None) -> Any:
     url = str(cluster.servers[0].url).rstrip("/") + path
     content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    headers = {"Content-Type": content_type}
+    if cluster.token is not None:
+        headers["Authorization"] = f"Bearer {cluster.token}"
     async with (
         aiohttp.ClientSession() as session,
-        session.request(
-            method, url, data=json.dumps(body), headers={"Content-Type": content_type}
-        ) as r,
+        session.request(method, url, data=json.dumps(body), headers=headers) as r,
     ):
         doc = await r.json()
         assert r.status < 300, doc
@@ -223,3 +252,46 @@ class FakeRouterAdmin:
             yield self
         finally:
             await runner.cleanup()
+
+
+async def apply_crds(cluster: Cluster) -> None:
+    """The CRDs of crds/, as `kubectl apply -f crds/` would."""
+    for crd in sorted(CRDS.glob("*.yaml")):
+        await cluster_call(
+            cluster,
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            yaml.safe_load(crd.read_text()),
+        )
+
+
+def get(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
+    return cluster.get(f"pilotage.dev/v1alpha1/{plural}", NS, name) or {}
+
+
+def status(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
+    return get(cluster, plural, name).get("status") or {}
+
+
+def events(cluster: Cluster, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.list("v1/events", NS) if e.get("reason") == reason]
+
+
+@contextlib.asynccontextmanager
+async def operator(
+    cluster: Cluster, settings: OperatorSettings, addresses: Addresses | None = None
+) -> AsyncIterator[OperatorApp]:
+    """The real operator (kopf.operator) as a task of this loop until the block ends."""
+    cfg = k8s.Configuration(host=api_url(cluster))
+    if cluster.token is not None:
+        cfg.api_key["BearerToken"] = f"Bearer {cluster.token}"
+    app = build_operator(settings, cfg, addresses=addresses)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    app.kopf_settings.watching.reconnect_backoff = 0.1
+    task = asyncio.create_task(kopf.operator(**app.run_kwargs(), stop_flag=stop, ready_flag=ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        yield app
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

@@ -9,143 +9,44 @@ router stats breach the latency SLO → rollback at the first analysis, Event + 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import kopf
 import pytest
 import yaml
-from kubernetes import client as k8s
 
 from pilotage.operator import names
-from pilotage.operator.app import OperatorApp, build_operator
 from pilotage.operator.pss import pod_spec_of
 from pilotage.operator.rbac import RULES, missing_rules
 from pilotage.operator.settings import OperatorSettings
-from tests.operator.conftest import api_url, eventually
+from tests.operator.conftest import eventually
 from tests.operator.emulator import Cluster
-from tests.operator.harness import FakeRouterAdmin, cluster_call, finish_job, running_kubelet
+from tests.operator.harness import (
+    FakeRouterAdmin,
+    apply_crds,
+    cluster_call,
+    events,
+    finish_job,
+    operator,
+    running_kubelet,
+    status,
+)
+from tests.operator.manifests import (
+    BASE,
+    NS,
+    dataset,
+    drift_monitor,
+    model_deployment,
+    summary,
+    training_job,
+)
 from tests.operator.validation import problems
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.xdist_group("operator-story")
 
-NS = "default"
-CRDS = Path(__file__).resolve().parents[2] / "crds"
-BASE = f"/apis/pilotage.dev/v1alpha1/namespaces/{NS}"
-
-
-def dataset() -> dict[str, Any]:
-    return {
-        "apiVersion": "pilotage.dev/v1alpha1",
-        "kind": "Dataset",
-        "metadata": {"name": "iris"},
-        "spec": {"source": {"uri": "builtin://iris"}, "target": "target"},
-    }
-
-
-def training_job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "pilotage.dev/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {"name": name, "labels": {"app": "iris"}},
-        "spec": {
-            "datasetRef": {"name": "iris"},
-            "model": {"algorithm": "logistic_regression"},
-            "activeDeadlineSeconds": 900,
-            "evaluation": {"gates": [{"metric": "accuracy", "min": 0.8}]},
-        },
-    }
-
-
-def model_deployment() -> dict[str, Any]:
-    return {
-        "apiVersion": "pilotage.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "iris"},
-        "spec": {
-            "model": {"trainingJobSelector": {"matchLabels": {"app": "iris"}}},
-            "strategy": {
-                "type": "Canary",
-                "canary": {
-                    "steps": [
-                        {"setWeight": 20},
-                        {"pause": {}},
-                        {"setWeight": 50},
-                        {"pause": {"duration": "1h"}},
-                    ]
-                },
-            },
-            "analysis": {
-                "interval": "1s",
-                "minRequests": 5,
-                "failureLimit": 0,
-                "latency": {"p99Ms": 50},
-            },
-        },
-    }
-
-
-def drift_monitor() -> dict[str, Any]:
-    template = {"metadata": {"labels": {"app": "iris"}}, "spec": training_job("x")["spec"]}
-    return {
-        "apiVersion": "pilotage.dev/v1alpha1",
-        "kind": "DriftMonitor",
-        "metadata": {"name": "iris-drift"},
-        "spec": {
-            "deploymentRef": {"name": "iris"},
-            "interval": "1s",
-            "onDrift": {"retrain": {"template": template}},
-        },
-    }
-
-
-def summary(version: str) -> dict[str, Any]:
-    return {
-        "modelVersion": version,
-        "modelUri": f"pvc://artifacts/pilotage/{NS}/{version}/{version}",
-        "metrics": {"accuracy": 0.95, "f1_macro": 0.94},
-        "onnxParity": {"maxAbsDiff": 1e-7, "labelAgreement": 1.0},
-        "datasetFingerprint": "ab" * 32,
-    }
-
-
-def get(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
-    return cluster.get(f"pilotage.dev/v1alpha1/{plural}", NS, name) or {}
-
-
-def status(cluster: Cluster, plural: str, name: str) -> dict[str, Any]:
-    return get(cluster, plural, name).get("status") or {}
-
-
-def events(cluster: Cluster, reason: str) -> list[dict[str, Any]]:
-    return [e for e in cluster.list("v1/events", NS) if e.get("reason") == reason]
-
-
-@contextlib.asynccontextmanager
-async def operator(cluster: Cluster, settings: OperatorSettings) -> AsyncIterator[OperatorApp]:
-    app = build_operator(settings, k8s.Configuration(host=api_url(cluster)))
-    stop, ready = asyncio.Event(), asyncio.Event()
-    app.kopf_settings.watching.reconnect_backoff = 0.1
-    task = asyncio.create_task(kopf.operator(**app.run_kwargs(), stop_flag=stop, ready_flag=ready))
-    await asyncio.wait_for(ready.wait(), 10)
-    try:
-        yield app
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-
 
 async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
-    for crd in sorted(CRDS.glob("*.yaml")):
-        await cluster_call(
-            cluster,
-            "POST",
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-            yaml.safe_load(crd.read_text()),
-        )
+    await apply_crds(cluster)
     admin_port = free_port()
     settings = OperatorSettings(
         standalone=True,
