@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from pilotage.api import parse_resource
-from pilotage.control.observe import router_stats
+from pilotage.control.observe import router_stats, server_counters
 from pilotage.control.types import (
     Action,
     CreateTrainingJob,
@@ -371,17 +371,9 @@ class LocalPlatform:
                 )
             except OSError:
                 continue
-            out.append(self._counters(snap, f"{record.key}@{record.pid}"))
+            if isinstance(snap, dict):
+                out.append(server_counters(snap, f"{record.key}@{record.pid}"))
         return out
-
-    @staticmethod
-    def _counters(snap: dict[str, Any], replica: str) -> ServerCounters:
-        return ServerCounters(
-            features=snap.get("features") or {},
-            predictions=(snap.get("predictions") or {}).get("counts") or {},
-            rows=int(snap.get("rows") or 0),
-            replica=replica,
-        )
 
     def inject_faults(
         self, deployment: str, version: str, latency_ms: float = 0.0, error_rate: float = 0.0

@@ -79,6 +79,8 @@ class Runtime:
         self._cards: dict[str, ModelCard | None] = {}
         self._last_error: dict[tuple[str, str, str], str] = {}
         self.stop_event = threading.Event()
+        self.ticks = 0
+        """Ticks completed: a tick after a store change has reconciled every resource."""
 
     # -- observations ------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class Runtime:
             report.reconciled += 1
             self._due[key] = clock + min(requeue or self.max_requeue, self.max_requeue)
         self._seen_version = self.store.resource_version()
+        self.ticks += 1
         return report
 
     def reconcile(self, res: Resource, now: datetime) -> float | None:
