@@ -103,9 +103,10 @@ class Runtime:
             for dm in self.store.objects("DriftMonitor", namespace)
             if isinstance(dm, DriftMonitor) and dm.spec.deployment_ref.name == md.name
         ]
-        if not monitors:
-            return None
-        return drift_signal(monitors[0])
+        signals = [s for s in map(drift_signal, monitors) if s is not None]
+        # The most alarming monitor speaks for the deployment (as in the operator).
+        signals.sort(key=lambda s: (s.rollback, s.drifting, s.score or 0.0), reverse=True)
+        return signals[0] if signals else None
 
     def observe(self, res: Resource) -> Any:
         namespace = res.metadata.namespace or "default"
