@@ -1,9 +1,10 @@
-"""The local commands: `pilotage up|apply|get|describe|delete|promote|abort|retry`.
+"""The local commands: `pilotage up|apply|get|describe|delete|promote|abort|retry|retrain|refresh`.
 
 They all work on a state directory: ``--state-dir``, else ``$PILOTAGE_STATE_DIR``,
 else ``.pilotage`` in the current directory. `promote`, `abort` and `retry` set the
-manual-action annotations the ModelDeployment reconciler acts on; with ``--kube`` they
-patch the same annotation on a cluster through the kubeconfig.
+manual-action annotations the ModelDeployment reconciler acts on, `retrain` the
+DriftMonitor's manual trigger, `refresh` a Dataset's re-profiling request; with
+``--kube`` they patch the same annotation on a cluster through the kubeconfig.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from pathlib import Path
 import yaml
 
 from pilotage.api import KINDS, ManifestError, Resource, parse_resource
+from pilotage.api.dataset import Dataset
+from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.manifests import load_documents
-from pilotage.control.common import ANNOTATION_ABORT, ANNOTATION_PROMOTE, ANNOTATION_RETRY
+from pilotage.api.modeldeployment import ModelDeployment
+from pilotage.control.common import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_REFRESH,
+    ANNOTATION_RETRAIN,
+    ANNOTATION_RETRY,
+)
 from pilotage.control.modeldeployment import FULL_PROMOTION
 from pilotage.local.store import DEFAULT_NAMESPACE, NotFound, Store, StoreError
 from pilotage.local.view import describe as describe_text
@@ -263,12 +273,19 @@ def action_value(full: bool = False) -> str:
     return f"{FULL_PROMOTION}:{token}" if full else token
 
 
-def _manual(command: str, annotation: str, argv: list[str], with_full: bool = False) -> int:
+def _manual(
+    command: str,
+    annotation: str,
+    argv: list[str],
+    kind: type[Resource] = ModelDeployment,
+    with_full: bool = False,
+) -> int:
     p = argparse.ArgumentParser(
         prog=f"pilotage {command}",
-        description=f"Set the {annotation} annotation on a ModelDeployment (locally, or with --kube on a cluster).",
+        description=f"Set the {annotation} annotation on a {kind.KIND} to a fresh token "
+        "(locally, or with --kube on a cluster).",
     )
-    p.add_argument("name", help="ModelDeployment name")
+    p.add_argument("name", help=f"{kind.KIND} name")
     if with_full:
         p.add_argument(
             "--full",
@@ -284,16 +301,16 @@ def _manual(command: str, annotation: str, argv: list[str], with_full: bool = Fa
     value = action_value(bool(getattr(args, "full", False)))
     try:
         if args.kube:
-            from pilotage.local.kube import annotate_deployment
+            from pilotage.local.kube import annotate
 
-            where = annotate_deployment(args.name, args.namespace, annotation, value, args.context)
+            where = annotate(kind, args.name, args.namespace, annotation, value, args.context)
         else:
             store = _open(args)
-            store.set_annotation("ModelDeployment", args.name, annotation, value, args.namespace)
+            store.set_annotation(kind.KIND, args.name, annotation, value, args.namespace)
             where = str(state_dir(args.state_dir))
     except (StoreError, CliError) as exc:
         return _fail(command, str(exc))
-    print(f"modeldeployment/{args.name} annotated {annotation}={value} ({where})")
+    print(f"{kind.KIND.lower()}/{args.name} annotated {annotation}={value} ({where})")
     return 0
 
 
@@ -307,6 +324,16 @@ def abort(argv: list[str]) -> int:
 
 def retry(argv: list[str]) -> int:
     return _manual("retry", ANNOTATION_RETRY, argv)
+
+
+def retrain(argv: list[str]) -> int:
+    """`pilotage retrain MONITOR`: the DriftMonitor's manual trigger (one retrain per call)."""
+    return _manual("retrain", ANNOTATION_RETRAIN, argv, kind=DriftMonitor)
+
+
+def refresh(argv: list[str]) -> int:
+    """`pilotage refresh DATASET`: profile the Dataset again (e.g. its file changed)."""
+    return _manual("refresh", ANNOTATION_REFRESH, argv, kind=Dataset)
 
 
 def up(argv: list[str]) -> int:

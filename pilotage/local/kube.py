@@ -1,4 +1,5 @@
-"""`pilotage promote|abort|retry --kube`: patch a manual-action annotation on a cluster."""
+"""`pilotage promote|abort|retry|retrain|refresh --kube`: patch an action annotation on a
+cluster (merge patch through the current kubeconfig)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,23 @@ from typing import Any
 
 from pilotage.api import GROUP, VERSION
 from pilotage.api.modeldeployment import ModelDeployment
+from pilotage.api.resource import Resource
 
 
 def annotate_deployment(
     name: str, namespace: str, annotation: str, value: str, context: str | None = None
+) -> str:
+    """Merge-patch a ModelDeployment's ``metadata.annotations[annotation] = value``."""
+    return annotate(ModelDeployment, name, namespace, annotation, value, context)
+
+
+def annotate(
+    kind: type[Resource],
+    name: str,
+    namespace: str,
+    annotation: str,
+    value: str,
+    context: str | None = None,
 ) -> str:
     """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done."""
     from pilotage.local.cli import CliError
@@ -27,13 +41,11 @@ def annotate_deployment(
     api = client.CustomObjectsApi(api_client)
     body: dict[str, Any] = {"metadata": {"annotations": {annotation: value}}}
     try:
-        api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, ModelDeployment.PLURAL, name, body
-        )
+        api.patch_namespaced_custom_object(GROUP, VERSION, namespace, kind.PLURAL, name, body)
     except ApiException as exc:
         if exc.status == 404:
             raise CliError(
-                f"ModelDeployment {name!r} not found in namespace {namespace!r} "
+                f"{kind.KIND} {name!r} not found in namespace {namespace!r} "
                 f"(or the CRD is not installed)"
             ) from exc
         raise CliError(f"the API server refused the patch: HTTP {exc.status} {exc.reason}") from exc

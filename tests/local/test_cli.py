@@ -1,13 +1,20 @@
-"""`pilotage apply|get|describe|delete|promote|abort|retry` on a local state directory."""
+"""`pilotage apply|get|describe|delete|promote|abort|retry|retrain|refresh` on a local state
+directory."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from pilotage.api import parse_resource
+from pilotage.local import cli
+from pilotage.local.store import Store
 from tests.support.procs import pilotage
 
 MANIFESTS = """\
@@ -31,6 +38,13 @@ metadata: {name: iris}
 spec:
   model: {trainingJobRef: {name: iris-v1}}
 """
+DOCS: dict[str, dict[str, Any]] = {d["kind"]: d for d in yaml.safe_load_all(MANIFESTS)}
+DOCS["DriftMonitor"] = {
+    "apiVersion": "pilotage.dev/v1alpha1",
+    "kind": "DriftMonitor",
+    "metadata": {"name": "iris"},
+    "spec": {"deploymentRef": {"name": "iris"}},
+}
 
 
 def run(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -148,3 +162,33 @@ def test_kube_without_cluster_is_one_clear_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "kubeconfig" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "kind", "name", "annotation"),
+    [
+        (cli.retrain, "DriftMonitor", "iris", "pilotage.dev/retrain"),
+        (cli.refresh, "Dataset", "iris", "pilotage.dev/refresh"),
+    ],
+)
+def test_retrain_and_refresh_set_a_fresh_token(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: Callable[[list[str]], int],
+    kind: str,
+    name: str,
+    annotation: str,
+) -> None:
+    state = tmp_path / "state"
+    store = Store(state)
+    store.apply(parse_resource(DOCS[kind]))
+    values = []
+    for _ in range(2):
+        assert command([name, "--state-dir", str(state)]) == 0
+        values.append(store.get(kind, name).metadata.annotations[annotation])
+        assert (
+            f"{kind.lower()}/{name} annotated {annotation}={values[-1]}" in capsys.readouterr().out
+        )
+    assert values[0] != values[1]
+    assert command(["nope", "--state-dir", str(state)]) == 1
+    assert "not found" in capsys.readouterr().err

@@ -24,7 +24,6 @@ import os
 import random
 import signal
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from sklearn.datasets import load_iris
 
 from pilotage.api import parse_resource
 from pilotage.api.modelcard import CARD_FILE, ModelCard, NumericProfile
+from pilotage.local import cli
 from pilotage.local.processes import start_ticks
 from pilotage.local.runtime import Runtime
 from pilotage.local.store import Store
@@ -300,6 +300,16 @@ class Loop:
         wait_until(done, timeout, 0.05, f"a drift check of {monitor_name}")
         return found
 
+    def retrained(self, monitor_name: str, timeout: float = 30) -> None:
+        """Wait for the monitor's RetrainCreated event: written after the TrainingJob was
+        created and the status recorded it (the last step of that reconcile)."""
+        wait_until(
+            lambda: bool(self.events("DriftMonitor", monitor_name, "RetrainCreated")),
+            timeout,
+            0.05,
+            f"a retrain by {monitor_name}",
+        )
+
     def watching(self, monitor_name: str, version: str) -> None:
         """Wait until the monitor took its counter checkpoint on ``version``."""
 
@@ -367,7 +377,7 @@ def test_drift_retrains_once_rolls_out_and_promotes(loop: Loop) -> None:
     assert not any(name in detected[0] for name in FEATURES if name not in SHIFT)
 
     # --- one retrain, owned by the monitor, labelled with its trigger
-    wait_until(lambda: bool(loop.owned_jobs("iris")), 10, 0.05, "the retrain TrainingJob")
+    loop.retrained("iris")
     [job] = loop.owned_jobs("iris")
     retrain = job["metadata"]["name"]
     assert job["metadata"]["labels"] == {
@@ -481,7 +491,7 @@ def test_degrading_feedback_labels_trigger_on_live_accuracy(loop: Loop) -> None:
 
     # --- labels degrade: live accuracy drops below 0.8 and retrains once
     labelled(correct=False)
-    wait_until(lambda: bool(loop.owned_jobs("iris-quality")), 30, 0.05, "the performance retrain")
+    loop.retrained("iris-quality")
     st = loop.status("DriftMonitor", "iris-quality")
     assert st["live"]["samples"] == 40 and st["live"]["accuracy"] < 0.8
     assert_one_retrain(loop, "iris-quality", "performance", "live accuracy")
@@ -510,9 +520,11 @@ def reconciled_after_a_change(loop: Loop) -> Callable[[], bool]:
 
 def test_retrain_annotation_creates_one_job_per_value(loop: Loop) -> None:
     loop.serving("iris-side", "iris-v1")
-    token = uuid.uuid4().hex[:8]
-    loop.store.set_annotation("DriftMonitor", "iris-manual", "pilotage.dev/retrain", token)
-    wait_until(lambda: bool(loop.owned_jobs("iris-manual")), 30, 0.05, "the manual retrain")
+    assert cli.retrain(["iris-manual", "--state-dir", str(loop.store.state_dir)]) == 0
+    token = loop.store.get("DriftMonitor", "iris-manual").metadata.annotations[
+        "pilotage.dev/retrain"
+    ]
+    loop.retrained("iris-manual")
     assert_one_retrain(loop, "iris-manual", "manual", f"pilotage.dev/retrain={token}")
     # the same value written again is not a new request (the cooldown is 0s here)
     loop.store.set_annotation("DriftMonitor", "iris-manual", "pilotage.dev/retrain", token)
@@ -539,11 +551,11 @@ def test_changed_dataset_content_retrains_on_the_new_snapshot(loop: Loop) -> Non
 
     # new rows arrive in the file; the Dataset is re-profiled
     write_csv(loop.tmp / "daily.csv", loop.rows + loop.sample(30))
-    loop.store.set_annotation("Dataset", "iris-daily", "pilotage.dev/refresh", "day-2")
+    assert cli.refresh(["iris-daily", "--state-dir", str(loop.store.state_dir)]) == 0
     wait_until(lambda: fingerprint() not in (None, first), 60, 0.1, "the new fingerprint")
     second = fingerprint()
     assert second is not None
-    wait_until(lambda: bool(loop.owned_jobs("iris-daily")), 30, 0.05, "the datasetChange retrain")
+    loop.retrained("iris-daily")
     assert_one_retrain(loop, "iris-daily", "datasetChange", f"changed to {second[:12]}")
     assert loop.status("DriftMonitor", "iris-daily")["datasetFingerprint"] == second
 
