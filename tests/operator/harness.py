@@ -19,9 +19,9 @@ from pilotage.operator import names
 from pilotage.operator.app import OperatorApp, build_operator
 from pilotage.operator.platform import Addresses
 from pilotage.operator.settings import OperatorSettings
-from tests.operator.conftest import api_url
+from tests.operator.conftest import api_url, eventually
 from tests.operator.emulator import Cluster
-from tests.operator.manifests import CRDS, NS
+from tests.operator.manifests import BASE, CRDS, NS, dataset, summary, training_job
 
 LATENCY_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -295,3 +295,28 @@ async def operator(
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def ready_dataset(cluster: Cluster) -> None:
+    """The `iris` Dataset, its profiling Job finished by the test: Ready."""
+    await cluster_call(cluster, "POST", f"{BASE}/datasets", dataset())
+    run = await eventually(lambda: status(cluster, "datasets", "iris").get("run"), what="run")
+    await eventually(lambda: cluster.get("batch/v1/jobs", NS, run), what="profiling Job")
+    await finish_job(cluster, NS, run, {"rows": 150, "columns": 5, "fingerprint": "ab" * 32})
+    await eventually(
+        lambda: status(cluster, "datasets", "iris").get("phase") == "Ready", what="Dataset Ready"
+    )
+
+
+async def trained(cluster: Cluster, version: str) -> None:
+    """TrainingJob ``version`` (labelled app=iris), its Job finished with `summary(version)`."""
+    await cluster_call(cluster, "POST", f"{BASE}/trainingjobs", training_job(version))
+    run = await eventually(
+        lambda: status(cluster, "trainingjobs", version).get("run"), what=f"{version} run"
+    )
+    await eventually(lambda: cluster.get("batch/v1/jobs", NS, run), what=f"{version} Job")
+    await finish_job(cluster, NS, run, summary(version))
+    await eventually(
+        lambda: status(cluster, "trainingjobs", version).get("phase") == "Succeeded",
+        what=f"{version} Succeeded",
+    )

@@ -33,30 +33,36 @@ def training_job(name: str) -> dict[str, Any]:
     }
 
 
-def model_deployment() -> dict[str, Any]:
+CANARY: dict[str, Any] = {
+    "type": "Canary",
+    "canary": {
+        "steps": [
+            {"setWeight": 20},
+            {"pause": {}},
+            {"setWeight": 50},
+            {"pause": {"duration": "1h"}},
+        ]
+    },
+}
+ANALYSIS: dict[str, Any] = {
+    "interval": "1s",
+    "minRequests": 5,
+    "failureLimit": 0,
+    "latency": {"p99Ms": 50},
+}
+
+
+def model_deployment(
+    strategy: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "pilotage.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": "iris"},
         "spec": {
             "model": {"trainingJobSelector": {"matchLabels": {"app": "iris"}}},
-            "strategy": {
-                "type": "Canary",
-                "canary": {
-                    "steps": [
-                        {"setWeight": 20},
-                        {"pause": {}},
-                        {"setWeight": 50},
-                        {"pause": {"duration": "1h"}},
-                    ]
-                },
-            },
-            "analysis": {
-                "interval": "1s",
-                "minRequests": 5,
-                "failureLimit": 0,
-                "latency": {"p99Ms": 50},
-            },
+            "strategy": strategy or CANARY,
+            "analysis": analysis or ANALYSIS,
         },
     }
 
