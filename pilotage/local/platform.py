@@ -285,6 +285,7 @@ class LocalPlatform:
             str(action.settings.max_batch_wait_us),
             "--cache-dir",
             str(self.state_dir / "cache"),
+            "--enable-fault-injection",  # the demo slows a canary through /admin/faults
         )
         log = self.state_dir / "logs" / f"server-{action.deployment}-{action.version}-{replica}.log"
         self.supervisor.start(

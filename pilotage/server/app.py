@@ -63,6 +63,7 @@ class ServerOptions:
     max_batch_wait_us: int = 500
     max_body_bytes: int = 8 * 1024 * 1024
     reservoir_size: int = 1000
+    fault_injection: bool = False  # off: no /admin/faults (404), no injected faults
     inject_latency_ms: float = 0.0
     inject_error_rate: float = 0.0
     fault_seed: int = 0
@@ -84,8 +85,10 @@ class ServerApp:
         self.drift = DriftCounter(card, self.schema, options.reservoir_size)
         self.batching = options.max_batch_size > 1
         self.metrics = ServerMetrics(self.name, self.version, self.drift, self.batching)
-        self.faults = Faults(
-            options.inject_latency_ms, options.inject_error_rate, options.fault_seed
+        self.faults = (
+            Faults(options.inject_latency_ms, options.inject_error_rate, options.fault_seed)
+            if options.fault_injection
+            else None
         )
         self.batcher = (
             Batcher(self.score, options.max_batch_size, options.max_batch_wait_us)
@@ -100,7 +103,13 @@ class ServerApp:
             for f in self.schema.features
         ]
         self.openapi_body = dumps(
-            openapi.document(self.name, self.version, self.schema.names, example_row)
+            openapi.document(
+                self.name,
+                self.version,
+                self.schema.names,
+                example_row,
+                fault_injection=self.faults is not None,
+            )
         )
         self.metadata_body = dumps(self._metadata())
 
@@ -206,11 +215,17 @@ class ServerApp:
             require(method, "GET", scope)
             await respond(send, 200, self.openapi_body)
         elif path == "/admin/faults":
+            faults = self.faults
+            if faults is None:
+                raise not_found(
+                    "fault injection is off on this server; /admin/faults exists only when "
+                    "it is started with --enable-fault-injection"
+                )
             if method == "POST":
-                self.faults.update(parse_json(await read_body(scope, receive, 64 * 1024)))
+                faults.update(parse_json(await read_body(scope, receive, 64 * 1024)))
             else:
                 require(method, "GET", scope)
-            await respond(send, 200, dumps(self.faults.as_json()))
+            await respond(send, 200, dumps(faults.as_json()))
         else:
             raise not_found(f"no such endpoint: {path}")
 
@@ -257,8 +272,9 @@ class ServerApp:
             if batcher is not None:
                 batcher.arriving -= 1
                 queued = True
-            if self.faults.active:
-                await self._inject_faults()
+            faults = self.faults
+            if faults is not None and faults.active:
+                await inject_faults(faults)
             if batcher is not None:
                 prediction = await batcher.submit(rows)
             else:
@@ -277,12 +293,6 @@ class ServerApp:
                 batcher.arriving -= 1
             self.metrics.in_flight -= 1
             self.metrics.count_request(protocol, status, time.perf_counter() - started)
-
-    async def _inject_faults(self) -> None:
-        if self.faults.latency_ms > 0:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
-        if self.faults.should_fail():
-            raise RequestError(500, "injected fault (fault injection is on for this server)")
 
     def score(self, rows: Rows) -> Prediction:
         """One onnxruntime call, timed and counted into the drift bins."""
@@ -365,6 +375,13 @@ class ServerApp:
                 "inputLayout": card.onnx.input_layout,
             },
         }
+
+
+async def inject_faults(faults: Faults) -> None:
+    if faults.latency_ms > 0:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.should_fail():
+        raise RequestError(500, "injected fault (fault injection is on for this server)")
 
 
 # ---- HTTP helpers -------------------------------------------------------------------

@@ -74,16 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="where remote model files are downloaded (default: a temporary folder)",
     )
     p.add_argument(
+        "--enable-fault-injection",
+        action="store_true",
+        help="allow fault injection (--inject-* and /admin/faults); for tests and demos only",
+    )
+    p.add_argument(
         "--inject-latency-ms",
         type=_bounded(float, 0, 600_000),
         default=0.0,
-        help="fault injection: add this many ms to every inference request",
+        help="fault injection: add this many ms to every inference request "
+        "(needs --enable-fault-injection)",
     )
     p.add_argument(
         "--inject-error-rate",
         type=_bounded(float, 0, 1),
         default=0.0,
-        help="fault injection: answer this share of inference requests with 500",
+        help="fault injection: answer this share of inference requests with 500 "
+        "(needs --enable-fault-injection)",
     )
     p.add_argument("--fault-seed", type=int, default=0, help="seed of the injected errors")
     return p  # fmt: skip
@@ -94,8 +101,36 @@ def _cache_dir(given: Path | None, uri: str) -> Path:
     return base / hashlib.sha256(uri.encode()).hexdigest()[:16]
 
 
+def _fault_options_without_flag(args: argparse.Namespace) -> list[str]:
+    """The fault-injection options given although fault injection is off."""
+    if args.enable_fault_injection:
+        return []
+    given = {
+        "--inject-latency-ms": args.inject_latency_ms != 0,
+        "--inject-error-rate": args.inject_error_rate != 0,
+        "--fault-seed": args.fault_seed != 0,
+    }
+    return [option for option, used in given.items() if used]
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    refused = _fault_options_without_flag(args)
+    if refused:
+        print(
+            f"pilotage serve: error: {', '.join(refused)} needs --enable-fault-injection "
+            "(fault injection is off unless asked for)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.enable_fault_injection:
+        print(
+            "pilotage serve: warning: fault injection is ON (--enable-fault-injection): "
+            "POST /admin/faults can slow or fail inference without authentication; "
+            "never use this in production",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"pilotage serve: loading {args.model_uri}", file=sys.stderr, flush=True)
     try:
         model = load_model(args.model_uri, _cache_dir(args.cache_dir, args.model_uri), args.threads)
@@ -108,6 +143,7 @@ def main(argv: list[str]) -> int:
         max_batch_wait_us=args.max_batch_wait_us,
         max_body_bytes=args.max_body_bytes,
         reservoir_size=args.reservoir_size,
+        fault_injection=args.enable_fault_injection,
         inject_latency_ms=args.inject_latency_ms,
         inject_error_rate=args.inject_error_rate,
         fault_seed=args.fault_seed,

@@ -49,9 +49,16 @@ def _post(
 
 
 def document(
-    model: str, version: str, features: list[str], example_row: list[Any]
+    model: str,
+    version: str,
+    features: list[str],
+    example_row: list[Any],
+    fault_injection: bool = False,
 ) -> dict[str, Any]:
-    """The document for one model; ``example_row`` is a typical row in feature order."""
+    """The document for one model; ``example_row`` is a typical row in feature order.
+
+    ``/admin/faults`` is described only when the server has fault injection on.
+    """
     obj = {"type": "object"}
     ref = "#/components/schemas/"
     name = ["ModelName"]
@@ -102,7 +109,9 @@ def document(
             }
         },
         "/openapi.json": _get("This document", obj, []),
-        "/admin/faults": {
+    }
+    if fault_injection:
+        paths["/admin/faults"] = {
             **_get("Current fault injection", {"$ref": ref + "Faults"}, []),
             "post": {
                 "summary": "Change fault injection at run time",
@@ -112,8 +121,7 @@ def document(
                     **_errors(400, 413),
                 },
             },
-        },
-    }
+        }
     scalar = {
         "oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}],
         "nullable": True,

@@ -19,7 +19,7 @@ SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent
 
 @pytest.fixture(scope="module", params=["iris", "churn"])
 def server(request: pytest.FixtureRequest, start_server: StartServer) -> Iterator[Server]:
-    with start_server(request.param, "--max-batch-size", "8") as s:
+    with start_server(request.param, "--max-batch-size", "8", "--enable-fault-injection") as s:
         yield s
 
 

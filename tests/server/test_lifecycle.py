@@ -72,7 +72,9 @@ def test_loads_from_an_http_artifact_uri(models: dict[str, Artifact], tmp_path: 
 def test_fault_injection_from_the_command_line_is_deterministic(start_server: StartServer) -> None:
     outcomes = []
     for _ in range(2):
-        with start_server("iris", "--inject-error-rate", "0.5", "--fault-seed", "7") as server:
+        with start_server(
+            "iris", "--enable-fault-injection", "--inject-error-rate", "0.5", "--fault-seed", "7"
+        ) as server:
             codes = [
                 httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code
                 for _ in range(20)
@@ -84,8 +86,29 @@ def test_fault_injection_from_the_command_line_is_deterministic(start_server: St
     assert outcomes[0] == outcomes[1]
 
 
-def test_faults_change_at_run_time(start_server: StartServer) -> None:
+def test_fault_injection_is_off_unless_enabled(start_server: StartServer) -> None:
     with start_server("iris") as server:
+        admin = server.url + "/admin/faults"
+        for r in (httpx.get(admin), httpx.post(admin, json={"errorRate": 1})):
+            assert r.status_code == 404
+            assert "--enable-fault-injection" in r.json()["error"]
+        assert "/admin/faults" not in httpx.get(server.url + "/openapi.json").json()["paths"]
+        assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code == 200
+        assert "fault injection is ON" not in server.process.log()
+
+
+def test_fault_options_without_the_flag_are_refused() -> None:
+    for option, value in [("--inject-latency-ms", "200"), ("--inject-error-rate", "0.5")]:
+        done = run_serve("--model-uri", "file:///nowhere", option, value)
+        assert done.returncode == 2
+        assert f"{option} needs --enable-fault-injection" in done.stderr
+        assert "loading" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_faults_change_at_run_time(start_server: StartServer) -> None:
+    with start_server("iris", "--enable-fault-injection") as server:
+        assert "warning: fault injection is ON" in server.process.log()
+        assert "/admin/faults" in httpx.get(server.url + "/openapi.json").json()["paths"]
         admin = server.url + "/admin/faults"
         assert httpx.get(admin).json() == {"latencyMs": 0.0, "errorRate": 0.0}
         r = httpx.post(admin, json={"errorRate": 1})
@@ -111,7 +134,7 @@ def in_flight(server: Server) -> float:
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(start_server: StartServer) -> None:
-    with start_server("iris", "--inject-latency-ms", "1500") as server:
+    with start_server("iris", "--enable-fault-injection", "--inject-latency-ms", "1500") as server:
         url = server.url + "/v1/models/iris:predict"
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(httpx.post, url, json=ROW, timeout=30) for _ in range(4)]
