@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "promote": ("pilotage.local.cli", "promote", "promote a rollout (next step or --full)"),
     "abort": ("pilotage.local.cli", "abort", "abort a rollout and return to stable"),
     "retry": ("pilotage.local.cli", "retry", "retry an aborted or rolled-back rollout"),
+    "retrain": ("pilotage.local.cli", "retrain", "ask a DriftMonitor to retrain now"),
+    "refresh": ("pilotage.local.cli", "refresh", "re-read and re-profile a Dataset"),
     "demo": ("pilotage.local.demo", "main", "play the whole lifecycle end to end"),
     "operator": ("pilotage.operator.cli", "main", "run the Kubernetes operator"),
     "serve": ("pilotage.server.cli", "main", "serve one ONNX model version"),
