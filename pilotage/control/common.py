@@ -1,4 +1,4 @@
-"""Small helpers every reconciler uses: times, names, manifests, annotations."""
+"""Small helpers every reconciler uses: times, names, manifests, annotations, conditions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pilotage.api.common import Condition
+from pilotage.api.conditions import summarize
 from pilotage.api.resource import Resource
 
 ANNOTATION_PROMOTE = "pilotage.dev/promote"
@@ -101,3 +102,27 @@ def ready_reason(conditions: list[Condition]) -> str:
     """The reason of the Ready condition ('' when absent)."""
     ready = next((c for c in conditions if c.type == "Ready"), None)
     return ready.reason if ready else ""
+
+
+def reconciled_conditions(
+    conditions: list[Condition],
+    *,
+    ready: bool | None,
+    reason: str,
+    message: str,
+    stalled: bool,
+    generation: int,
+    now: str,
+) -> list[Condition]:
+    """Ready and Stalled as given, and Reconciling while the resource is neither Ready nor
+    Stalled: how every reconciler ends its call."""
+    return summarize(
+        conditions,
+        ready=ready,
+        reason=reason,
+        message=message,
+        reconciling=ready is not True and not stalled,
+        stalled=stalled,
+        generation=generation,
+        now=now,
+    )

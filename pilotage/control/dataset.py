@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pilotage.api.conditions import summarize
 from pilotage.api.dataset import Dataset, DatasetSpec, DatasetStatus, Finding
 from pilotage.control.common import (
     ANNOTATION_REFRESH,
@@ -23,6 +22,7 @@ from pilotage.control.common import (
     manifest,
     namespace_of,
     ready_reason,
+    reconciled_conditions,
     short_hash,
 )
 from pilotage.control.types import (
@@ -123,12 +123,11 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
         phase: str, ready: bool | None, reason: str, message: str, *, stalled: bool = False
     ) -> None:
         status.phase = phase  # type: ignore[assignment]
-        status.conditions = summarize(
+        status.conditions = reconciled_conditions(
             status.conditions,
             ready=ready,
             reason=reason,
             message=message,
-            reconciling=not stalled and ready is not True,
             stalled=stalled,
             generation=generation,
             now=stamp,

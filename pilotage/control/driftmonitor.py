@@ -28,7 +28,6 @@ import numpy as np
 from croniter import croniter
 
 from pilotage.api.common import parse_duration
-from pilotage.api.conditions import summarize
 from pilotage.api.driftmonitor import (
     DriftMonitor,
     DriftMonitorSpec,
@@ -46,6 +45,7 @@ from pilotage.control.common import (
     dns_name,
     format_time,
     parse_time,
+    reconciled_conditions,
     seconds_between,
 )
 from pilotage.control.observe import DRIFTING_SINCE
@@ -294,8 +294,8 @@ class _Reconcile:
             return None
         before = cp.get("feedback")
         if not isinstance(before, dict) or any(
-            getattr(fb, k) < before.get(j, 0)
-            for k, j in (("labelled", "labelled"), ("correct", "correct"), ("valued", "valued"))
+            getattr(fb, counter) < before.get(counter, 0)
+            for counter in ("labelled", "correct", "valued")
         ):
             cp["feedback"] = _feedback_doc(fb)
             return None
@@ -461,12 +461,11 @@ def reconcile_driftmonitor(
         ready: bool | None, reason: str, message: str, *, stalled: bool = False
     ) -> Result[DriftMonitorStatus]:
         st.checkpoint = r.checkpoint or None
-        st.conditions = summarize(
+        st.conditions = reconciled_conditions(
             st.conditions,
             ready=ready,
             reason=reason,
             message=message,
-            reconciling=ready is not True and not stalled,
             stalled=stalled,
             generation=dm.generation,
             now=r.stamp,

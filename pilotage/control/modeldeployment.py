@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pilotage.api.common import parse_duration
-from pilotage.api.conditions import summarize
 from pilotage.api.modeldeployment import (
     HistoryEntry,
     ModelDeployment,
@@ -39,12 +38,14 @@ from pilotage.control.common import (
     format_time,
     parse_time,
     pending_action,
+    reconciled_conditions,
     seconds_between,
 )
 from pilotage.control.resolve import Unresolved, resolve, version_from_uri
 from pilotage.control.routes import CANDIDATE_ROLE, build_table, traffic, traffic_summary
 from pilotage.control.types import (
     Action,
+    DriftSignal,
     EnsureRouter,
     EnsureServer,
     Event,
@@ -133,14 +134,17 @@ class _Reconcile:
 
     def rollout_started(self) -> datetime | None:
         cand = self.st.candidate
+        if cand is None:
+            return None
         for entry in reversed(self.st.history):
-            if (
-                cand is not None
-                and entry.version == cand.version
-                and entry.action == "RolloutStarted"
-            ):
+            if entry.version == cand.version and entry.action == "RolloutStarted":
                 return parse_time(entry.time)
         return None
+
+    def drift_predates_rollout(self, drift: DriftSignal) -> bool:
+        """Drift that began before this rollout did is not the candidate's doing."""
+        started = self.rollout_started()
+        return drift.since is not None and started is not None and drift.since <= started
 
     def wait(self, seconds: float) -> None:
         self.timers.append(max(0.05, seconds))
@@ -246,9 +250,8 @@ class _Reconcile:
         drift, st = self.obs.drift, self.st
         if drift is None or not drift.rollback or st.candidate is None:
             return
-        started = self.rollout_started()
-        if drift.since is not None and started is not None and drift.since <= started:
-            return  # drift predates this rollout: the candidate is not what moved it
+        if self.drift_predates_rollout(drift):
+            return
         score = "?" if drift.score is None else f"{drift.score:.3f}"
         self.reject(
             "RolledBack",
@@ -316,10 +319,7 @@ class _Reconcile:
 
     def drift_score(self) -> float | None:
         drift = self.obs.drift
-        if drift is None:
-            return None
-        started = self.rollout_started()
-        if drift.since is not None and started is not None and drift.since <= started:
+        if drift is None or self.drift_predates_rollout(drift):
             return None
         return drift.score
 
@@ -590,11 +590,7 @@ def reconcile_modeldeployment(
         r.drift_rollback()
         if st.candidate is not None:
             current = r.table()
-            if (
-                current is not None
-                and st.candidate is not None
-                and r.server_ready(st.candidate.version)
-            ):
+            if current is not None and r.server_ready(st.candidate.version):
                 r.analyse(current)
             if st.candidate is not None:
                 r.advance(promote)
@@ -604,12 +600,11 @@ def reconcile_modeldeployment(
     phase, ready, reason, message, stalled = r.conclude(problem)
     st.phase = phase
     st.message = message[:1024]
-    st.conditions = summarize(
+    st.conditions = reconciled_conditions(
         st.conditions,
         ready=ready,
         reason=reason,
         message=message,
-        reconciling=ready is not True and not stalled,
         stalled=stalled,
         generation=md.generation,
         now=r.stamp,

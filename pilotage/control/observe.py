@@ -32,18 +32,16 @@ def training_job_info(
     tj: TrainingJob, owner_kind: str | None = None, owner_name: str | None = None
 ) -> TrainingJobInfo:
     status = tj.status
-    # A status from an older generation describes a spec that no longer exists.
-    current = status is not None and status.observed_generation == tj.generation
+    if status is not None and status.observed_generation != tj.generation:
+        status = None  # it describes an older generation's spec, which no longer exists
     return TrainingJobInfo(
         name=tj.name,
         labels=dict(tj.metadata.labels),
         created=parse_time(tj.metadata.creation_timestamp),
-        phase=status.phase if status is not None and current else "Pending",
-        model_version=status.model_version if status is not None and current else None,
-        model_uri=status.model_uri if status is not None and current else None,
-        gates_passed=(
-            status.gates.passed if status is not None and current and status.gates else None
-        ),
+        phase=status.phase if status is not None else "Pending",
+        model_version=status.model_version if status is not None else None,
+        model_uri=status.model_uri if status is not None else None,
+        gates_passed=status.gates.passed if status is not None and status.gates else None,
         owner_kind=owner_kind,
         owner_name=owner_name,
     )

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from pilotage.api.conditions import summarize
 from pilotage.api.dataset import Dataset
 from pilotage.api.trainingjob import (
     CLASSIFICATION_METRICS,
@@ -36,6 +35,7 @@ from pilotage.control.common import (
     namespace_of,
     parse_time,
     ready_reason,
+    reconciled_conditions,
     seconds_between,
 )
 from pilotage.control.types import (
@@ -50,6 +50,14 @@ from pilotage.control.types import (
 
 PARITY_LIMIT = 1e-4
 HEADLINE_METRICS = ("accuracy", "f1", "r2", "rmse", "mae")
+
+
+class _Finish(Protocol):
+    """Sets the phase, message and conditions of the status being reconciled."""
+
+    def __call__(
+        self, phase: str, ready: bool | None, reason: str, message: str, *, stalled: bool = False
+    ) -> None: ...
 
 
 def spec_problem(spec: TrainingJobSpec) -> str | None:
@@ -160,12 +168,11 @@ def reconcile_trainingjob(
     ) -> None:
         status.phase = phase  # type: ignore[assignment]
         status.message = message[:1024]
-        status.conditions = summarize(
+        status.conditions = reconciled_conditions(
             status.conditions,
             ready=ready,
             reason=reason,
             message=message,
-            reconciling=not stalled and ready is not True,
             stalled=stalled,
             generation=generation,
             now=stamp,
@@ -262,8 +269,8 @@ def reconcile_trainingjob(
         return Result(status, actions, events, requeue)
 
     if run.phase == "Failed":
-        return _after_failure(tj, obs, status, run, now, stamp, actions, events, finish)
-    return _after_success(tj, status, run, now, stamp, events, finish, actions)
+        return _after_failure(tj, obs, status, run, now, actions, events, finish)
+    return _after_success(tj, status, run, now, actions, events, finish)
 
 
 def _after_failure(
@@ -272,10 +279,9 @@ def _after_failure(
     status: TrainingJobStatus,
     run: RunState,
     now: datetime,
-    stamp: str,
     actions: list[Action],
     events: list[Event],
-    finish: Any,
+    finish: _Finish,
 ) -> Result[TrainingJobStatus]:
     limit = tj.spec.backoff_limit + 1
     retryable = not (isinstance(run.result, dict) and run.result.get("retryable") is False)
@@ -310,10 +316,9 @@ def _after_success(
     status: TrainingJobStatus,
     run: RunState,
     now: datetime,
-    stamp: str,
-    events: list[Event],
-    finish: Any,
     actions: list[Action],
+    events: list[Event],
+    finish: _Finish,
 ) -> Result[TrainingJobStatus]:
     status.completion_time = format_time(run.finished or now)
     try:
