@@ -18,6 +18,7 @@ from pilotage.api.dataset import Dataset
 from pilotage.api.manifests import ManifestError, load_documents, parse_resource
 from pilotage.api.trainingjob import TrainingJob
 from pilotage.storage import join
+from pilotage.trainer.summary import encode, failed_profile, failed_train, report
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,8 +78,6 @@ def _pick(items: list[Any], name: str | None, kind: str, path: str, flag: str) -
 
 
 def _finish(command: str, summary: dict[str, Any], ok_phase: str) -> int:
-    from pilotage.trainer.summary import encode, report
-
     report(summary)
     print(encode(summary), flush=True)
     if summary.get("phase") == ok_phase:
@@ -87,13 +86,10 @@ def _finish(command: str, summary: dict[str, Any], ok_phase: str) -> int:
     return EXIT_FAILED
 
 
-def _usage_failure(command: str, message: str, summary: dict[str, Any]) -> int:
-    from pilotage.trainer.summary import encode, report
-
-    summary = {**summary, "phase": "Failed", "message": message}
+def _usage_failure(command: str, summary: dict[str, Any]) -> int:
     report(summary)
     print(encode(summary), flush=True)
-    print(f"pilotage {command}: {message}", file=sys.stderr)
+    print(f"pilotage {command}: {summary['message']}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -125,26 +121,18 @@ def train(argv: list[str]) -> int:
     parser.add_argument(
         "--job", metavar="NAME", help="TrainingJob to run when MANIFESTS holds several"
     )
-    base: dict[str, Any] = {
-        "phase": "Failed",
-        "modelVersion": None,
-        "modelUri": None,
-        "metrics": {},
-        "gates": None,
-        "onnxParity": None,
-        "datasetFingerprint": None,
-    }
+    version: str | None = None
     try:
         args = parser.parse_args(argv)
         datasets, jobs = _read_manifests(args.filename)
         job: TrainingJob = _pick(jobs, args.job, "TrainingJob", args.filename, "--job")
-        base["modelVersion"] = job.version
+        version = job.version
         dataset: Dataset = _pick(datasets, job.spec.dataset_ref.name, "Dataset", args.filename, "")
         output = args.output or _default_output(job)
         if not output:
             raise UsageError("--output is required (the TrainingJob sets no spec.output.uri)")
     except (UsageError, ManifestError) as exc:
-        return _usage_failure("train", str(exc), base)
+        return _usage_failure("train", failed_train(version, str(exc)))
 
     from pilotage.trainer.run import train as run_train
 
@@ -172,20 +160,12 @@ def profile(argv: list[str]) -> int:
     parser.add_argument(
         "--dataset", metavar="NAME", help="Dataset to profile when MANIFESTS holds several"
     )
-    base: dict[str, Any] = {
-        "phase": "Failed",
-        "rows": None,
-        "columns": None,
-        "fingerprint": None,
-        "findings": [],
-        "profileUri": None,
-    }
     try:
         args = parser.parse_args(argv)
         datasets, _ = _read_manifests(args.filename)
         dataset: Dataset = _pick(datasets, args.dataset, "Dataset", args.filename, "--dataset")
     except (UsageError, ManifestError) as exc:
-        return _usage_failure("profile", str(exc), base)
+        return _usage_failure("profile", failed_profile(str(exc)))
 
     from pilotage.trainer.run import profile as run_profile
 

@@ -59,6 +59,7 @@ from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_
 from pilotage.trainer.profiling import categorical_profile, numeric_profile, top_categories
 from pilotage.trainer.sampling import training_sample
 from pilotage.trainer.search import search
+from pilotage.trainer.summary import failed_profile, failed_train
 from pilotage.trainer.validate import Column, ValidatedData, describe_errors, validate
 
 Progress = Callable[[str], None]
@@ -138,15 +139,7 @@ def profile(
 ) -> dict[str, Any]:
     """Validate and profile a Dataset; write ``profile.json`` under ``output_uri`` when given."""
     say = progress or _quiet
-    summary: dict[str, Any] = {
-        "phase": "Failed",
-        "rows": None,
-        "columns": None,
-        "fingerprint": None,
-        "findings": [],
-        "profileUri": None,
-        "message": "",
-    }
+    summary = failed_profile()
     try:
         with _warnings_to(say):
             loaded, validated = _load_and_validate(dataset, say)
@@ -280,16 +273,7 @@ def train(
 ) -> dict[str, Any]:
     """Train, evaluate, export and publish one model version; return the summary."""
     say = progress or _quiet
-    summary: dict[str, Any] = {
-        "phase": "Failed",
-        "modelVersion": job.version,
-        "modelUri": None,
-        "metrics": {},
-        "gates": None,
-        "onnxParity": None,
-        "datasetFingerprint": None,
-        "message": "",
-    }
+    summary = failed_train(job.version)
     try:
         with _warnings_to(say), threadpool_limits(limits=_threads()):
             _train(dataset, job, output_uri, say, summary)

@@ -14,6 +14,33 @@ MAX_BYTES = 4096
 MESSAGE_LIMIT = 1000
 
 
+def failed_profile(message: str = "") -> dict[str, Any]:
+    """A profile run's summary with every key, as it stands until the run succeeds."""
+    return {
+        "phase": "Failed",
+        "rows": None,
+        "columns": None,
+        "fingerprint": None,
+        "findings": [],
+        "profileUri": None,
+        "message": message,
+    }
+
+
+def failed_train(model_version: str | None, message: str = "") -> dict[str, Any]:
+    """A training run's summary with every key, as it stands until the run succeeds."""
+    return {
+        "phase": "Failed",
+        "modelVersion": model_version,
+        "modelUri": None,
+        "metrics": {},
+        "gates": None,
+        "onnxParity": None,
+        "datasetFingerprint": None,
+        "message": message,
+    }
+
+
 def encode(summary: dict[str, Any]) -> str:
     return json.dumps(summary, separators=(",", ":"), sort_keys=False, allow_nan=False)
 
