@@ -50,6 +50,7 @@ def test_every_kind_has_a_script_and_tests() -> None:
     assert sorted(p.name for p in HEALTH.glob("pilotage.dev/*")) == sorted(KINDS)
     for kind in KINDS:
         assert (HEALTH / "pilotage.dev" / kind / "health.lua").exists()
+        assert (HEALTH / "pilotage.dev" / kind / "verdict.lua").exists()  # its source
 
 
 @pytest.mark.parametrize(
