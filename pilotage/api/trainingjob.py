@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -27,7 +27,7 @@ Algorithm = Literal[
     "linear_regression",
     "ridge",
 ]
-CLASSIFICATION_METRICS = (
+ClassificationMetric = Literal[
     "accuracy",
     "precision",
     "recall",
@@ -37,23 +37,11 @@ CLASSIFICATION_METRICS = (
     "f1_macro",
     "roc_auc",
     "log_loss",
-)
-REGRESSION_METRICS = ("mae", "mse", "rmse", "r2")
-MetricName = Literal[
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "precision_macro",
-    "recall_macro",
-    "f1_macro",
-    "roc_auc",
-    "log_loss",
-    "mae",
-    "mse",
-    "rmse",
-    "r2",
 ]
+RegressionMetric = Literal["mae", "mse", "rmse", "r2"]
+MetricName = Literal[ClassificationMetric, RegressionMetric]
+CLASSIFICATION_METRICS: tuple[str, ...] = get_args(ClassificationMetric)
+REGRESSION_METRICS: tuple[str, ...] = get_args(RegressionMetric)
 
 
 class ModelSpec(ApiModel):
