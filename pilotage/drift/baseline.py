@@ -1,7 +1,11 @@
 """Building baseline profiles from training columns, and counting rows into their bins.
 
-The trainer may build the model card's profiles with these; tests and benchmarks
-use ``count_window`` to produce what a server's bin counters would have counted.
+Tests and benchmarks build baselines with these and use ``count_window`` to produce
+what a server's bin counters would have counted. The trainer writes the model card's
+profiles with its own ``pilotage.trainer.profiling``, which differs on purpose: it
+rounds values and edges to float32 (as the server sees them), drops an edge at the
+minimum, rounds proportions to 10 digits, ranks categories by frequency and profiles
+an all-null column instead of refusing it.
 Values: numeric columns as floats with NaN for null; categorical columns as
 strings with None for null.
 """

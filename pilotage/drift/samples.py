@@ -74,10 +74,7 @@ def quantile_edges(reference: Sample, bins: int = 10) -> FloatArray:
     if bins < 2:
         raise DriftInputError(f"bins must be >= 2, got {bins}")
     values = clean_sample(reference, "reference sample")
-    edges = np.unique(np.quantile(values, np.arange(1, bins) / bins))
-    if edges.size == 0:
-        edges = np.array([values[0]])
-    return edges
+    return np.unique(np.quantile(values, np.arange(1, bins) / bins))
 
 
 def bin_counts(edges: Sample, values: Sample) -> npt.NDArray[np.int64]:
