@@ -11,6 +11,15 @@ import yaml
 from pilotage.api.dataset import Dataset
 from pilotage.api.trainingjob import TrainingJob
 
+# Every algorithm that fits a classification task.
+CLASSIFIERS = [
+    "logistic_regression",
+    "random_forest",
+    "gradient_boosting",
+    "hist_gradient_boosting",
+    "decision_tree",
+]
+
 
 def dataset(name: str, uri: str, **spec: Any) -> Dataset:
     return Dataset.model_validate(

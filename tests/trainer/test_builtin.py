@@ -14,15 +14,8 @@ from sklearn import datasets as skd
 from pilotage.api.modelcard import ModelCard
 from pilotage.api.trainingjob import TrainingJobStatus
 from pilotage.trainer.run import train
-from tests.trainer.conftest import dataset, job
+from tests.trainer.conftest import CLASSIFIERS, dataset, job
 
-CLASSIFIERS = [
-    "logistic_regression",
-    "random_forest",
-    "gradient_boosting",
-    "hist_gradient_boosting",
-    "decision_tree",
-]
 REGRESSORS = [
     "linear_regression",
     "ridge",

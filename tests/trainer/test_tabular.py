@@ -12,15 +12,7 @@ import pytest
 from pilotage.api.modelcard import ModelCard
 from pilotage.server.model import load_model
 from pilotage.trainer.run import profile, train
-from tests.trainer.conftest import CHURN_SCHEMA, churn_frame, dataset, job
-
-CLASSIFIERS = [
-    "logistic_regression",
-    "random_forest",
-    "gradient_boosting",
-    "hist_gradient_boosting",
-    "decision_tree",
-]
+from tests.trainer.conftest import CHURN_SCHEMA, CLASSIFIERS, churn_frame, dataset, job
 
 
 def _churn(csv: Path, **spec: object) -> object:
