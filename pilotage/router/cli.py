@@ -14,6 +14,7 @@ from pathlib import Path
 from pilotage.router.app import AdminToken, RouterApp
 from pilotage.router.state import RouterState
 from pilotage.router.table import RoutingError, load_table_file
+from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS
 from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
 
 log = logging.getLogger("pilotage.router")
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shadow-workers", type=int, default=8, help="shadow requests in flight at most"
+    )
+    p.add_argument(
+        "--max-connections-per-upstream",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="connections to one upstream at most (busy and idle); more requests wait for one "
+        f"(default {DEFAULT_MAX_CONNECTIONS})",
     )
     p.add_argument(
         "--recent-answers", type=int, default=10_000, help="answers remembered for feedback"
@@ -129,6 +137,11 @@ def main(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     try:
+        if args.max_connections_per_upstream < 1:
+            raise ValueError(
+                f"--max-connections-per-upstream must be at least 1, "
+                f"got {args.max_connections_per_upstream}"
+            )
         table = load_table_file(args.config)
         token = _admin_token(args)
         sockets = [_bind(args.host, args.port, "public port")]
@@ -143,6 +156,7 @@ def main(argv: list[str]) -> int:
         shadow_capacity=args.shadow_queue,
         shadow_workers=args.shadow_workers,
         recent_capacity=args.recent_answers,
+        max_connections_per_upstream=args.max_connections_per_upstream,
     )
     admin = (
         f"; admin API on {args.admin_host or args.host}:{args.admin_port}"

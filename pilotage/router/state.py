@@ -17,7 +17,7 @@ from pilotage.router.shadow import ShadowMirror
 from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
 from pilotage.router.stats import StatsRegistry, VariantStats
 from pilotage.router.table import STABLE, RoutingTable, Variant
-from pilotage.router.upstream import PoolRegistry, UpstreamPool
+from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS, PoolRegistry, UpstreamPool
 
 log = logging.getLogger("pilotage.router")
 
@@ -83,8 +83,9 @@ class RouterState:
         shadow_capacity: int = 256,
         shadow_workers: int = 8,
         recent_capacity: int = 10_000,
+        max_connections_per_upstream: int = DEFAULT_MAX_CONNECTIONS,
     ):
-        self.pools = PoolRegistry()
+        self.pools = PoolRegistry(max_connections_per_upstream)
         self.registry = StatsRegistry()
         self.recent = RecentAnswers(recent_capacity)
         self.mirror = ShadowMirror(self.registry.shadow, shadow_capacity, shadow_workers)

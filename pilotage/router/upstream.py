@@ -12,11 +12,12 @@ body to compare shadow answers and to remember predictions for feedback.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 
 import httptools
 
-MAX_IDLE_PER_UPSTREAM = 256
+DEFAULT_MAX_CONNECTIONS = 256  # per upstream: busy, idle and connecting together
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
@@ -133,34 +134,70 @@ class _Connection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive connections to one upstream ``host:port``."""
+    """Keep-alive connections to one upstream ``host:port``, at most ``max_connections``.
 
-    __slots__ = ("_host_header", "_idle", "_loop", "host", "port", "retired")
+    A connection slot is taken before connecting and given back when the connection
+    closes, so busy, idle and connecting connections together never exceed the limit.
+    When every slot is taken a request waits (first come, first served) for a released
+    connection, or for a freed slot, within its timeout; a burst of clients therefore
+    queues in the router instead of opening one upstream connection per client.
+    """
 
-    def __init__(self, host: str, port: int):
+    __slots__ = (
+        "_host_header",
+        "_idle",
+        "_loop",
+        "_open",
+        "_waiters",
+        "host",
+        "max_connections",
+        "port",
+        "retired",
+    )
+
+    def __init__(self, host: str, port: int, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self.host = host
         self.port = port
+        self.max_connections = max_connections
         self._host_header = f"host: {host}:{port}\r\n".encode("latin-1")
         self._idle: list[_Connection] = []
+        self._open = 0  # slots taken: connecting, busy or idle connections
+        # a waiter's result: a released connection, or None for a freed slot to connect in
+        self._waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.retired = False
 
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.done())
+
     async def _connect(self, timeout: float) -> _Connection:
+        """Open a connection in a slot the caller holds; the slot is freed on failure."""
         loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        assert loop is not None
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(_Connection, self.host, self.port), timeout
             )
         except TimeoutError:
+            self._free_slot()
             raise UpstreamTimeout(
                 f"connect to {self.host}:{self.port} took over {timeout:g}s"
             ) from None
         except OSError as exc:
+            self._free_slot()
             raise UpstreamError(
                 f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})"
             ) from None
+        except BaseException:
+            self._free_slot()
+            raise
         return conn
 
     def _acquire_idle(self) -> _Connection | None:
@@ -169,15 +206,76 @@ class UpstreamPool:
             conn = idle.pop()
             if not conn.closed:
                 return conn
+            self._free_slot()  # closed by the upstream while idle
         return None
 
-    def _release(self, conn: _Connection) -> None:
-        if conn.closed:
-            return
-        if self.retired or len(self._idle) >= MAX_IDLE_PER_UPSTREAM:
-            conn.close()
+    async def _acquire_new(self, timeout: float) -> tuple[_Connection, bool]:
+        """When no idle connection is left: a new one in a free slot, or the first
+        connection (or slot) given back while waiting; and whether it is a reused one."""
+        if self._open < self.max_connections:
+            self._open += 1
+            return await self._connect(timeout), False
+        loop = self._loop
+        assert loop is not None
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        self._waiters.append(waiter)
+        deadline = loop.time() + timeout
+        timer = loop.call_later(timeout, self._wait_timed_out, waiter, timeout)
+        try:
+            handed = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result())  # handed over, but we were cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
+        if handed is not None:
+            return handed, True
+        return await self._connect(max(deadline - loop.time(), 0.001)), False
+
+    def _wait_timed_out(self, waiter: asyncio.Future[_Connection | None], timeout: float) -> None:
+        if not waiter.done():
+            waiter.set_exception(
+                UpstreamTimeout(
+                    f"no free connection to {self.host}:{self.port} within {timeout:g}s "
+                    f"(all {self.max_connections} busy)"
+                )
+            )
+
+    def _give_back(self, handed: _Connection | None) -> None:
+        if handed is None:
+            self._free_slot()
         else:
-            self._idle.append(conn)
+            self._release(handed)
+
+    def _free_slot(self) -> None:
+        """A connection closed (or never opened): its slot goes to a waiter, else back."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._open -= 1
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._free_slot()
+
+    def _release(self, conn: _Connection) -> None:
+        if conn.closed or self.retired:
+            self._discard(conn)
+            return
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
 
     async def request(
         self, method: bytes, target: bytes, headers: bytes, body: bytes, timeout: float
@@ -195,12 +293,13 @@ class UpstreamPool:
             len(body),
         )
         data = head + body if body else head
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         conn = self._acquire_idle()
         reused = conn is not None
         if conn is None:
-            conn = await self._connect(timeout)
-        loop = self._loop
-        assert loop is not None
+            conn, reused = await self._acquire_new(timeout)
         while True:
             waiter: asyncio.Future[UpstreamResponse] = loop.create_future()
             conn.send(data, waiter)
@@ -208,17 +307,18 @@ class UpstreamPool:
             try:
                 response = await waiter
             except UpstreamTimeout:
+                self._discard(conn)
                 raise
             except UpstreamError:
                 if reused and not conn.got_bytes:
                     reused = False
-                    conn.close()
+                    conn.close()  # the slot stays taken for the fresh connection
                     conn = await self._connect(timeout)
                     continue
-                conn.close()
+                self._discard(conn)
                 raise
             except BaseException:
-                conn.close()  # cancelled mid-request: the connection's state is unknown
+                self._discard(conn)  # cancelled mid-request: the connection's state is unknown
                 raise
             finally:
                 timer.cancel()
@@ -230,6 +330,7 @@ class UpstreamPool:
         for conn in idle:
             with contextlib.suppress(Exception):
                 conn.close()
+            self._free_slot()
 
 
 class PoolRegistry:
@@ -240,14 +341,15 @@ class PoolRegistry:
     close now, busy ones close when their in-flight request finishes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
 
     def pool(self, host: str, port: int) -> UpstreamPool:
         key = (host, port)
         pool = self._pools.get(key)
         if pool is None or pool.retired:
-            pool = self._pools[key] = UpstreamPool(host, port)
+            pool = self._pools[key] = UpstreamPool(host, port, self.max_connections)
         return pool
 
     def keep_only(self, addresses: set[tuple[str, int]]) -> None:

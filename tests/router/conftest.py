@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -24,12 +25,14 @@ class Upstream:
     version: str
     proc: Process
 
-    def control(self, **change: Any) -> None:
+    def control(self, **change: Any) -> Any:
+        """Change the stand-in's behaviour; returns its counters."""
         from tests.router.traffic import Client
 
         client = Client(self.url)
-        client.request("POST", "/control", change)
+        answer = client.request("POST", "/control", change)
         client.close()
+        return json.loads(answer.body)
 
 
 @dataclass

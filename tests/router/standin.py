@@ -6,7 +6,9 @@ Classifier: the label of a row is ``int(row[0]) % 3``; with ``--disagree-every N
 row whose ``int(row[0]) % N == 0`` gets the next label instead (a "different model").
 Regression: ``1.5 * sum(row)`` plus ``--offset``. ``POST /control`` with
 ``{"delay": seconds, "fail": status}`` changes behaviour at run time; ``GET /control``
-returns how many inference requests arrived.
+returns how many inference requests arrived and over how many distinct connections
+(``connections``: client addresses that sent inference requests; each connection
+counts once).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class StandIn:
         self.delay = 0.0
         self.fail = 0
         self.requests = 0
+        self.clients: set[tuple[str, int]] = set()
 
     def predict_row(self, row: list[float]) -> Any:
         if self.task == "regression":
@@ -40,6 +43,9 @@ class StandIn:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        client = scope.get("client")
+        if client is not None and scope["path"].endswith((":predict", "/infer")):
+            self.clients.add((client[0], client[1]))
         body = b""
         more = True
         while more:
@@ -62,7 +68,11 @@ class StandIn:
                 change = json.loads(body or b"{}")
                 self.delay = float(change.get("delay", self.delay))
                 self.fail = int(change.get("fail", self.fail))
-            return 200, {"requests": self.requests, "version": self.version}
+            return 200, {
+                "requests": self.requests,
+                "connections": len(self.clients),
+                "version": self.version,
+            }
         if path in ("/v2/health/ready", "/v2/health/live"):
             return 200, {}
         if method == "GET" and path.startswith(("/v1/models/", "/v2/models/")):

@@ -32,3 +32,11 @@ def test_bad_starts_are_one_line_errors(tmp_path: Path) -> None:
 
     missing = route("--config", str(tmp_path / "nope.yaml"), "--port", port)
     assert missing.returncode == 2 and "cannot read routing file" in missing.stderr
+
+    no_connections = route(
+        "--config", str(config), "--port", port, "--max-connections-per-upstream", "0"
+    )
+    assert no_connections.returncode == 2
+    assert no_connections.stderr.strip() == (
+        "pilotage route: --max-connections-per-upstream must be at least 1, got 0"
+    )
