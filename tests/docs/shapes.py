@@ -87,7 +87,8 @@ def _each_matches_one(
         return []
     out = []
     for key, value in actual:
-        tries = [mismatches(d, value, any_keys, (*path, str(key))) for d in shapes]
+        tries: list[list[str]] = [mismatches(d, value, any_keys, (*path, str(key))) for d in shapes]
         if all(tries):
-            out += min(tries, key=lambda problems: len(problems))
+            fewest: list[str] = min(tries, key=len)
+            out += fewest
     return out
