@@ -8,7 +8,13 @@ carry out the returned actions in order. The vocabulary is in `pilotage.control.
 from pilotage.control.dataset import reconcile_dataset
 from pilotage.control.driftmonitor import reconcile_driftmonitor
 from pilotage.control.modeldeployment import reconcile_modeldeployment
-from pilotage.control.observe import drift_signal, feedback_of, router_stats, training_job_info
+from pilotage.control.observe import (
+    drift_signal,
+    feedback_of,
+    router_stats,
+    strongest_drift_signal,
+    training_job_info,
+)
 from pilotage.control.trainingjob import output_uri, reconcile_trainingjob
 
 __all__ = [
@@ -20,5 +26,6 @@ __all__ = [
     "reconcile_modeldeployment",
     "reconcile_trainingjob",
     "router_stats",
+    "strongest_drift_signal",
     "training_job_info",
 ]

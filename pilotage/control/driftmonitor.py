@@ -4,7 +4,10 @@ Windows are tumbling and built from differences of the servers' cumulative count
 against `status.checkpoint` (per replica, so one restarted replica loses only its own
 counts). A `requests: N` window is judged once N rows arrived since the checkpoint;
 a `duration` window once that long has passed. `consecutive` drifting checks are
-needed before acting; `cooldown` spaces retrains whatever triggered them.
+needed before acting; `cooldown` spaces retrains whatever triggered them. When the
+watched (stable) version changes, the previous version's verdict is dropped and the
+status reads `InsufficientData` until the new version's first window is judged; the
+retrain bookkeeping (and so the cooldown) carries over.
 
 Exact tests: when the model card carries a training sample (`baseline.sample`), the
 servers report their recent rows, and the method is `ks`, `wasserstein` or `auto`, the
@@ -67,6 +70,7 @@ from pilotage.drift.window import add_windows, window_counts
 
 PREDICTIONS_GROUP = "__predictions__"
 HANDLED_RETRAIN = "handledRetrain"
+RETRAINED_FOR = "retrainedFor"
 # Methods that gain from samples: KS and Wasserstein are exact on them (auto uses KS).
 EXACT_METHODS = frozenset({"ks", "wasserstein", "auto"})
 
@@ -177,13 +181,17 @@ class _Reconcile:
     def check_drift(self) -> None:
         obs, st, cp = self.obs, self.st, self.checkpoint
         version = obs.version
-        if version is None or obs.baseline is None:
+        if version is None:
             return
-        if cp.get("version") != version or "counts" not in cp:
-            # New model (or first look): its baseline starts a fresh window.
-            cp.update(version=version, time=self.stamp, counts=_snapshot(obs.counters))
+        if cp.get("version") != version:
+            self.watch_version(version)
+            return
+        if obs.baseline is None:
+            return
+        if "counts" not in cp:
+            # The counters were dropped after a failed check: a fresh window starts now.
+            cp.update(time=self.stamp, counts=_snapshot(obs.counters))
             cp.pop(DRIFTING_SINCE, None)
-            st.version = version
             st.consecutive_drifting = 0
             return
         windows = _replica_windows(cp["counts"], obs.counters)
@@ -217,6 +225,27 @@ class _Reconcile:
         )
         cp.update(time=self.stamp, counts=_snapshot(obs.counters))
         self.record(report)
+
+    def watch_version(self, version: str) -> None:
+        """A new model version (or the first look): the previous version's verdict,
+        scores and counters say nothing about it, so its first window starts from
+        scratch. Retrain bookkeeping (lastRetrain, retrains, the cooldown, handled
+        annotations, the dataset fingerprint, the schedule) is the monitor's, and stays."""
+        st, cp = self.st, self.checkpoint
+        for per_version in ("feedback", DRIFTING_SINCE, RETRAINED_FOR):
+            cp.pop(per_version, None)
+        cp.update(version=version, time=self.stamp, counts=_snapshot(self.obs.counters))
+        st.version = version
+        st.phase = "InsufficientData"
+        st.samples = 0
+        st.features = []
+        st.dataset_drift = False
+        st.drift_score = None
+        st.prediction_drift = None
+        st.live = None
+        st.consecutive_drifting = 0
+        st.last_check_time = None
+        st.message = f"collecting the first window of {version}"
 
     def reservoir(self, windows: list[Window]) -> Reservoir | None:
         """Samples for the exact tests, or None to judge on the bins alone."""
@@ -355,7 +384,7 @@ class _Reconcile:
         if (
             st.phase == "Drifting"
             and st.consecutive_drifting >= spec.consecutive
-            and (cp.get("retrainedFor") != cp.get(DRIFTING_SINCE))
+            and (cp.get(RETRAINED_FOR) != cp.get(DRIFTING_SINCE))
         ):
             fired.append(("drift", f"data-set drift: {self.drifted_text()}"))
         if performance:
@@ -429,7 +458,7 @@ class _Reconcile:
         st.retrains += 1
         for fired_trigger, _ in fired:
             if fired_trigger == "drift":
-                cp["retrainedFor"] = cp.get(DRIFTING_SINCE)
+                cp[RETRAINED_FOR] = cp.get(DRIFTING_SINCE)
             elif fired_trigger == "datasetChange":
                 st.dataset_fingerprint = self.obs.dataset_fingerprint
             elif fired_trigger == "manual":

@@ -146,6 +146,15 @@ class _Reconcile:
         started = self.rollout_started()
         return drift.since is not None and started is not None and drift.since <= started
 
+    def candidate_drift(self) -> DriftSignal | None:
+        """The drift signal that may count against the candidate: one about the stable
+        version (a monitor not yet past a promotion still speaks of an earlier one) whose
+        drift did not begin before this rollout."""
+        drift, stable = self.obs.drift, self.st.stable
+        if drift is None or stable is None or drift.version != stable.version:
+            return None
+        return None if self.drift_predates_rollout(drift) else drift
+
     def wait(self, seconds: float) -> None:
         self.timers.append(max(0.05, seconds))
 
@@ -247,10 +256,8 @@ class _Reconcile:
             self.start_rollout(model)
 
     def drift_rollback(self) -> None:
-        drift, st = self.obs.drift, self.st
+        drift, st = self.candidate_drift(), self.st
         if drift is None or not drift.rollback or st.candidate is None:
-            return
-        if self.drift_predates_rollout(drift):
             return
         score = "?" if drift.score is None else f"{drift.score:.3f}"
         self.reject(
@@ -318,10 +325,8 @@ class _Reconcile:
             )
 
     def drift_score(self) -> float | None:
-        drift = self.obs.drift
-        if drift is None or self.drift_predates_rollout(drift):
-            return None
-        return drift.score
+        drift = self.candidate_drift()
+        return None if drift is None else drift.score
 
     def healthy_analysis(self) -> bool:
         shadow_mode = self.spec.strategy.type == "Shadow"

@@ -7,7 +7,7 @@ operator and the local runtime build them the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilotage.api.driftmonitor import DriftMonitor
@@ -63,6 +63,19 @@ def drift_signal(monitor: DriftMonitor) -> DriftSignal | None:
         rollback=drifting and monitor.spec.on_drift.rollback,
         since=since,
         message=status.message,
+        version=status.version,
+    )
+
+
+def strongest_drift_signal(signals: Iterable[DriftSignal | None]) -> DriftSignal | None:
+    """The signal that speaks for a deployment several DriftMonitors watch: the most
+    alarming one (a rollback, then drifting, then the highest score; the monitor name
+    breaks ties so the choice does not depend on listing order). None when there is none."""
+    present = [s for s in signals if s is not None]
+    return min(
+        present,
+        key=lambda s: (not s.rollback, not s.drifting, -(s.score or 0.0), s.monitor),
+        default=None,
     )
 
 

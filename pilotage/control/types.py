@@ -335,6 +335,9 @@ class DriftSignal:
     """When the current drifting streak began. Drift that began before a rollout started
     does not count against that rollout's candidate (it is what a retrain answers)."""
     message: str = ""
+    version: str | None = None
+    """The model version the monitor judged. A deployment counts the signal only while
+    this is its stable version: a verdict on an earlier version is stale."""
 
 
 @dataclass(frozen=True)

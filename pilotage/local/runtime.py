@@ -25,7 +25,12 @@ from pilotage.control import (
     reconcile_trainingjob,
 )
 from pilotage.control.common import LABEL_MONITOR
-from pilotage.control.observe import drift_signal, feedback_of, training_job_info
+from pilotage.control.observe import (
+    drift_signal,
+    feedback_of,
+    strongest_drift_signal,
+    training_job_info,
+)
 from pilotage.control.types import (
     DatasetObservation,
     DriftMonitorObservation,
@@ -103,10 +108,7 @@ class Runtime:
             for dm in self.store.objects("DriftMonitor", namespace)
             if isinstance(dm, DriftMonitor) and dm.spec.deployment_ref.name == md.name
         ]
-        signals = [s for s in map(drift_signal, monitors) if s is not None]
-        # The most alarming monitor speaks for the deployment (as in the operator).
-        signals.sort(key=lambda s: (s.rollback, s.drifting, s.score or 0.0), reverse=True)
-        return signals[0] if signals else None
+        return strongest_drift_signal(map(drift_signal, monitors))
 
     def observe(self, res: Resource) -> Any:
         namespace = res.metadata.namespace or "default"

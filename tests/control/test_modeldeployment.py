@@ -264,10 +264,10 @@ def test_a_new_wanted_version_supersedes_the_rollout() -> None:
 
 def test_drift_that_starts_during_a_rollout_rolls_the_candidate_back() -> None:
     md = rolling(strategy=CANARY)
-    old_drift = DriftSignal("dm", 0.8, True, True, since=at(50))
+    old_drift = DriftSignal("dm", 0.8, True, True, since=at(50), version="v1")
     md, _ = run(md, observe([V1, V2], ["v1", "v2"], drift=old_drift), 205)
     assert md.status is not None and md.status.candidate is not None
-    new_drift = DriftSignal("dm", 0.8, True, True, since=at(204))
+    new_drift = DriftSignal("dm", 0.8, True, True, since=at(204), version="v1")
     md, _ = run(md, observe([V1, V2], ["v1", "v2"], drift=new_drift), 210)
     assert md.status is not None and md.status.candidate is None
     assert md.status.rejected_version == "v2" and ready_reason(md) == "RolledBack"

@@ -116,7 +116,13 @@ def apply_op(world: World, md: ModelDeployment, op: tuple[str, Any]) -> None:
             arg if arg in ("step", "full") else f"t{world.tokens}"
         )
     elif kind == "drift":
-        world.drift = DriftSignal("dm", 0.9, arg, arg, since=at(world.clock)) if arg else None
+        # A monitor watches the stable version: its signal is about that one.
+        watched = status.stable.version if status.stable else None
+        world.drift = (
+            DriftSignal("dm", 0.9, arg, arg, since=at(world.clock), version=watched)
+            if arg
+            else None
+        )
 
 
 def reconcile(world: World, md: ModelDeployment) -> tuple[ModelDeployment, Result[Any]]:

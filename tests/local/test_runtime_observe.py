@@ -27,6 +27,7 @@ def monitor(name: str, rollback: bool = True) -> dict[str, Any]:
 def checked(phase: str, score: float, consecutive: int) -> dict[str, Any]:
     return {
         "phase": phase,
+        "version": "v1",
         "lastCheckTime": CHECKED,
         "driftScore": score,
         "consecutiveDrifting": consecutive,
@@ -71,3 +72,4 @@ def test_the_most_alarming_monitor_speaks(
         assert signal is None
         return
     assert signal is not None and signal.monitor == speaks and signal.rollback is rollback
+    assert signal.version == "v1"  # what the deployment checks against its stable version
