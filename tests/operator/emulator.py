@@ -525,9 +525,14 @@ class Cluster(kmock.KubernetesEmulator):
                 if remaining is not None and remaining <= 0:
                     return
                 try:
-                    event = await asyncio.wait_for(queue.get(), remaining)
+                    event = await asyncio.wait_for(queue.get(), min(remaining or 0.1, 0.1))
                 except TimeoutError:
-                    return
+                    # aiohttp does not cancel a handler whose client left: end the stream
+                    # like an API server does, or the handler waits for the next event.
+                    transport = request._raw_request.transport if request._raw_request else None
+                    if transport is None or transport.is_closing():
+                        return
+                    continue
                 if matches(event["object"]):
                     yield event
         finally:

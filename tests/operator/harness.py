@@ -190,6 +190,7 @@ class FakeRouterAdmin:
         self.tables: list[dict[str, Any]] = []
         self.rejected = 0
         self.counters: dict[tuple[str, str], dict[str, Any]] = {}
+        self.comparisons = {"agree": 0, "disagree": 0, "error": 0}
 
     def _authorized(self, request: aiohttp.web.Request) -> bool:
         secret = self.cluster.get("v1/secrets", *self.secret)
@@ -229,7 +230,23 @@ class FakeRouterAdmin:
                 "errors": c["errors"],
                 "latency": {"le": list(LATENCY_BOUNDS), "counts": list(c["counts"])},
             }
-        return {"revision": table["revision"], "variants": variants, "retired": []}
+        mirrored = sum(self.comparisons.values())
+        totals = {"mirrored": mirrored, "dropped": 0, "comparisons": dict(self.comparisons)}
+        return {
+            "revision": table["revision"],
+            "variants": variants,
+            "retired": [],
+            "shadowTotals": totals,
+        }
+
+    def add_comparisons(self, agree: int, disagree: int = 0) -> None:
+        """Shadow comparisons the router made (cumulative, as the real one counts)."""
+        self.comparisons["agree"] += agree
+        self.comparisons["disagree"] += disagree
+
+    def weights(self) -> dict[str, int]:
+        """Variant → weight of the last table pushed."""
+        return {v["name"]: v["weight"] for v in self.tables[-1]["variants"]} if self.tables else {}
 
     async def handle(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         if not self._authorized(request):
@@ -294,7 +311,14 @@ async def operator(
         yield app
     finally:
         stop.set()
-        await asyncio.wait_for(task, 15)
+        # kopf waits up to 5 s for every task created while it ran: in this shared loop
+        # that includes the emulator's handlers of the kubernetes client's keep-alive
+        # connections. Closing the client's idle connections ends them (a process
+        # operator has its own loop and stops at once: see test_e2e).
+        while not task.done():
+            app.kube.api.rest_client.pool_manager.clear()
+            await asyncio.wait({task}, timeout=0.1)
+        task.result()
 
 
 async def ready_dataset(cluster: Cluster) -> None:

@@ -62,6 +62,8 @@ class ProcessKubelet:
         self.workdir = workdir
         self.pvc_root = pvc_root
         self.pods: dict[tuple[str, str], LocalPod] = {}
+        self.extra_args: dict[str, list[str]] = {}
+        """Workload name → arguments appended to its container's (a test's debug flags)."""
         self._ports: dict[tuple[str, str, int], int] = {}
         self._ports_lock = threading.Lock()
 
@@ -121,6 +123,7 @@ class ProcessKubelet:
             return value
 
         args = [local_path(a) for a in container.get("args") or []]
+        args += self.extra_args.get(workload, [])
         for i, flag in enumerate(args[:-1]):
             if flag in PORT_FLAGS:
                 args[i + 1] = str(self.port(namespace, workload, int(args[i + 1])))

@@ -108,6 +108,8 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
         min_interval_seconds=0.05,
     )
     kubelet = ProcessKubelet(cluster, tmp_path / "pods", pvc)
+    # /admin/faults exists only on a server started for it: the canary's pod is.
+    kubelet.extra_args["iris-iris-v2"] = ["--enable-fault-injection"]
     router_port = kubelet.port(NS, names.router_name("iris"), settings.router_port)
     admin = f"http://127.0.0.1:{kubelet.port(NS, 'iris-router', settings.router_admin_port)}"
     public = f"http://127.0.0.1:{router_port}"

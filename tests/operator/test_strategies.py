@@ -1,0 +1,222 @@
+"""Manual controls and the other strategies through the real operator (kopf in-process),
+with a fake router admin API that records every table pushed: `pilotage.dev/abort` and
+`pilotage.dev/retry` on a canary, a BlueGreen rollout (preview, auto-promotion, the old
+version scaled down after the delay) and a Shadow rollout (mirroring table, comparison
+judged, promoted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from pilotage.operator.settings import OperatorSettings
+from tests.operator.conftest import eventually
+from tests.operator.emulator import Cluster
+from tests.operator.harness import (
+    FakeRouterAdmin,
+    apply_crds,
+    cluster_call,
+    events,
+    operator,
+    ready_dataset,
+    running_kubelet,
+    status,
+    trained,
+)
+from tests.operator.manifests import BASE, NS, model_deployment
+from tests.support.procs import free_port
+
+pytestmark = pytest.mark.xdist_group("operator-strategies")
+
+
+def md_status(cluster: Cluster) -> dict[str, Any]:
+    return status(cluster, "modeldeployments", "iris")
+
+
+def variants(table: dict[str, Any]) -> list[tuple[str, str, int]]:
+    return [(v["name"], v["version"], v["weight"]) for v in table["variants"]]
+
+
+async def annotate(cluster: Cluster, key: str, value: str) -> None:
+    await cluster_call(
+        cluster,
+        "PATCH",
+        f"{BASE}/modeldeployments/iris",
+        {"metadata": {"annotations": {key: value}}},
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving_v1(
+    cluster: Cluster, strategy: dict[str, Any], analysis: dict[str, Any]
+) -> AsyncIterator[FakeRouterAdmin]:
+    """Operator, kubelet and router admin running; iris-v1 deployed and Healthy."""
+    await apply_crds(cluster)
+    admin_port = free_port()
+    settings = OperatorSettings(
+        standalone=True,
+        liveness_port=None,
+        artifact_uri="pvc://artifacts/pilotage",
+        router_admin_port=admin_port,
+        resync_seconds=1,  # a new TrainingJob reaches the deployment at its next resync
+        min_interval_seconds=0.05,
+    )
+    router = FakeRouterAdmin(cluster, NS, "iris")
+    async with router.serving(admin_port), running_kubelet(cluster), operator(cluster, settings):
+        await ready_dataset(cluster)
+        await trained(cluster, "iris-v1")
+        md = model_deployment(strategy, analysis)
+        await cluster_call(cluster, "POST", f"{BASE}/modeldeployments", md)
+        await eventually(
+            lambda: md_status(cluster).get("phase") == "Healthy" and router.tables,
+            what="Healthy on v1",
+        )
+        yield router
+    assert router.rejected == 0
+
+
+async def test_abort_then_retry_a_canary(cluster: Cluster) -> None:
+    strategy = {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    async with serving_v1(cluster, strategy, {"interval": "1s"}) as router:
+        await trained(cluster, "iris-v2")
+        await eventually(
+            lambda: (
+                md_status(cluster).get("phase") == "Paused"
+                and router.weights() == {"stable": 80, "canary": 20}
+            ),
+            what="canary paused at 20 % and pushed",
+        )
+        assert variants(router.tables[-1]) == [("stable", "iris-v1", 80), ("canary", "iris-v2", 20)]
+
+        # ---- abort: the canary's traffic to 0, the version rejected -------------------
+        await annotate(cluster, "pilotage.dev/abort", "a1")
+        md = await eventually(
+            lambda: md_status(cluster).get("phase") == "Degraded" and md_status(cluster),
+            what="aborted",
+        )
+        ready = next(c for c in md["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "Aborted"
+        assert md["rejectedVersion"] == "iris-v2" and md["stable"]["version"] == "iris-v1"
+        assert md["traffic"].get("canary", 0) == 0
+        assert md["history"][-1]["action"] == "Aborted"
+        assert md["handledActions"]["pilotage.dev/abort"] == "a1"
+        await eventually(lambda: events(cluster, "Aborted"), what="Aborted Event")
+        await eventually(
+            lambda: router.weights().get("canary", 0) == 0, what="the abort table pushed"
+        )
+        assert router.tables[-1]["variants"][0]["version"] == "iris-v1"
+        await eventually(
+            lambda: cluster.get("apps/v1/deployments", NS, "iris-iris-v2") is None,
+            what="the aborted version's server removed",
+        )
+        pushed = len(router.tables)
+
+        # The same value again is not a new request.
+        await annotate(cluster, "pilotage.dev/abort", "a1")
+        await annotate(cluster, "pilotage.dev/retry", "r1")
+
+        # ---- retry: the rejected version rolls out again, from the first step ----------
+        await eventually(
+            lambda: (
+                md_status(cluster).get("phase") == "Paused"
+                and router.weights() == {"stable": 80, "canary": 20}
+            ),
+            what="the canary again at 20 % after retry",
+        )
+        md = md_status(cluster)
+        assert md.get("rejectedVersion") is None
+        assert md["candidate"]["version"] == "iris-v2"
+        assert md["handledActions"]["pilotage.dev/retry"] == "r1"
+        assert len(router.tables) > pushed
+        assert cluster.get("apps/v1/deployments", NS, "iris-iris-v2") is not None
+        assert len(events(cluster, "Aborted")) == 1
+
+
+async def test_blue_green_preview_auto_promotion_and_scale_down(cluster: Cluster) -> None:
+    strategy = {
+        "type": "BlueGreen",
+        "blueGreen": {"autoPromotionSeconds": 1, "scaleDownDelaySeconds": 2},
+    }
+    async with serving_v1(cluster, strategy, {"interval": "1s"}) as router:
+        assert router.tables[-1]["mode"] == "bluegreen"
+        await trained(cluster, "iris-v2")
+        # The preview: the new version in the table with 0 %, reachable by header only.
+        preview = await eventually(
+            lambda: next((t for t in router.tables if len(t["variants"]) == 2), None),
+            what="the preview table",
+        )
+        assert preview["mode"] == "bluegreen"
+        assert variants(preview) == [("stable", "iris-v1", 100), ("preview", "iris-v2", 0)]
+
+        # Auto-promotion: the switch, the old version kept until scaleDownAt.
+        md = await eventually(
+            lambda: (
+                (md_status(cluster).get("stable") or {}).get("version") == "iris-v2"
+                and md_status(cluster)
+            ),
+            what="promoted to v2",
+        )
+        assert md["previous"]["version"] == "iris-v1" and md["scaleDownAt"]
+        assert md["history"][-1]["action"] == "Promoted"
+        assert cluster.get("apps/v1/deployments", NS, "iris-iris-v1") is not None
+        await eventually(
+            lambda: variants(router.tables[-1]) == [("stable", "iris-v2", 100)],
+            what="the switched table pushed",
+        )
+        assert router.tables[-1]["mode"] == "bluegreen"
+
+        # After scaleDownDelaySeconds the old version's server goes.
+        await eventually(
+            lambda: cluster.get("apps/v1/deployments", NS, "iris-iris-v1") is None,
+            what="v1 scaled down",
+        )
+        assert cluster.get("v1/services", NS, "iris-iris-v1") is None
+        await eventually(lambda: md_status(cluster).get("previous") is None, what="previous")
+        assert md_status(cluster)["phase"] == "Healthy"
+
+
+async def test_shadow_mirrors_then_promotes_on_agreement(cluster: Cluster) -> None:
+    strategy = {"type": "Shadow", "shadow": {"percent": 50, "duration": "1s", "promote": True}}
+    analysis = {"interval": "1s", "minRequests": 5, "shadow": {"minAgreement": 0.9}}
+    async with serving_v1(cluster, strategy, analysis) as router:
+        await trained(cluster, "iris-v2")
+        mirroring = await eventually(
+            lambda: next((t for t in router.tables if t.get("shadow")), None),
+            what="the mirroring table",
+        )
+        assert mirroring["mode"] == "shadow"
+        assert variants(mirroring) == [("stable", "iris-v1", 100), ("shadow", "iris-v2", 0)]
+        assert mirroring["shadow"] == {"variant": "shadow", "percent": 50}
+        md = md_status(cluster)
+        assert md["stable"]["version"] == "iris-v1" and md["candidate"]["version"] == "iris-v2"
+
+        async def comparisons() -> None:
+            while True:
+                router.add_comparisons(agree=10)
+                await asyncio.sleep(0.05)
+
+        feeder = asyncio.create_task(comparisons())
+        try:
+            md = await eventually(
+                lambda: (
+                    (md_status(cluster).get("stable") or {}).get("version") == "iris-v2"
+                    and md_status(cluster)
+                ),
+                what="shadow promoted",
+            )
+        finally:
+            feeder.cancel()
+        assert md["lastAnalysis"]["verdict"] == "Pass"
+        assert md["lastAnalysis"]["agreement"] == 1.0
+        assert md["history"][-1]["action"] == "Promoted"
+        await eventually(
+            lambda: (
+                variants(router.tables[-1]) == [("stable", "iris-v2", 100)]
+                and not router.tables[-1].get("shadow")
+            ),
+            what="the promoted table pushed",
+        )
