@@ -29,15 +29,17 @@ def annotate(
     from pilotage.local.cli import CliError
 
     try:
-        from kubernetes import client, config
+        from kubernetes import client
         from kubernetes.client.rest import ApiException
-        from kubernetes.config.config_exception import ConfigException
+
+        from pilotage.operator.connection import ConnectionError_, kubeconfig_configuration
     except ImportError as exc:
         raise CliError("--kube needs the kubernetes client: install pilotage[operator]") from exc
+    # Not config.new_client_from_config: kubernetes 36.0.0 would send no bearer token.
     try:
-        api_client = config.new_client_from_config(context=context)
-    except (ConfigException, OSError, TypeError) as exc:
-        raise CliError(f"cannot load the kubeconfig: {exc}") from exc
+        api_client = client.ApiClient(kubeconfig_configuration(context))
+    except ConnectionError_ as exc:
+        raise CliError(str(exc)) from exc
     api = client.CustomObjectsApi(api_client)
     body: dict[str, Any] = {"metadata": {"annotations": {annotation: value}}}
     try:

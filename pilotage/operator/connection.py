@@ -3,17 +3,20 @@
 kubernetes 36.0.0 loaders store the bearer token under ``api_key['authorization']`` while
 its ApiClient only sends ``api_key['BearerToken']`` (fixed upstream in 36.0.1, which
 the boto3 dateutil pin keeps out): the token is mirrored here, also after each refresh
-of a rotated in-cluster token.
+of a rotated in-cluster token. `pilotage promote|abort|retry --kube` uses the same
+loader (kopf is imported only by `connection_info`, so the CLI does not load it).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
+
+if TYPE_CHECKING:
+    import kopf
 
 
 class ConnectionError_(Exception):
@@ -41,6 +44,21 @@ def client_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
         raise ConnectionError_(
             f"no Kubernetes credentials (in-cluster or kubeconfig): {exc}"
         ) from exc
+    return _with_token_mirror(cfg)
+
+
+def kubeconfig_configuration(context: str | None = None) -> k8s.Configuration:
+    """The kubeconfig only (``$KUBECONFIG`` or ``~/.kube/config``), optionally one context:
+    what a command-line client on a workstation uses."""
+    cfg = k8s.Configuration()
+    try:
+        k8s_config.load_kube_config(context=context, client_configuration=cfg)
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise ConnectionError_(f"cannot load the kubeconfig: {exc}") from exc
+    return _with_token_mirror(cfg)
+
+
+def _with_token_mirror(cfg: k8s.Configuration) -> k8s.Configuration:
     hook = cfg.refresh_api_key_hook
 
     def refresh(conf: k8s.Configuration) -> None:
@@ -55,6 +73,8 @@ def client_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
 
 def connection_info(cfg: k8s.Configuration) -> kopf.ConnectionInfo:
     """The same credentials, for kopf's own API client."""
+    import kopf
+
     if cfg.refresh_api_key_hook is not None:
         cfg.refresh_api_key_hook(cfg)
     header: str | None = cfg.api_key.get("BearerToken")
