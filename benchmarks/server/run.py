@@ -95,9 +95,12 @@ def start_targets(
         proc.wait_http(ready, timeout=120)
         targets.append(Target(name, url, proc))
 
+    batch = ["--max-batch-size", "64", "--max-batch-wait-us", "500"]
     for name, extra in (
         ("pilotage", []),
-        ("pilotage-batch", ["--max-batch-size", "64", "--max-batch-wait-us", "500"]),
+        ("pilotage-batch", batch),
+        ("pilotage-thread", ["--inference-thread"]),
+        ("pilotage-batch-thread", [*batch, "--inference-thread"]),
     ):
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -279,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1, help="rounds; the table shows medians")
     p.add_argument("--concurrency", default="1,8,64")
     p.add_argument("--models", default="iris,breast_cancer")
-    p.add_argument("--servers", default="pilotage,pilotage-batch,naive,mlserver")
+    p.add_argument(
+        "--servers",
+        default="pilotage,pilotage-batch,naive,mlserver",
+        help="also: pilotage-thread, pilotage-batch-thread (onnxruntime on a worker thread)",
+    )
     p.add_argument("--server-core", type=int, default=1)
     p.add_argument("--load-core", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 s windows, 1 s warm-up")
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                     order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
                     for target in order:
                         m = measure(target, script, c, args.seconds, args.warmup, args.load_core)
-                        print(f"   {target.name:15} c={c:<3} {m.rps:9,.0f} req/s  p50 {m.p50_ms:.3f} ms"
+                        print(f"   {target.name:21} c={c:<3} {m.rps:9,.0f} req/s  p50 {m.p50_ms:.3f} ms"
                               f"  p99 {m.p99_ms:.3f} ms  {m.cpu_us_per_request:,.0f} µs CPU/req",
                               file=sys.stderr, flush=True)  # fmt: skip
                         runs.setdefault((target.name, c), []).append(m)

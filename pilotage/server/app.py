@@ -1,7 +1,8 @@
 """The raw ASGI application: routing, request bodies, inference, metrics, errors.
 
-One process, one event loop: onnxruntime runs on the loop thread (small tabular models
-score a row in microseconds; a thread hop would cost more than the inference).
+One process, one event loop. onnxruntime runs on the loop thread by default, or on one
+worker thread with ``inference_thread`` (see batching.py); everything else, drift
+counting and metrics included, stays on the loop thread.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import importlib.metadata
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from pilotage.server import openapi
-from pilotage.server.batching import Batcher
+from pilotage.server.batching import Batcher, Call, timed_call
 from pilotage.server.drift import DriftCounter
 from pilotage.server.engine import Engine, Prediction
 from pilotage.server.errors import RequestError, bad_request, not_found
@@ -61,6 +63,7 @@ class ServerOptions:
     name: str | None = None
     max_batch_size: int = 1
     max_batch_wait_us: int = 500
+    inference_thread: bool = False  # onnxruntime on one worker thread, not the loop's
     max_body_bytes: int = 8 * 1024 * 1024
     reservoir_size: int = 1000
     fault_injection: bool = False  # off: no /admin/faults (404), no injected faults
@@ -90,11 +93,25 @@ class ServerApp:
             if options.fault_injection
             else None
         )
-        self.batcher = (
-            Batcher(self.score, options.max_batch_size, options.max_batch_wait_us)
-            if self.batching
+        self.worker = (
+            ThreadPoolExecutor(1, thread_name_prefix="pilotage-inference")
+            if options.inference_thread
             else None
         )
+        self.batcher = (
+            Batcher(
+                self.engine.predict,
+                self.record,
+                options.max_batch_size,
+                options.max_batch_wait_us,
+                self.worker,
+            )
+            if self.batching or self.worker is not None
+            else None
+        )
+        if self.batcher is not None and self.worker is not None:
+            batcher = self.batcher
+            self.metrics.inference_running = lambda: int(batcher.running)
         example = self.engine.typical_row()
         example_row = [
             example.categorical[self.schema.slot[f.name]][0]
@@ -128,6 +145,8 @@ class ServerApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.worker is not None:
+                    self.worker.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -295,14 +314,17 @@ class ServerApp:
             self.metrics.count_request(protocol, status, time.perf_counter() - started)
 
     def score(self, rows: Rows) -> Prediction:
-        """One onnxruntime call, timed and counted into the drift bins."""
-        started = time.perf_counter()
-        prediction = self.engine.predict(rows)
-        self.metrics.inference_duration.observe(time.perf_counter() - started)
+        """One onnxruntime call on the loop thread, timed and counted into the drift bins."""
+        call = timed_call(self.engine.predict, rows)
+        self.record(call)
+        return call.prediction
+
+    def record(self, call: Call) -> None:
+        """Metrics and drift counts of one onnxruntime call (on the loop thread)."""
+        self.metrics.inference_duration.observe(call.seconds)
         if self.batching:
-            self.metrics.batch_size.observe(rows.count)
-        self.drift.observe(rows, prediction)
-        return prediction
+            self.metrics.batch_size.observe(call.rows.count)
+        self.drift.observe(call.rows, call.prediction)
 
     async def _send_v1(self, send: Send, prediction: Prediction) -> None:
         body: dict[str, Any] = {"predictions": json_labels(prediction.labels)}

@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest wait for a batch to fill while requests are arriving (default 500)",
     )
     p.add_argument(
+        "--inference-thread",
+        action="store_true",
+        help="run onnxruntime on one worker thread so that a slow model does not hold up "
+        "the event loop (health checks, metrics); batching feeds it",
+    )
+    p.add_argument(
         "--max-body-bytes",
         type=_bounded(int, 1024, 1 << 31),
         default=8 * 1024 * 1024,
@@ -141,6 +147,7 @@ def main(argv: list[str]) -> int:
         name=args.name,
         max_batch_size=args.max_batch_size,
         max_batch_wait_us=args.max_batch_wait_us,
+        inference_thread=args.inference_thread,
         max_body_bytes=args.max_body_bytes,
         reservoir_size=args.reservoir_size,
         fault_injection=args.enable_fault_injection,

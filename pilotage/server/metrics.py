@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pilotage.server.drift import DriftCounter
 
@@ -54,6 +54,8 @@ class ServerMetrics:
         self.batching = batching
         self.requests: dict[tuple[str, int], int] = {}
         self.in_flight = 0
+        # set when inference runs on a worker thread: onnxruntime calls running there now
+        self.inference_running: Callable[[], int] | None = None
         self.request_duration = Histogram(LATENCY_BUCKETS)
         self.inference_duration = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
@@ -84,6 +86,12 @@ class ServerMetrics:
             "# TYPE pilotage_server_inference_duration_seconds histogram",
             *self.inference_duration.lines("pilotage_server_inference_duration_seconds", b),
         ]
+        if self.inference_running is not None:
+            lines += [
+                "# HELP pilotage_server_inference_running onnxruntime calls running on the inference thread now.",
+                "# TYPE pilotage_server_inference_running gauge",
+                f"pilotage_server_inference_running{{{b}}} {self.inference_running()}",
+            ]
         if self.batching:
             lines += [
                 "# HELP pilotage_server_batch_size Rows per onnxruntime call.",
