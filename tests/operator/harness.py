@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -344,3 +345,24 @@ async def trained(cluster: Cluster, version: str) -> None:
         lambda: status(cluster, "trainingjobs", version).get("phase") == "Succeeded",
         what=f"{version} Succeeded",
     )
+
+
+def write_kubeconfig(path: Path, server: str, token: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+                "users": [{"name": "tester", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "emulator",
+                        "context": {"cluster": "emulator", "user": "tester", "namespace": NS},
+                    }
+                ],
+                "current-context": "emulator",
+            }
+        )
+    )
+    return path

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import kmock
 import pytest
-import yaml
 
 from pilotage.operator import names
 from pilotage.operator.rbac import missing_rules
 from tests.operator.conftest import api_url, eventually
 from tests.operator.emulator import Cluster
-from tests.operator.harness import apply_crds, cluster_call, events, status
+from tests.operator.harness import apply_crds, cluster_call, events, status, write_kubeconfig
 from tests.operator.kubelet import ProcessKubelet
 from tests.operator.manifests import BASE, NS, dataset, training_job
 from tests.operator.validation import problems
@@ -31,27 +30,6 @@ from tests.support.procs import Process, free_port, pilotage
 pytestmark = pytest.mark.xdist_group("operator-e2e")
 
 TRAINER_IMAGE = "registry.example/pilotage-trainer:e2e"
-
-
-def write_kubeconfig(path: Path, server: str, token: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-                "users": [{"name": "tester", "user": {"token": token}}],
-                "contexts": [
-                    {
-                        "name": "emulator",
-                        "context": {"cluster": "emulator", "user": "tester", "namespace": NS},
-                    }
-                ],
-                "current-context": "emulator",
-            }
-        )
-    )
-    return path
 
 
 async def test_operator_process_runs_training_and_stops_on_sigterm(tmp_path: Path) -> None:

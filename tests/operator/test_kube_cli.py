@@ -14,9 +14,8 @@ import pytest
 
 from tests.operator.conftest import api_url
 from tests.operator.emulator import Cluster
-from tests.operator.harness import apply_crds, cluster_call, get
+from tests.operator.harness import apply_crds, cluster_call, get, write_kubeconfig
 from tests.operator.manifests import BASE, model_deployment
-from tests.operator.test_e2e import write_kubeconfig
 from tests.support.procs import pilotage
 
 pytestmark = pytest.mark.xdist_group("operator-kube-cli")
