@@ -144,7 +144,8 @@ def start_upstream(
     port = free_port()
     if model_uri:
         args = pilotage("serve", "--model-uri", model_uri, "--port", str(port), "--name", "iris")
-        args += ["--inject-latency-ms", str(delay_ms)]
+        if delay_ms:
+            args += ["--enable-fault-injection", "--inject-latency-ms", str(delay_ms)]
     else:
         args = [
             sys.executable,
