@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -69,11 +71,19 @@ class StateLock:
 class Display:
     """The live view: a table redrawn in place on a terminal, change lines otherwise."""
 
-    def __init__(self, store: Store, out: IO[str], tty: bool, namespace: str | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        out: IO[str],
+        tty: bool,
+        namespace: str | None,
+        terminal_size: Callable[[], os.terminal_size] = shutil.get_terminal_size,
+    ) -> None:
         self.store = store
         self.out = out
         self.tty = tty
         self.namespace = namespace
+        self.terminal_size = terminal_size
         self._last_rows: dict[str, list[str]] = {}
         self._event_id = max(
             (i for i, _ in store.events(namespace=namespace or DEFAULT_NAMESPACE)), default=0
@@ -86,7 +96,8 @@ class Display:
         resources = sorted(
             self.store.objects(namespace=self.namespace), key=lambda r: KIND_ORDER.index(r.kind)
         )
-        rows = summary_rows(resources)
+        # a change line has the whole detail; the table keeps its columns narrow
+        rows = summary_rows(resources, detail_width=70 if self.tty else None)
         new_events = self.store.events(
             namespace=self.namespace or DEFAULT_NAMESPACE, after_id=self._event_id
         )
@@ -106,6 +117,9 @@ class Display:
                 self._last_rows[row[0]] = row
                 fields = "  ".join(f for f in row[1:] if f and f != "-")
                 print(f"{stamp} {row[0]}: {fields}", file=self.out)
+        for gone in set(self._last_rows) - {row[0] for row in rows}:
+            del self._last_rows[gone]
+            print(f"{stamp} {gone}: deleted", file=self.out)
         for line in event_lines:
             print(f"{line}", file=self.out)
         for err in report.errors:
@@ -113,13 +127,15 @@ class Display:
         self.out.flush()
 
     def _redraw(self, rows: list[list[str]], report: TickReport) -> None:
-        lines = [render_table(SUMMARY_HEADERS, rows) if rows else "(no resources)", ""]
-        lines.append("Recent events:")
-        lines += [f"  {e}" for e in self._recent] or ["  (none yet)"]
-        lines += [f"error: {e}" for e in report.errors]
-        lines.append("")
-        lines.append("Ctrl-C stops everything.")
-        width = 160
+        size = self.terminal_size()
+        table = render_table(SUMMARY_HEADERS, rows).splitlines() if rows else ["(no resources)"]
+        tail = [f"error: {e}" for e in report.errors] + ["", "Ctrl-C stops everything."]
+        # the cursor goes back up by the number of lines drawn: every line must fit on one
+        # terminal row, and the whole view on the screen, or the next frame lands too low
+        room = max(size.lines - 1 - len(table) - len(tail) - 2, 1)
+        events = [f"  {e}" for e in self._recent[-room:]] or ["  (none yet)"]
+        lines = [*table, "", "Recent events:", *events, *tail][: max(size.lines - 1, 1)]
+        width = max(size.columns - 1, 1)
         text = "".join(f"\x1b[2K{line[:width]}\n" for line in lines)
         if text == self._last_text:
             return
@@ -194,11 +210,12 @@ def main(argv: list[str]) -> int:
     try:
         runtime.run(args.interval, display.update)
     finally:
-        count = len(supervisor.records())
-        print(f"\npilotage up: stopping {count} process(es)…", flush=True)
-        stopped = runtime.platform.stop_everything()
+        # finished runs stay recorded (their exit status is read later): count the live ones
+        running = [r for r in supervisor.records() if supervisor.running(r)]
+        print(f"\npilotage up: stopping {len(running)} running process(es)…", flush=True)
+        runtime.platform.stop_everything()
         print(
-            f"pilotage up: stopped {len(stopped)} process(es); state kept in {directory}",
+            f"pilotage up: stopped {len(running)} process(es); state kept in {directory}",
             flush=True,
         )
         lock.release()

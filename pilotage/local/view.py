@@ -149,14 +149,22 @@ def phase_of(res: Resource) -> str:
 SUMMARY_HEADERS = ("RESOURCE", "PHASE", "VERSION", "TRAFFIC", "LAST ANALYSIS / DETAIL")
 
 
-def summary_rows(resources: Sequence[Resource]) -> list[list[str]]:
+def shorten(text: str, width: int | None) -> str:
+    """``text`` within ``width`` characters, its cut end marked with an ellipsis."""
+    if width is None or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
+
+
+def summary_rows(resources: Sequence[Resource], detail_width: int | None = 70) -> list[list[str]]:
+    """One row per resource; the detail is cut to ``detail_width`` (None: whole)."""
     return [
         [
             f"{res.kind}/{res.name}",
             phase_of(res),
             version_of(res),
             traffic_of(res),
-            detail_of(res)[:70],
+            shorten(detail_of(res), detail_width),
         ]
         for res in resources
     ]
