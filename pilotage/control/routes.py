@@ -27,6 +27,8 @@ def build_table(
     if candidate is None:
         variants: tuple[RouteVariant, ...] = (RouteVariant("stable", stable, 100),)
         shadow = None
+        if kind == "Shadow":
+            mode = "canary"  # nothing to mirror yet: the router needs a shadow variant
     else:
         weight = max(0, min(100, canary_weight)) if kind == "Canary" else 0
         role = CANDIDATE_ROLE[kind]
