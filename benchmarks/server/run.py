@@ -82,7 +82,8 @@ def start_targets(
 ) -> list[Target]:
     py = sys.executable
     targets: list[Target] = []
-    env = {"PYTHONPATH": str(ROOT)}
+    inherited = os.environ.get("PYTHONPATH")
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), *([inherited] if inherited else [])])}
 
     def add(
         name: str, args: list[str], url: str, ready: str, extra_env: dict[str, str] | None = None
