@@ -68,11 +68,33 @@ def parse_resource(doc: dict[str, Any], source: str = "") -> Resource:
         raise ManifestError(f"{where}{kind}/{name}: {format_validation_error(exc)}") from exc
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line report as one line: ``line 2, column 11: expected ',' or '}'``."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = "; ".join(str(p) for p in (exc.context, exc.problem) if p) or "not valid"
+    return where + what
+
+
+def read_manifest_text(path: str | Path) -> str:
+    """A manifest file's text; a file that cannot be read or is not UTF-8 is a ManifestError."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); manifests are YAML"
+        ) from exc
+
+
 def load_documents(text: str, source: str = "<input>") -> list[dict[str, Any]]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: not valid YAML: {exc}") from exc
+        raise ManifestError(f"{source}: not valid YAML: {yaml_problem(exc)}") from exc
     return docs
 
 
@@ -87,10 +109,6 @@ def load_resources(paths: Iterable[str | Path]) -> list[Resource]:
             else [path]
         )
         for f in files:
-            try:
-                text = f.read_text()
-            except OSError as exc:
-                raise ManifestError(f"{f}: cannot read: {exc.strerror or exc}") from exc
-            for i, doc in enumerate(load_documents(text, str(f))):
+            for i, doc in enumerate(load_documents(read_manifest_text(f), str(f))):
                 out.append(parse_resource(doc, f"{f}#{i}"))
     return out

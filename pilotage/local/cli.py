@@ -22,7 +22,7 @@ import yaml
 from pilotage.api import KINDS, ManifestError, Resource, parse_resource
 from pilotage.api.dataset import Dataset
 from pilotage.api.driftmonitor import DriftMonitor
-from pilotage.api.manifests import load_documents
+from pilotage.api.manifests import load_documents, read_manifest_text
 from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.control.common import (
     ANNOTATION_ABORT,
@@ -80,10 +80,7 @@ def load_manifests(paths: Sequence[str]) -> list[Resource]:
             continue
         for f in _manifest_files(Path(given)):
             try:
-                docs = load_documents(f.read_text(), str(f))
-            except OSError as exc:
-                errors.append(f"{f}: cannot read: {exc.strerror or exc}")
-                continue
+                docs = load_documents(read_manifest_text(f), str(f))
             except ManifestError as exc:
                 errors.append(str(exc))
                 continue
@@ -95,6 +92,8 @@ def load_manifests(paths: Sequence[str]) -> list[Resource]:
                     errors.extend(_one_per_line(str(exc), doc, source))
     if errors:
         raise CliError("\n".join(errors))
+    if not resources:
+        raise CliError(f"no resources in {', '.join(paths)} (no YAML document with a kind)")
     seen: set[tuple[str, str, str]] = set()
     for res in resources:
         key = (res.kind, res.metadata.namespace or DEFAULT_NAMESPACE, res.name)

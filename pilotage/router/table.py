@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from pilotage.api.manifests import yaml_problem
+
 MODES = ("canary", "bluegreen", "shadow")
 DEFAULT_TIMEOUT_SECONDS = 10.0
 STABLE = "stable"
@@ -263,7 +265,8 @@ def decode_document(text: str | bytes, source: str = "routing document") -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RoutingError(f"{source}: not valid YAML/JSON: {exc}".splitlines()[0]) from None
+        where = f"{source}: " if source else ""
+        raise RoutingError(f"{where}not valid YAML/JSON: {yaml_problem(exc)}") from None
 
 
 def load_table_file(path: str | os.PathLike[str]) -> RoutingTable:
@@ -274,7 +277,7 @@ def load_table_file(path: str | os.PathLike[str]) -> RoutingTable:
     except OSError as exc:
         raise RoutingError(f"{p}: cannot read routing file ({exc.strerror or exc})") from None
     try:
-        return parse_table(decode_document(text, str(p)))
+        return parse_table(decode_document(text, source=""))  # the file is named below
     except RoutingError as exc:
         raise RoutingError(f"{p}: {exc}") from None
 

@@ -47,9 +47,11 @@ def _progress(command: str) -> Any:
 
 def _read_manifests(path: str) -> tuple[list[Dataset], list[TrainingJob]]:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not a text file (byte {exc.start} is not UTF-8)") from exc
     datasets: list[Dataset] = []
     jobs: list[TrainingJob] = []
     for i, doc in enumerate(load_documents(text, path)):

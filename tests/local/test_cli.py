@@ -121,6 +121,29 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     assert out.returncode == 1 and "no such file" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfe not text", "bad.yaml: not a text file (byte 0 is not UTF-8)"),
+        (
+            b"kind: Dataset\nmetadata: {name: x\n",
+            "bad.yaml: not valid YAML: line 3, column 1: while parsing a flow mapping; "
+            "expected ',' or '}', but got '<stream end>'",
+        ),
+        (b"# nothing but a comment\n", "no resources in "),
+    ],
+    ids=["binary", "malformed-yaml", "empty"],
+)
+def test_unusable_manifest_files_are_one_line(tmp_path: Path, content: bytes, reason: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    for command in ("apply", "up"):
+        out = run(tmp_path / "state", command, "-f", str(bad))
+        assert out.returncode == 1
+        assert out.stderr.count("\n") == 1, out.stderr
+        assert reason in out.stderr
+
+
 def test_manual_actions_set_fresh_annotation_tokens(tmp_path: Path, manifests: Path) -> None:
     state = tmp_path / "state"
     run(state, "apply", "-f", str(manifests))

@@ -125,7 +125,12 @@ def test_files_yaml_json_and_atomic_write(tmp_path: Path) -> None:
     with pytest.raises(RoutingError, match="weights must sum"):
         write_table_file(json_file, edited("variants.0.weight", 1))
     (tmp_path / "broken.yaml").write_text("deployment: [unclosed")
-    with pytest.raises(RoutingError, match=r"broken\.yaml: .*not valid YAML/JSON"):
+    with pytest.raises(RoutingError) as broken:
         load_table_file(tmp_path / "broken.yaml")
+    # the file named once, where the problem is, on one line
+    assert str(broken.value) == (
+        f"{tmp_path / 'broken.yaml'}: not valid YAML/JSON: line 1, column 22: "
+        "while parsing a flow sequence; expected ',' or ']', but got '<stream end>'"
+    )
     with pytest.raises(RoutingError, match="cannot read routing file"):
         load_table_file(tmp_path / "missing.yaml")

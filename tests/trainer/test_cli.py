@@ -199,6 +199,25 @@ def test_usage_errors_exit_2(args: list[str], reason: str) -> None:
     assert reason in _failure_line(result)
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfe not text", "is not a text file (byte 0 is not UTF-8)"),
+        (b"kind: Dataset\nmetadata: {name: x\n", "not valid YAML: line 3, column 1: "),
+    ],
+    ids=["binary", "malformed-yaml"],
+)
+def test_unreadable_manifests_are_one_line(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(content)
+    for command in ("train", "profile"):
+        result = run(command, "-f", str(path), "--output", (tmp_path / "o").as_uri())
+        assert result.returncode == 2, result.stderr
+        assert reason in _failure_line(result)
+        assert "Traceback" not in result.stderr
+        assert last_json(result.stdout)["phase"] == "Failed"
+
+
 def test_invalid_manifest_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(
