@@ -401,13 +401,15 @@ class _Reconcile:
                 continue
             if step.pause.duration is None:
                 self.paused = True
+                # the condition and the event count steps the same way (from 1)
+                paused = (
+                    f"paused at step {i + 1} of {len(steps)} (weight {self.canary_weight()}): "
+                    "waiting for promote"
+                )
+                cand = st.candidate.version if st.candidate else "?"
+                self.waiting = f"rollout of {cand} {paused}"
                 if self.old.phase != "Paused" or self.old.current_step != i:
-                    self.event(
-                        "Normal",
-                        "Paused",
-                        f"paused at step {i + 1} of {len(steps)} (weight {self.canary_weight()}): "
-                        "waiting for promote",
-                    )
+                    self.event("Normal", "Paused", paused)
                 return
             remaining = parse_duration(step.pause.duration) - self.step_elapsed()
             if remaining > 0:
@@ -517,15 +519,8 @@ class _Reconcile:
                     "autoRollback is off: promote or abort",
                     True,
                 )
-            if self.paused:
-                return (
-                    "Paused",
-                    False,
-                    "Paused",
-                    self.waiting
-                    or f"rollout of {cand} paused at step {st.current_step}: waiting for promote",
-                    False,
-                )
+            if self.paused:  # every pause says why in self.waiting
+                return ("Paused", False, "Paused", self.waiting, False)
             detail = self.waiting or f"rolling out {cand}: {st.traffic_summary or 'no traffic yet'}"
             return ("Progressing", False, "RolloutInProgress", detail, False)
         if st.rejected_version is not None:

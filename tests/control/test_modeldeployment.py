@@ -122,7 +122,9 @@ def test_canary_steps_pause_and_promote() -> None:
     md, result = run(md, observe([V1, V2], ["v1", "v2"]), 131)
     assert md.status is not None and md.status.traffic == {"stable": 50, "canary": 50}
     assert md.status.phase == "Paused" and ready_reason(md) == "Paused"
-    assert "Paused" in [e.reason for e in result.events]
+    paused = "paused at step 4 of 4 (weight 50): waiting for promote"
+    assert f"Normal Paused {paused}" in [f"{e.type} {e.reason} {e.message}" for e in result.events]
+    assert md.status.message == f"rollout of v2 {paused}"  # the same step as the event's
 
     md, result = run(md, observe([V1, V2], ["v1", "v2"]), 5000)  # an indefinite pause holds
     assert md.status is not None and md.status.phase == "Paused"
