@@ -298,6 +298,7 @@ def _manual(
     _common(p)
     args = p.parse_args(argv)
     value = action_value(bool(getattr(args, "full", False)))
+    res: Resource | None = None
     try:
         if args.kube:
             from pilotage.local.kube import annotate
@@ -305,12 +306,30 @@ def _manual(
             where = annotate(kind, args.name, args.namespace, annotation, value, args.context)
         else:
             store = _open(args)
-            store.set_annotation(kind.KIND, args.name, annotation, value, args.namespace)
+            res = store.set_annotation(kind.KIND, args.name, annotation, value, args.namespace)
             where = str(state_dir(args.state_dir))
     except (StoreError, CliError) as exc:
         return _fail(command, str(exc))
     print(f"{kind.KIND.lower()}/{args.name} annotated {annotation}={value} ({where})")
+    if res is not None and (idle := _nothing_to_act_on(annotation, res)) is not None:
+        print(
+            f"pilotage {command}: warning: {idle}; the request will have no effect", file=sys.stderr
+        )
     return 0
+
+
+def _nothing_to_act_on(annotation: str, res: Resource) -> str | None:
+    """Why a rollout action finds nothing to act on in the current status (the reconciler
+    consumes such a request without doing anything), or None."""
+    status = res.dump().get("status") or {}
+    state = f"{res.kind} {res.name} is {status.get('phase', 'Pending')}"
+    stable = (status.get("stable") or {}).get("version")
+    state += f", serving {stable}" if stable else ""
+    if annotation in (ANNOTATION_PROMOTE, ANNOTATION_ABORT) and not status.get("candidate"):
+        return f"{state} with no rollout in progress"
+    if annotation == ANNOTATION_RETRY and not status.get("rejectedVersion"):
+        return f"{state} and no version was rolled back or aborted"
+    return None
 
 
 def promote(argv: list[str]) -> int:

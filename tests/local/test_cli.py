@@ -172,6 +172,32 @@ def test_manual_actions_set_fresh_annotation_tokens(tmp_path: Path, manifests: P
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
+def test_an_action_with_nothing_to_act_on_is_warned_about(tmp_path: Path, manifests: Path) -> None:
+    state = tmp_path / "state"
+    run(state, "apply", "-f", str(manifests))
+    store = Store(state)
+    stable = {"version": "iris-v1", "uri": "file:///m/iris-v1", "trainingJob": "iris-v1"}
+    store.write_status("ModelDeployment", "iris", {"phase": "Healthy", "stable": stable})
+    warning = "warning: ModelDeployment iris is Healthy, serving iris-v1"
+    for command, why in [
+        ("promote", "with no rollout in progress"),
+        ("abort", "with no rollout in progress"),
+        ("retry", "and no version was rolled back or aborted"),
+    ]:
+        out = run(state, command, "iris")
+        assert out.returncode == 0 and "annotated" in out.stdout
+        assert out.stderr == (
+            f"pilotage {command}: {warning} {why}; the request will have no effect\n"
+        )
+    candidate = {**stable, "version": "iris-v2", "trainingJob": "iris-v2"}
+    rolling = {"phase": "Paused", "stable": stable, "candidate": candidate}
+    store.write_status("ModelDeployment", "iris", rolling)
+    for command in ("promote", "abort"):
+        assert run(state, command, "iris").stderr == ""
+    store.write_status("ModelDeployment", "iris", {**rolling, "rejectedVersion": "iris-v3"})
+    assert run(state, "retry", "iris").stderr == ""
+
+
 def test_kube_without_cluster_is_one_clear_line(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("")
