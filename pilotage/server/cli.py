@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -137,10 +138,16 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
             flush=True,
         )
+    try:  # before loading: a port in use is known at once, as one line
+        listener = listen(args.host, args.port)
+    except OSError as exc:
+        print(f"pilotage serve: error: {exc}", file=sys.stderr)
+        return 1
     print(f"pilotage serve: loading {args.model_uri}", file=sys.stderr, flush=True)
     try:
         model = load_model(args.model_uri, _cache_dir(args.cache_dir, args.model_uri), args.threads)
     except ModelLoadError as exc:
+        listener.close()
         print(f"pilotage serve: error: {exc}", file=sys.stderr)
         return 1
     options = ServerOptions(
@@ -159,6 +166,7 @@ def main(argv: list[str]) -> int:
     try:
         app.engine.warm_up()
     except RuntimeError as exc:
+        listener.close()
         print(f"pilotage serve: error: {exc}", file=sys.stderr)
         return 1
     # Objects alive after loading live for the whole process: keep them out of the
@@ -168,14 +176,30 @@ def main(argv: list[str]) -> int:
     card = model.card
     print(
         f"pilotage serve: model {app.name!r} version {card.version} ({card.task}, "
-        f"{len(card.features)} features) warmed up; listening on http://{args.host}:{args.port}",
+        f"{len(card.features)} features) warmed up; listening on "
+        f"http://{args.host}:{listener.getsockname()[1]}",
         file=sys.stderr,
         flush=True,
     )
-    return run_uvicorn(app, args.host, args.port)
+    return run_uvicorn(app, listener)
 
 
-def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, or an OSError naming the address and why."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def run_uvicorn(app: ServerApp, listener: socket.socket) -> int:
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -190,6 +214,7 @@ def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
         loop = "uvloop"
     except ImportError:  # pragma: no cover - platforms without uvloop
         loop = "asyncio"
+    host, port = listener.getsockname()[:2]
     config = uvicorn.Config(
         app,
         host=host,
@@ -203,7 +228,7 @@ def run_uvicorn(app: ServerApp, host: str, port: int) -> int:
     )
     server = _GracefulServer(config)
     try:
-        server.run()
+        server.run(sockets=[listener])
     except SystemExit as exc:  # uvicorn exits this way when it cannot bind
         return int(exc.code or 1)
     return 0 if server.started else 1

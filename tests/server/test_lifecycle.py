@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -49,6 +50,18 @@ def test_clear_errors_for_missing_model_and_bad_card(tmp_path: Path) -> None:
     done = run_serve("--model-uri", (tmp_path / "m").as_uri())
     assert done.returncode == 1 and "not a valid model card" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(models: dict[str, Artifact]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_serve("--model-uri", models["iris"].directory.as_uri(), "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"pilotage serve: error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+    )
 
 
 def test_loads_from_an_http_artifact_uri(models: dict[str, Artifact], tmp_path: Path) -> None:
