@@ -58,6 +58,7 @@ from pilotage.control.types import (
 )
 
 HISTORY_LIMIT = 20
+TABLE_REJECTED = "RoutingTableRejected"
 FULL_PROMOTION = "full"
 
 
@@ -111,6 +112,19 @@ class _Reconcile:
 
     def router_ready(self) -> bool:
         return self.obs.router is not None and self.obs.router.ready
+
+    def router_rejection(self, table: RouteTable | None) -> str | None:
+        """Why the router refused the table this call asks for; None when it did not, or
+        when the refusal the shell saw was about another table."""
+        router = self.obs.router
+        if router is None or router.rejection is None or table is None:
+            return None
+        rejection = router.rejection
+        if rejection.revision is not None and rejection.revision != table.revision:
+            return None
+        if router.stats is not None and router.stats.revision == table.revision:
+            return None  # in use after all (a later push, another router pod)
+        return rejection.reason
 
     def candidate_role(self) -> str:
         return CANDIDATE_ROLE[self.spec.strategy.type]
@@ -498,9 +512,19 @@ class _Reconcile:
                 out.append(RemoveServer(name, server.version))
         return out
 
-    def conclude(self, problem: str | None) -> tuple[Phase, bool | None, str, str, bool]:
-        """phase, Ready, reason, message, stalled."""
+    def conclude(
+        self, problem: str | None, rejection: str | None
+    ) -> tuple[Phase, bool | None, str, str, bool]:
+        """phase, Ready, reason, message, stalled. `rejection`: why the router refused the
+        routing table (it keeps serving its previous one meanwhile)."""
         st = self.st
+        refused: tuple[Phase, bool | None, str, str, bool] = (
+            "Progressing",
+            False,
+            TABLE_REJECTED,
+            f"router rejected the routing table: {rejection}",
+            False,
+        )
         if problem:
             return ("Degraded" if st.stable else "Pending", False, "InvalidSpec", problem, True)
         unresolved = self.unresolved
@@ -519,10 +543,14 @@ class _Reconcile:
                     "autoRollback is off: promote or abort",
                     True,
                 )
+            if rejection:
+                return refused
             if self.paused:  # every pause says why in self.waiting
                 return ("Paused", False, "Paused", self.waiting, False)
             detail = self.waiting or f"rolling out {cand}: {st.traffic_summary or 'no traffic yet'}"
             return ("Progressing", False, "RolloutInProgress", detail, False)
+        if rejection:
+            return refused
         if st.rejected_version is not None:
             entry = next(
                 (
@@ -597,7 +625,8 @@ def reconcile_modeldeployment(
         r.scale_down()
     table = r.table()
     actions = r.actions(table)
-    phase, ready, reason, message, stalled = r.conclude(problem)
+    rejection = None if problem else r.router_rejection(table)
+    phase, ready, reason, message, stalled = r.conclude(problem, rejection)
     st.phase = phase
     st.message = message[:1024]
     st.conditions = reconciled_conditions(
@@ -611,6 +640,8 @@ def reconcile_modeldeployment(
     )
     if problem and (r.old.phase != phase or st.message != r.old.message[:1024]):
         r.event("Warning", "InvalidSpec", problem)
+    if reason == TABLE_REJECTED and st.message != r.old.message[:1024]:
+        r.event("Warning", TABLE_REJECTED, message)
     if phase == "Healthy" and r.old.phase != "Healthy":
         r.event("Normal", "Healthy", message)
     r.wait(STEADY_POLL_SECONDS)

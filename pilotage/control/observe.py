@@ -107,12 +107,13 @@ def _variant(name: str, doc: Mapping[str, Any]) -> VariantStats:
 
 def router_stats(doc: Mapping[str, Any]) -> RouterStats:
     """The router's `GET /admin/stats` document as `RouterStats` (current and retired
-    variants; shadow totals; the routing-table revision in use)."""
+    variants; shadow totals; the routing-table revision in use; refused reloads)."""
     variants = [_variant(name, entry) for name, entry in (doc.get("variants") or {}).items()]
     variants += [_variant(str(e.get("variant", "")), e) for e in doc.get("retired") or []]
     totals = doc.get("shadowTotals") or {}
     comparisons = totals.get("comparisons") or {}
     revision = doc.get("revision")
+    reload_error = doc.get("lastReloadError")
     return RouterStats(
         variants=tuple(variants),
         shadow=ShadowStats(
@@ -122,6 +123,8 @@ def router_stats(doc: Mapping[str, Any]) -> RouterStats:
             dropped=_int(totals.get("dropped")),
         ),
         revision=str(revision) if revision is not None else None,
+        reload_errors=_int(doc.get("reloadErrors")),
+        last_reload_error=str(reload_error) if reload_error else None,
     )
 
 

@@ -311,6 +311,20 @@ class RouterStats:
     shadow: ShadowStats = field(default_factory=ShadowStats)
     revision: str | None = None
     """The routing-table revision the router is using (None when unknown)."""
+    reload_errors: int = 0
+    """Routing files the router refused since it started (`reloadErrors`)."""
+    last_reload_error: str | None = None
+    """Why it refused the last one (`lastReloadError`); it stays after a later success."""
+
+
+@dataclass(frozen=True)
+class TableRejection:
+    """The router refused a routing table the shell gave it: which one and why."""
+
+    revision: str | None
+    """The refused table's revision (None when the shell cannot tell)."""
+    reason: str
+    """The router's own words (its 400 answer, or its reload error)."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +332,8 @@ class RouterState:
     ready: bool
     endpoint: str | None = None
     stats: RouterStats | None = None
+    rejection: TableRejection | None = None
+    """The last table the router refused, when the shell knows it is not in use."""
 
 
 @dataclass(frozen=True)
