@@ -17,7 +17,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +25,13 @@ from pydantic import ValidationError
 from pilotage.api import Dataset, DriftMonitor, TrainingJob
 from pilotage.api.modelcard import ModelCard
 from pilotage.control.common import parse_time
-from pilotage.control.observe import drift_signal, router_stats, training_job_info
+from pilotage.control.observe import (
+    drift_signal,
+    router_stats,
+    strongest_drift_signal,
+    training_job_info,
+)
+from pilotage.control.observe import server_counters as parse_server_counters
 from pilotage.control.types import (
     Action,
     CreateTrainingJob,
@@ -41,6 +47,7 @@ from pilotage.control.types import (
     ServerState,
     SetRoutes,
     StartRun,
+    TableRejection,
     TrainingJobInfo,
     VariantStats,
 )
@@ -131,6 +138,10 @@ def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
         variants=tuple(merged.values()),
         # Only a revision every pod reports is live; otherwise the push is still under way.
         revision=first.revision if len(revisions) == 1 else None,
+        reload_errors=sum(s.reload_errors for s in all_stats),
+        last_reload_error=next(
+            (s.last_reload_error for s in all_stats if s.last_reload_error), None
+        ),
     )
 
 
@@ -159,6 +170,10 @@ class KubernetesPlatform:
         self._tokens: dict[tuple[str, str], str] = {}
         self._tokens_lock = threading.Lock()
         self._cards: dict[str, ModelCard] = {}
+        # The last routing table a router pod refused, per (namespace, deployment); a push
+        # every pod accepts clears it.
+        self._rejections: dict[tuple[str, str], TableRejection] = {}
+        self._rejections_lock = threading.Lock()
 
     # ---- observations ------------------------------------------------------------------
 
@@ -256,15 +271,18 @@ class KubernetesPlatform:
         if dep is None:
             return None
         endpoint = build.router_endpoint(deployment, namespace, self.settings)
+        with self._rejections_lock:
+            rejection = self._rejections.get((namespace, deployment))
         ready = int((dep.get("status") or {}).get("readyReplicas") or 0) > 0
         if not ready:
-            return RouterState(ready=False, endpoint=endpoint)
+            return RouterState(ready=False, endpoint=endpoint, rejection=rejection)
         collected = []
         for pod in self._router_pods(namespace, deployment):
             doc = self._admin(namespace, deployment, pod, "GET", "/admin/stats")
             if doc is not None:
                 collected.append(router_stats(doc))
-        return RouterState(ready=True, endpoint=endpoint, stats=sum_router_stats(collected))
+        stats = sum_router_stats(collected)
+        return RouterState(ready=True, endpoint=endpoint, stats=stats, rejection=rejection)
 
     def drift(self, namespace: str, deployment: str) -> DriftSignal | None:
         signals = []
@@ -275,11 +293,8 @@ class KubernetesPlatform:
                 signal = drift_signal(DriftMonitor.model_validate(body))
             except ValidationError:
                 continue
-            if signal is not None:
-                signals.append(signal)
-        # The most alarming monitor speaks for the deployment.
-        signals.sort(key=lambda s: (s.rollback, s.drifting, s.score or 0.0), reverse=True)
-        return signals[0] if signals else None
+            signals.append(signal)
+        return strongest_drift_signal(signals)
 
     def server_counters(
         self, namespace: str, deployment: str, version: str
@@ -297,14 +312,8 @@ class KubernetesPlatform:
             doc = _http_json("GET", url, None, None, self.settings.http_timeout_seconds)
             if doc is None:
                 continue
-            out.append(
-                ServerCounters(
-                    features=doc.get("features") or {},
-                    predictions=(doc.get("predictions") or {}).get("counts") or {},
-                    rows=int(doc.get("rows") or 0),
-                    replica=f"{pod['metadata']['name']}@{pod['metadata'].get('uid', '')}",
-                )
-            )
+            replica = f"{pod['metadata']['name']}@{pod['metadata'].get('uid', '')}"
+            out.append(parse_server_counters(doc, replica))
         return tuple(out)
 
     def model_card(self, uri: str) -> ModelCard | None:
@@ -378,8 +387,20 @@ class KubernetesPlatform:
         }
         document = action.table.to_document(action.deployment, urls)
         self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
-        for pod in self._router_pods(namespace, action.deployment):
-            self._admin(namespace, action.deployment, pod, "PUT", "/admin/routes", document)
+        answers = []
+        token = self._known_token(namespace, action.deployment)
+        for pod in self._router_pods(namespace, action.deployment) if token else []:
+            url = self.addresses.pod_url(pod, self.settings.router_admin_port) + "/admin/routes"
+            answers.append(
+                _http_call("PUT", url, document, token, self.settings.http_timeout_seconds)
+            )
+        refusals = [a.refusal for a in answers if a.refusal is not None]
+        key = (namespace, action.deployment)
+        with self._rejections_lock:
+            if refusals:
+                self._rejections[key] = TableRejection(action.table.revision, refusals[0])
+            elif any(a.doc is not None for a in answers):
+                self._rejections.pop(key, None)
 
     # ---- router admin API --------------------------------------------------------------
 
@@ -434,9 +455,15 @@ class KubernetesPlatform:
         return _http_json(method, url, body, token, self.settings.http_timeout_seconds)
 
 
-def _http_json(
-    method: str, url: str, body: Any, token: str | None, timeout: float
-) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class _Answer:
+    doc: dict[str, Any] | None
+    """The JSON object of a 2xx answer (None on any failure)."""
+    refusal: str | None = None
+    """The `error` of a 4xx answer other than 401/403: the peer refused the request."""
+
+
+def _http_call(method: str, url: str, body: Any, token: str | None, timeout: float) -> _Answer:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
     if token is not None:
@@ -445,10 +472,32 @@ def _http_json(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
             doc = json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        error = _error_of(exc)
+        log.warning("%s %s failed: HTTP %d: %s", method, url, exc.code, error)
+        refused = 400 <= exc.code < 500 and exc.code not in (401, 403)
+        return _Answer(None, error if refused else None)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         log.warning("%s %s failed: %s", method, url, exc)
-        return None
-    return doc if isinstance(doc, dict) else None
+        return _Answer(None)
+    return _Answer(doc if isinstance(doc, dict) else None)
+
+
+def _error_of(exc: urllib.error.HTTPError) -> str:
+    """The `{"error": ...}` of an error answer, or its status line."""
+    try:
+        doc = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("error"):
+        return str(doc["error"])
+    return f"HTTP {exc.code} {exc.reason}"
+
+
+def _http_json(
+    method: str, url: str, body: Any, token: str | None, timeout: float
+) -> dict[str, Any] | None:
+    return _http_call(method, url, body, token, timeout).doc
 
 
 def _secret_value(secret: Obj, key: str) -> str:

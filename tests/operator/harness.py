@@ -20,6 +20,7 @@ from pilotage.operator import names
 from pilotage.operator.app import OperatorApp, build_operator
 from pilotage.operator.platform import Addresses
 from pilotage.operator.settings import OperatorSettings
+from pilotage.router.table import RoutingError, parse_table
 from tests.operator.conftest import api_url, eventually
 from tests.operator.emulator import Cluster
 from tests.operator.manifests import BASE, CRDS, NS, dataset, summary, training_job
@@ -183,13 +184,18 @@ async def running_kubelet(cluster: Cluster) -> AsyncIterator[None]:
 class FakeRouterAdmin:
     """A router pod's admin API: records pushed routing tables, serves stats the test sets.
 
-    It checks the bearer token against the Secret the operator created."""
+    It checks the bearer token against the Secret the operator created, and every pushed
+    document with the real router's parser: an invalid one is answered 400 with the
+    parser's error (as `pilotage route` does), counted in `refused` and not applied. A
+    test can make it refuse valid tables too (`refuse_with`)."""
 
     def __init__(self, cluster: Cluster, namespace: str, deployment: str):
         self.cluster = cluster
         self.secret = (namespace, names.router_token_secret_name(deployment))
         self.tables: list[dict[str, Any]] = []
         self.rejected = 0
+        self.refused: list[str] = []
+        self.refuse_with: str | None = None
         self.counters: dict[tuple[str, str], dict[str, Any]] = {}
         self.comparisons = {"agree": 0, "disagree": 0, "error": 0}
 
@@ -253,11 +259,22 @@ class FakeRouterAdmin:
         if not self._authorized(request):
             return aiohttp.web.json_response({"error": "token"}, status=403)
         if request.method == "PUT" and request.path == "/admin/routes":
-            self.tables.append(await request.json())
+            document = await request.json()
+            try:
+                parse_table(document)
+            except RoutingError as exc:
+                return self._refuse(str(exc))
+            if self.refuse_with is not None:
+                return self._refuse(self.refuse_with)
+            self.tables.append(document)
             return aiohttp.web.json_response({"applied": True})
         if request.method == "GET" and request.path == "/admin/stats":
             return aiohttp.web.json_response(self.stats())
         return aiohttp.web.json_response({"error": "no such endpoint"}, status=404)
+
+    def _refuse(self, error: str) -> aiohttp.web.Response:
+        self.refused.append(error)
+        return aiohttp.web.json_response({"error": error}, status=400)
 
     @contextlib.asynccontextmanager
     async def serving(self, port: int) -> AsyncIterator[FakeRouterAdmin]:

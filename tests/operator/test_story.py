@@ -121,7 +121,7 @@ async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
             ):
                 assert cluster.get(kind, NS, name) is not None, (kind, name)
             assert router.tables and router.tables[-1]["variants"][0]["weight"] == 100
-            assert router.rejected == 0
+            assert router.rejected == 0 and router.refused == []
             md = status(cluster, "modeldeployments", "iris")
             assert md["stable"]["version"] == "iris-v1"
             assert md["endpoint"] == f"http://iris-router.{NS}.svc:8080"

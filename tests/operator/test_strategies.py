@@ -77,6 +77,7 @@ async def serving_v1(
         )
         yield router
     assert router.rejected == 0
+    assert router.refused == [], "every table pushed must be one the real router accepts"
 
 
 async def test_abort_then_retry_a_canary(cluster: Cluster) -> None:
@@ -220,3 +221,34 @@ async def test_shadow_mirrors_then_promotes_on_agreement(cluster: Cluster) -> No
             ),
             what="the promoted table pushed",
         )
+
+
+async def test_a_refused_routing_table_is_explained_in_the_status(cluster: Cluster) -> None:
+    strategy = {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    async with serving_v1(cluster, strategy, {"interval": "1s"}) as router:
+        reason = "variants: a test refuses every new table"
+        router.refuse_with = reason
+        await trained(cluster, "iris-v2")
+        md = await eventually(
+            lambda: (
+                "router rejected" in md_status(cluster).get("message", "") and md_status(cluster)
+            ),
+            what="the refusal in the status",
+        )
+        assert md["message"] == f"router rejected the routing table: {reason}"
+        assert md["phase"] == "Progressing" and md["candidate"]["version"] == "iris-v2"
+        ready = next(c for c in md["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "RoutingTableRejected" and ready["message"] == md["message"]
+        await eventually(lambda: events(cluster, "RoutingTableRejected"), what="Warning Event")
+        assert router.weights() == {"stable": 100}, "the router kept its table"
+
+        router.refuse_with = None
+        await eventually(
+            lambda: (
+                md_status(cluster).get("phase") == "Paused"
+                and router.weights() == {"stable": 80, "canary": 20}
+            ),
+            what="the canary table taken once the router accepts it",
+        )
+        assert set(router.refused) == {reason}
+        router.refused.clear()
