@@ -40,14 +40,17 @@ from pilotage.control.types import (
     EnsureServer,
     RemoveServer,
     RouterState,
+    RouterStats,
     RunState,
     ServerCounters,
     ServerState,
     SetRoutes,
     StartRun,
+    TableRejection,
 )
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
+from pilotage.router.table import RoutingError, load_table_file
 
 HTTP_TIMEOUT_S = 1.0
 LOCALHOST = "127.0.0.1"
@@ -466,12 +469,41 @@ class LocalPlatform:
             return None
         endpoint = f"http://{LOCALHOST}:{record.port}"
         if not self.supervisor.running(record):
-            return RouterState(ready=False, endpoint=endpoint)
+            # A router whose first table is refused exits at start: say why.
+            return RouterState(
+                ready=False, endpoint=endpoint, rejection=self._table_rejection(deployment, None)
+            )
         try:
             doc = http_json(f"{endpoint}/pilotage/stats", timeout=1.0)
         except OSError:
             return RouterState(ready=False, endpoint=endpoint)
-        return RouterState(ready=True, endpoint=endpoint, stats=router_stats(doc))
+        stats = router_stats(doc)
+        return RouterState(
+            ready=True,
+            endpoint=endpoint,
+            stats=stats,
+            rejection=self._table_rejection(deployment, stats),
+        )
+
+    def _table_rejection(self, deployment: str, stats: RouterStats | None) -> TableRejection | None:
+        """Why the router is not using the routing file, when it refuses it. The router's
+        own check of the file gives the reason (the words it logs and shows as
+        `lastReloadError`); a valid file it does not use yet is only a moment away (the
+        router looks every watch interval), so that is no rejection. Checking the file
+        itself, not `lastReloadError`, keeps an earlier file's error from being reported
+        against this one."""
+        path = self._routes_file(deployment)
+        try:
+            wanted = json.loads(path.read_text()).get("revision")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if stats is not None and stats.revision == wanted:
+            return None
+        try:
+            load_table_file(path)
+        except RoutingError as exc:
+            return TableRejection(str(wanted) if wanted is not None else None, str(exc))
+        return None
 
     def remove_router(self, deployment: str) -> None:
         self.supervisor.stop(f"router/{deployment}")
