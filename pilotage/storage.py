@@ -29,9 +29,14 @@ class StorageError(Exception):
 def _parse(uri: str) -> tuple[str, str, str]:
     parsed = urlparse(uri)
     if parsed.scheme not in SCHEMES:
+        schemes = ", ".join(s + "://" for s in SCHEMES)
+        if not parsed.scheme and uri:
+            raise StorageError(
+                f"{uri!r} is a path, not a URI: did you mean {Path(uri).absolute().as_uri()}? "
+                f"(URIs start with one of {schemes})"
+            )
         raise StorageError(
-            f"unsupported URI scheme {parsed.scheme or '(none)'!r} in {uri!r}; "
-            f"use one of {', '.join(s + '://' for s in SCHEMES)}"
+            f"unsupported URI scheme {parsed.scheme or '(none)'!r} in {uri!r}; use one of {schemes}"
         )
     return parsed.scheme, parsed.netloc, parsed.path
 

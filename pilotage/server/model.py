@@ -94,12 +94,19 @@ def _read_card(directory: Path) -> ModelCard:
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ModelLoadError(
-            f"{path} is not a valid model card: {where}: {first['msg']} "
-            f"({exc.error_count()} problem(s))"
-        ) from exc
+        raise ModelLoadError(_card_problem(path, exc)) from exc
+
+
+def _card_problem(path: Path, exc: ValidationError) -> str:
+    """One line: the first problem of model.json, and how many more there are."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"{path} is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
+    where = ".".join(str(p) for p in first["loc"])
+    detail = f"{where}: {first['msg']}" if where else first["msg"]
+    more = exc.error_count() - 1
+    extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path} is not a valid model card: {detail}{extra}"
 
 
 def _check_layout(card: ModelCard, inputs: list[GraphTensor], outputs: list[GraphTensor]) -> None:

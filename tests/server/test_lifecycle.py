@@ -50,6 +50,19 @@ def test_clear_errors_for_missing_model_and_bad_card(tmp_path: Path) -> None:
     done = run_serve("--model-uri", (tmp_path / "m").as_uri())
     assert done.returncode == 1 and "not a valid model card" in done.stderr
     assert "Traceback" not in done.stderr
+    (tmp_path / "m" / "model.json").write_text('{"x":')
+    done = run_serve("--model-uri", (tmp_path / "m").as_uri())
+    error = done.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"pilotage serve: error: {tmp_path / 'm' / 'model.json'} is not valid JSON: "
+        "EOF while parsing a value at line 1 column 5"
+    )
+
+
+def test_a_bare_path_is_answered_with_its_file_uri(tmp_path: Path) -> None:
+    done = run_serve("--model-uri", str(tmp_path / "nope"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"did you mean {(tmp_path / 'nope').as_uri()}?" in done.stderr
 
 
 def test_a_port_in_use_is_one_clear_line(models: dict[str, Artifact]) -> None:
