@@ -39,7 +39,9 @@ P99_SLO_MS = 150.0
 INJECTED_LATENCY_MS = 400.0
 # Where the shifted traffic moves each iris feature (cm): the "fresh data" is measured there.
 SHIFT = (1.2, 0.6, 1.8, 0.8)
-FEATURES = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
+# The served names (builtin columns made identifier-like by the trainer): what the model
+# card, the drift report and the fresh data's header call them.
+FEATURES = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm")
 
 
 class StepFailed(Exception):
@@ -431,6 +433,7 @@ class Demo:
             self.status("TrainingJob", self.retrain_name).get("modelVersion") or self.retrain_name
         )
         steps: list[str] = []
+        weights: list[int] = []  # the candidate's share at each step it went through
 
         def promoted() -> dict[str, Any] | None:
             st = self.status("ModelDeployment", MODEL)
@@ -442,6 +445,9 @@ class Demo:
             ):
                 steps.append(summary)
                 self.say(f"   traffic {summary} ({st.get('phase')})")
+                weight = (st.get("traffic") or {}).get("canary")
+                if isinstance(weight, int) and weight > 0 and weight not in weights:
+                    weights.append(weight)
             if (
                 st.get("phase") == "Degraded"
                 and (st.get("history") or [{}])[-1].get("version") == version
@@ -454,7 +460,8 @@ class Demo:
         analysis = st.get("lastAnalysis") or {}
         p99 = analysis.get("p99Ms")
         figure = f", last analysis p99 {p99:.0f} ms" if isinstance(p99, int | float) else ""
-        return f"{version} promoted through {len(steps)} traffic steps to {st.get('trafficSummary')}{figure}"
+        path = " → ".join(str(w) for w in [*weights, 100])
+        return f"{version} promoted through {path} % of the traffic ({st.get('trafficSummary')}){figure}"
 
     # -- running it ------------------------------------------------------------------------
 
