@@ -182,3 +182,15 @@ def test_regression_with_batching_under_concurrency(diabetes: Server) -> None:
     assert "probabilities" not in r.json()
     metrics = httpx.get(f"{diabetes.url}/metrics").text
     assert 'pilotage_server_batch_size_count{model="diabetes",version="v1"}' in metrics
+
+
+def test_answers_carry_a_content_length_not_chunked_framing(iris: Server) -> None:
+    x = iris_rows(iris, 1)
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": x[0].tolist()}
+    for r in (
+        httpx.post(f"{iris.url}/v2/models/iris/infer", json={"inputs": [tensor]}),
+        httpx.post(f"{iris.url}/v2/models/iris/infer", content=b"{"),  # an error answer too
+        httpx.get(f"{iris.url}/metrics"),
+    ):
+        assert r.headers.get("content-length") == str(len(r.content)), r.headers
+        assert "transfer-encoding" not in r.headers
