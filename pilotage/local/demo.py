@@ -459,7 +459,7 @@ class Demo:
         st = self.wait(f"{version} to be promoted", promoted, 90)
         analysis = st.get("lastAnalysis") or {}
         p99 = analysis.get("p99Ms")
-        figure = f", last analysis p99 {p99:.0f} ms" if isinstance(p99, int | float) else ""
+        figure = f", last analysis p99 {p99:.1f} ms" if isinstance(p99, int | float) else ""
         path = " → ".join(str(w) for w in [*weights, 100])
         return f"{version} promoted through {path} % of the traffic ({st.get('trafficSummary')}){figure}"
 
