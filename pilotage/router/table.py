@@ -125,8 +125,9 @@ class RoutingTable:
         return doc
 
 
-def _unknown_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(set(given) - allowed)
+def _unknown_keys(where: str, given: Mapping[Any, Any], allowed: set[str]) -> None:
+    # YAML keys need not be strings (`1:`, `on:` is True): name them as written
+    extra = sorted(str(k) for k in given if k not in allowed)
     if extra:
         raise RoutingError(
             f"{where}: unknown field(s) {', '.join(extra)} (allowed: {', '.join(sorted(allowed))})"
@@ -144,7 +145,10 @@ def _number(where: str, value: Any, low: float, high: float) -> float:
 def _parse_url(where: str, url: Any) -> tuple[str, str, int]:
     if not isinstance(url, str) or not url:
         raise RoutingError(f"{where}: must be an http:// URL, got {url!r}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise RoutingError(f"{where}: not a valid URL, got {url!r}") from None
     if parts.scheme != "http":
         raise RoutingError(f"{where}: only http:// upstreams are supported, got {url!r}")
     try:
@@ -185,7 +189,7 @@ def _parse_shadow(raw: Any, names: set[str]) -> ShadowSpec:
         raise RoutingError("shadow: must be a mapping with variant and percent")
     _unknown_keys("shadow", raw, _SHADOW_KEYS)
     variant = raw.get("variant")
-    if variant not in names:
+    if not isinstance(variant, str) or variant not in names:
         raise RoutingError(
             f"shadow.variant: {variant!r} is not one of the variants ({', '.join(sorted(names))})"
         )

@@ -77,6 +77,33 @@ def test_bad_documents_name_the_field(path: str, value: Any, message: str) -> No
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # YAML keys that are not strings: an integer, and `on:` (a YAML 1.1 boolean)
+        ("1: x", "routing document: unknown field(s) 1"),
+        ("on: x", "routing document: unknown field(s) True"),
+        ("variants: [{name: stable, url: 'http://a:1', weight: 100, version: 1, 2: 3}]",
+         "variants[0]: unknown field(s) 2"),
+        ("variants: [{name: stable, url: 'http://[::1', weight: 100, version: 1}]",
+         "variants[0].url: not a valid URL"),
+        ("mode: shadow\nshadow: {variant: [stable]}", "shadow.variant: ['stable'] is not one of"),
+        ("mode: shadow\nshadow: {variant: stable, 7: x}", "shadow: unknown field(s) 7"),
+    ],
+)  # fmt: skip
+def test_odd_yaml_is_a_routing_error_not_a_crash(tmp_path: Path, text: str, message: str) -> None:
+    # anything but RoutingError here is a 500 on PUT /admin/routes and kills the file watcher
+    base = (
+        "deployment: iris\nmode: canary\n"
+        "variants: [{name: stable, url: 'http://a:1', weight: 100, version: 1}]\n"
+    )
+    path = tmp_path / "routes.yaml"
+    path.write_text(base + text + "\n")
+    with pytest.raises(RoutingError) as err:
+        load_table_file(path)
+    assert message in str(err.value)
+
+
 def test_bluegreen_needs_one_active_variant() -> None:
     doc = edited("mode", "bluegreen")
     with pytest.raises(RoutingError, match="one active variant with weight 100"):
