@@ -12,9 +12,9 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
-from pilotage.api import ManifestError, parse_resource
+from pilotage.api import KINDS, ManifestError, parse_resource
 from pilotage.api.common import Condition
 from pilotage.api.conditions import summarize
 from pilotage.api.dataset import Dataset
@@ -241,8 +241,21 @@ class Reconciler:
             **status,
             "observedGeneration": generation,
             "conditions": [c.dump() for c in conditions],
-            "message": message[:1024],
         }
-        if status.get("message") != new["message"]:
+        if _declares_message(body.get("kind")):
+            new["message"] = message[:1024]
+        # The Ready condition, present in every kind's status, tells whether this problem
+        # was already reported (a Dataset's status has no `message` to compare with).
+        before = next((c for c in old if c.type == "Ready"), None)
+        if before is None or (before.reason, before.message) != ("InvalidSpec", message[:1024]):
             self._event(body, Event("Warning", "InvalidSpec", message[:1024]), now)
         self._write_status(res, body, new)
+
+
+def _declares_message(kind: Any) -> bool:
+    """Whether the kind's status has a `message` field (the API server prunes it if not)."""
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    status = model.model_fields.get("status") if model is not None else None
+    return status is not None and any(
+        "message" in getattr(arg, "model_fields", {}) for arg in get_args(status.annotation)
+    )
