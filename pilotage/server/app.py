@@ -307,6 +307,9 @@ class ServerApp:
             await respond(send, status, error_body(exc.message))
         except ClientGone:
             status = 499
+        except Exception:
+            status = 500  # answered by _http's catch-all: count it as what the client gets
+            raise
         finally:
             if batcher is not None and not queued:
                 batcher.arriving -= 1
