@@ -137,11 +137,15 @@ def main(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     try:
-        if args.max_connections_per_upstream < 1:
-            raise ValueError(
-                f"--max-connections-per-upstream must be at least 1, "
-                f"got {args.max_connections_per_upstream}"
-            )
+        for flag, value, least in (
+            ("--max-connections-per-upstream", args.max_connections_per_upstream, 1),
+            # asyncio.Queue(0) has no bound at all: a slow shadow would hold every copy
+            ("--shadow-queue", args.shadow_queue, 1),
+            ("--shadow-workers", args.shadow_workers, 1),
+            ("--recent-answers", args.recent_answers, 0),
+        ):
+            if value < least:
+                raise ValueError(f"{flag} must be at least {least}, got {value}")
         table = load_table_file(args.config)
         token = _admin_token(args)
         sockets = [_bind(args.host, args.port, "public port")]

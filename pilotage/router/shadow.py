@@ -62,6 +62,9 @@ class ShadowCopy:
 
 class ShadowMirror:
     def __init__(self, stats: ShadowStats, capacity: int = 256, workers: int = 8):
+        if capacity < 1 or workers < 1:
+            # a capacity of 0 would make asyncio.Queue unbounded
+            raise ValueError(f"capacity and workers must be at least 1, got {capacity}, {workers}")
         self.stats = stats
         self.capacity = capacity
         self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(capacity)

@@ -40,3 +40,15 @@ def test_bad_starts_are_one_line_errors(tmp_path: Path) -> None:
     assert no_connections.stderr.strip() == (
         "pilotage route: --max-connections-per-upstream must be at least 1, got 0"
     )
+
+    for flag, value, least in (
+        ("--shadow-queue", "0", 1),
+        ("--shadow-workers", "0", 1),
+        ("--recent-answers", "-1", 0),
+    ):
+        refused = route("--config", str(config), "--port", port, flag, value)
+        assert refused.returncode == 2
+        assert (
+            refused.stderr.strip()
+            == f"pilotage route: {flag} must be at least {least}, got {value}"
+        )
