@@ -29,7 +29,9 @@ def extract_predictions(body: bytes) -> list[Any] | None:
     outputs = doc.get("outputs")
     if not isinstance(outputs, list) or not outputs:
         return None
-    named = {o.get("name"): o for o in outputs if isinstance(o, dict)}
+    named = {
+        o["name"]: o for o in outputs if isinstance(o, dict) and isinstance(o.get("name"), str)
+    }
     chosen = next((named[n] for n in _PREDICTION_OUTPUTS if n in named), None)
     if chosen is None:
         chosen = next((o for n, o in named.items() if "prob" not in str(n)), None)
