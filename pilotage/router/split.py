@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from pilotage.router.table import Variant
 
-_TWO_64 = float(1 << 64)
+_TWO_52 = float(2**52)
 
 
 class WeightedSplitter:
@@ -51,10 +51,20 @@ class WeightedSplitter:
         return variants[best]
 
 
+def _unit_interval(h: int) -> float:
+    """Map a 64-bit hash to (0, 1), open at both ends.
+
+    Only the top 52 bits are used: with the half added they still fit a float exactly,
+    so the largest hash stays below 1.0 (with all 64 bits, 2**64 - 1 rounds up to 1.0
+    and the sticky score's -log(1.0) is 0).
+    """
+    return ((h >> 12) + 0.5) / _TWO_52
+
+
 def _unit_hash(key: bytes, salt: bytes) -> float:
     """A uniform value in (0, 1) from ``key`` and ``salt``."""
     digest = hashlib.blake2b(key, digest_size=8, salt=salt).digest()
-    return (int.from_bytes(digest, "big") + 0.5) / _TWO_64
+    return _unit_interval(int.from_bytes(digest, "big"))
 
 
 def _salt(name: str) -> bytes:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
-from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
+from pilotage.router.split import (
+    PercentSampler,
+    StickyChooser,
+    WeightedSplitter,
+    _unit_interval,
+)
 from pilotage.router.table import Variant
 
 
@@ -47,3 +53,11 @@ def test_percent_sampler_is_exact() -> None:
     for percent, expected in ((0, 0), (12.5, 125), (50, 500), (100, 1000)):
         sampler = PercentSampler(percent)
         assert sum(sampler.take() for _ in range(1000)) == expected
+
+
+def test_unit_interval_stays_open_at_both_ends() -> None:
+    # 2**64 - 1 as a float is 2**64: the old mapping returned exactly 1.0 there, and the
+    # sticky score weight / -log(1.0) divided by zero for that key
+    assert 0.0 < _unit_interval(0) < 1e-15
+    assert _unit_interval(2**64 - 1) < 1.0
+    assert math.log(_unit_interval(2**64 - 1)) < 0.0
