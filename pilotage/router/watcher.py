@@ -54,6 +54,9 @@ class FileWatcher:
         except RoutingError as exc:
             self.state.reload_failed(str(exc))
             return False
+        except Exception as exc:  # a parser bug must not end the watching for good
+            self.state.reload_failed(f"{self.path}: cannot load: {type(exc).__name__}: {exc}")
+            return False
         if table.deployment != self.state.active.table.deployment:
             self.state.reload_failed(
                 f"{self.path}: deployment {table.deployment!r} is not the one this router serves "
