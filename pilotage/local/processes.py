@@ -117,12 +117,18 @@ class Supervisor:
         self.store.forget_process(key)
 
     def stop_all(self, grace: float = STOP_GRACE_S) -> list[int]:
-        """Stop every recorded process at once; returns the pids that were stopped."""
+        """Stop every running process at once; returns the pids that were stopped.
+
+        A finished run stays recorded: its exit status and summary are read by the next
+        runtime on this state directory, which would otherwise start the run again.
+        """
         records = self.store.processes()
-        self._terminate(records, grace)
+        running = [r for r in records if self.running(r)]
+        self._terminate(running, grace)
         for r in records:
-            self.store.forget_process(r.key)
-        return [r.pid for r in records]
+            if r in running or r.role != "run":
+                self.store.forget_process(r.key)
+        return [r.pid for r in running]
 
     def _terminate(self, records: list[ProcessRecord], grace: float) -> None:
         mine = [r for r in records if self.running(r)]

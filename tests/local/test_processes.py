@@ -70,3 +70,19 @@ def test_term_is_followed_by_kill(tmp_path: Path) -> None:
     wait_until(lambda: "ready" in (tmp_path / "s.log").read_text(), 10, what="trap installed")
     sup.stop("run/stubborn", grace=0.5)
     wait_until(lambda: not _pids_in_group(rec.pid), 10, what="group killed")
+
+
+def test_stop_all_keeps_the_record_of_a_finished_run(tmp_path: Path) -> None:
+    """A run that ended before `pilotage up` stopped is read by the next one, not rerun."""
+    sup = Supervisor(Store(tmp_path / "state"))
+    done = sup.start("run/done", "run", "TrainingJob/a", ["true"], tmp_path / "done.log")
+    wait_until(lambda: not sup.running(done), 10, what="run finished")
+    busy = sup.start("run/busy", "run", "TrainingJob/b", ["sleep", "300"], tmp_path / "b.log")
+    server = sup.start(
+        "server/x/1/0", "server", "ModelDeployment/x", ["sleep", "300"], tmp_path / "s.log"
+    )
+
+    assert sorted(sup.stop_all(grace=5)) == sorted([busy.pid, server.pid])
+    assert not sup.running(busy) and not sup.running(server)
+    later = Supervisor(Store(tmp_path / "state"))
+    assert [r.key for r in later.records()] == ["run/done"]
