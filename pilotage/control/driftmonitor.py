@@ -372,8 +372,7 @@ class _Reconcile:
             last = self.now
         following: datetime = croniter(schedule, last).get_next(datetime)
         if following <= self.now:
-            st.last_schedule_time = self.stamp
-            return True
+            return True  # stays due until a retrain takes it (see `retrain`): a cooldown delays it
         self.wait(seconds_between(self.now, following))
         return False
 
@@ -461,6 +460,8 @@ class _Reconcile:
                 cp[RETRAINED_FOR] = cp.get(DRIFTING_SINCE)
             elif fired_trigger == "datasetChange":
                 st.dataset_fingerprint = self.obs.dataset_fingerprint
+            elif fired_trigger == "schedule":
+                st.last_schedule_time = self.stamp
             elif fired_trigger == "manual":
                 cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
         self.events.append(

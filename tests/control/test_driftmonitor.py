@@ -214,6 +214,28 @@ def test_schedule_triggers_at_the_cron_time() -> None:
     assert action.manifest["metadata"]["labels"]["pilotage.dev/trigger"] == "schedule"
 
 
+def test_a_schedule_that_falls_in_the_cooldown_retrains_when_the_cooldown_ends() -> None:
+    server = Server()
+    dm, _ = step(monitor(schedule="0 * * * *"), observe(server), 0)
+    dm = monitor(annotations={"pilotage.dev/retrain": "r1"}, schedule="0 * * * *").model_copy(
+        update={"status": dm.status}
+    )
+    dm, result = step(dm, observe(server), 3300)  # manual retrain at 00:55: cooldown to 01:05
+    assert [a.manifest["metadata"]["labels"]["pilotage.dev/trigger"] for a in created(result)] == [
+        "manual"
+    ]
+    dm, result = step(dm, observe(server), 3601)  # the 01:00 schedule, inside the cooldown
+    assert created(result) == [] and dm.status is not None
+    assert "retrain waits for the cooldown (schedule" in dm.status.message
+    dm, result = step(dm, observe(server), 3901)
+    [action] = created(result)
+    assert action.manifest["metadata"]["labels"]["pilotage.dev/trigger"] == "schedule"
+    dm, result = step(dm, observe(server), 3950)  # taken: the next one is at 02:00
+    assert created(result) == []
+    dm, result = step(dm, observe(server), 7201)
+    assert [a.manifest["metadata"]["name"] for a in created(result)] == ["iris-dm-retrain-3"]
+
+
 def test_live_accuracy_drop_triggers_a_retrain() -> None:
     server = Server()
     perf = {"metric": "accuracy", "min": 0.8, "minSamples": 50}
