@@ -251,6 +251,13 @@ class _Reconcile:
             self.unresolved = wanted
             return
         model = wanted.model
+        if self.spec.model.uri is not None:
+            # A URI already served keeps the version it got: the card that names it may be
+            # readable on one call and not on the next.
+            model = next(
+                (m for m in (st.candidate, st.stable) if m is not None and m.uri == model.uri),
+                model,
+            )
         if st.stable is None:
             st.stable = model
             message = f"version {model.version} deployed as stable from {model.uri}"

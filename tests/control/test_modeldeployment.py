@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -101,6 +102,25 @@ def test_uri_source_takes_the_version_from_the_path() -> None:
     md, _ = run(deployment(model={"uri": "s3://models/ns/iris/2024-06"}), observe([], []), 0)
     assert md.status is not None and md.status.stable is not None
     assert md.status.stable.version == "2024-06"
+
+
+@pytest.mark.parametrize(("first", "then"), [(None, "iris-abc"), ("iris-abc", None)])
+def test_a_served_uri_keeps_its_version_whether_its_card_is_read_or_not(
+    first: str | None, then: str | None
+) -> None:
+    """The model card gives a URI's version when it can be read; a card read on one call
+    and not on the next (not written yet, a storage hiccup) must not roll the same model
+    out again under another name."""
+    md = deployment(model={"uri": "s3://models/ns/iris/2024-06"})
+    md, _ = run(md, replace(observe([], []), model_card_version=first), 0)
+    assert md.status is not None and md.status.stable is not None
+    served = md.status.stable.version
+    assert served == (first or "2024-06")
+    for t in (10, 20):
+        md, result = run(md, replace(observe([], [served]), model_card_version=then), t)
+        assert md.status is not None and md.status.stable is not None
+        assert md.status.stable.version == served and md.status.candidate is None
+        assert "RolloutStarted" not in [e.reason for e in result.events]
 
 
 def test_canary_steps_pause_and_promote() -> None:
