@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pilotage.api import API_VERSION, Resource, parse_resource
+from pilotage.api import API_VERSION, ManifestError, Resource, parse_resource
 
 DEFAULT_NAMESPACE = "default"
 DB_FILE = "state.db"
@@ -305,17 +305,27 @@ class Store:
     def write_status(
         self, kind: str, name: str, status: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
     ) -> bool:
-        """Replace the status; False when the resource is gone. Unchanged status is not rewritten."""
+        """Replace the status; False when the resource is gone. Unchanged status is not rewritten.
+
+        A status the kind's model refuses is refused here (StoreError), as the API server
+        refuses one its schema does not allow: stored, it would make every read fail.
+        """
         text = json.dumps(status, sort_keys=True)
         with self._tx() as db:
             row = db.execute(
-                "SELECT status FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+                "SELECT kind, namespace, name, uid, generation, resource_version, created, "
+                "metadata, spec, status FROM resources "
+                "WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             ).fetchone()
             if row is None:
                 return False
-            if row[0] == text:
+            if row[-1] == text:
                 return True
+            try:
+                self._to_resource((*row[:-1], text))
+            except ManifestError as exc:
+                raise StoreError(f"status refused: {exc}") from None
             db.execute(
                 "UPDATE resources SET status = ?, resource_version = ? "
                 "WHERE kind = ? AND namespace = ? AND name = ?",

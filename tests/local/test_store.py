@@ -81,6 +81,17 @@ def test_status_is_separate_from_spec(store: Store) -> None:
     assert not store.write_status("Dataset", "missing", {"phase": "Ready"})
 
 
+def test_a_status_the_model_refuses_is_not_stored(store: Store) -> None:
+    """Stored, it would make every read of the state fail (`get`, the control loop)."""
+    store.apply(parse_resource(DATASET))
+    store.write_status("Dataset", "iris", {"phase": "Ready", "rows": 150})
+    with pytest.raises(StoreError, match="fingerprint"):
+        store.write_status("Dataset", "iris", {"phase": "Ready", "fingerprint": "f" * 500})
+    with pytest.raises(StoreError, match="phase"):
+        store.write_status("Dataset", "iris", {"phase": "Exploded"})
+    assert [r.dump()["status"]["rows"] for r in store.objects()] == [150]
+
+
 def test_manual_annotations_survive_reapply(store: Store) -> None:
     store.apply(parse_resource(DATASET))
     store.set_annotation("Dataset", "iris", "pilotage.dev/refresh", "tok1")
