@@ -136,11 +136,14 @@ class Reconciler:
     def _modeldeployment(self, md: ModelDeployment, body: Obj, now: datetime) -> Result[Any]:
         namespace = body["metadata"]["namespace"]
         md = self._with_analysis_defaults(md)
+        uri = md.spec.model.uri
+        card = self.platform.model_card(uri) if uri is not None else None
         obs = ModelDeploymentObservation(
             training_jobs=self.platform.training_jobs(namespace),
             servers=self.platform.servers(namespace, md.name),
             router=self.platform.router(namespace, md.name),
             drift=self.platform.drift(namespace, md.name),
+            model_card_version=card.version if card is not None else None,
         )
         return reconcile_modeldeployment(md, obs, now)
 
