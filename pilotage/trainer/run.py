@@ -233,6 +233,23 @@ def _split(x_frame: pd.DataFrame, y: np.ndarray, dataset: Dataset, task: Task) -
         raise TrainingError(f"cannot split {len(y)} rows: {_one_line(exc)}") from exc
 
 
+def _require_every_class_in_training(
+    classes: list[Any], y: np.ndarray, y_train: np.ndarray, target: str
+) -> None:
+    """A class whose rows all fell in the test split cannot be learnt, and the metrics
+    (computed over the classes the model knows) cannot score its test rows."""
+    seen = set(np.asarray(y_train).tolist())
+    absent = [c for c in classes if c not in seen]
+    if not absent:
+        return
+    all_values = np.asarray(y).tolist()
+    counts = ", ".join(f"{c!r} ({all_values.count(c)} rows)" for c in absent[:5])
+    raise TrainingError(
+        f"the training split has no row of class(es) {counts} of target {target}; "
+        "add rows of these classes, or remove them from the data"
+    )
+
+
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in sorted(params.items()):
@@ -321,9 +338,11 @@ def _train(
     train_frame, test_frame, y_train, y_test = _split(
         frame[[f.name for f in features]], y, dataset, task
     )
+    say(f"split: {len(y_train)} train, {len(y_test)} test rows")
+    if classes is not None:
+        _require_every_class_in_training(classes, y, y_train, target.name)
     x_train = model_input(train_frame, features)
     x_test = model_input(test_frame, features)
-    say(f"split: {len(y_train)} train, {len(y_test)} test rows")
 
     categories = (
         encoder_categories(x_train, features, spec.preprocessing)

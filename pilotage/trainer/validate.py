@@ -88,22 +88,27 @@ def _as_bool(value: object) -> float:
     return np.nan
 
 
-def _coerce(series: pd.Series, kind: FeatureType) -> tuple[pd.Series, int]:
-    """The column in its logical type and how many present values did not fit it."""
+def _coerce(series: pd.Series, kind: FeatureType) -> tuple[pd.Series, int, int]:
+    """The column in its logical type, how many present values did not fit it, and how
+    many of those were infinite (``inf`` parses as a number, but no model can use it)."""
     present = series.notna()
     if kind == "category":
         out = series.astype(object).where(present, None)
         out = out.map(lambda v: None if v is None else _category_text(v))
-        return out, 0
+        return out, 0, 0
+    infinite = 0
     if kind == "bool":
         out = series.map(_as_bool).astype(np.float64).where(present, np.nan)
     else:
         out = pd.to_numeric(series, errors="coerce").astype(np.float64)
+        unbounded = np.isinf(out)
+        infinite = int(unbounded.sum())
+        out = out.where(~unbounded, np.nan)
         if kind == "int":
             frac = out.notna() & (np.floor(out) != out)
             out = out.where(~frac, np.nan)
     mismatched = int((present & out.isna()).sum())
-    return out, mismatched
+    return out, mismatched, infinite
 
 
 def _category_text(value: object) -> str:
@@ -240,7 +245,7 @@ def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
     ]
     for name in checked:
         rule = _rule(name, raw[name], schema)
-        values, mismatched = _coerce(raw[name], rule.type)
+        values, mismatched, infinite = _coerce(raw[name], rule.type)
         if mismatched:
             findings.append(
                 Finding(
@@ -248,7 +253,8 @@ def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
                     kind="typeMismatch",
                     count=mismatched,
                     severity="error",
-                    message=f"{mismatched} values are not of type {rule.type}",
+                    message=f"{mismatched} values are not of type {rule.type}"
+                    + (f" ({infinite} infinite)" if infinite else ""),
                 )
             )
         _check_column(name, values, rule, rows, findings)

@@ -1,0 +1,43 @@
+"""Odd but plausible tables: each ends in a clear Failed message, never an internal error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from pilotage.trainer.run import profile, train
+from tests.trainer.conftest import dataset, job
+
+
+def _csv(tmp_path: Path, frame: pd.DataFrame) -> str:
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return path.as_uri()
+
+
+def test_a_class_only_in_the_test_split_is_named(tmp_path: Path) -> None:
+    # One row of class 2: stratification cannot apply, and seed 0 puts that row in the test split.
+    frame = pd.DataFrame({"a": range(20), "y": [0] * 10 + [1] * 9 + [2]})
+    ds = dataset("d", _csv(tmp_path, frame), target="y", split={"testFraction": 0.25, "seed": 0})
+    summary = train(ds, job("d", "logistic_regression"), (tmp_path / "model").as_uri())
+    assert summary["phase"] == "Failed"
+    assert "internal error" not in summary["message"], summary["message"]
+    assert "the training split has no row of class(es) 2 (1 rows)" in summary["message"]
+    assert not (tmp_path / "model").exists()
+
+
+def test_infinite_values_are_a_type_mismatch(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": range(20), "y": [i % 2 for i in range(20)]}).astype(float)
+    frame.loc[3, "y"] = float("inf")
+    frame.loc[5, "a"] = float("-inf")
+    ds = dataset("d", _csv(tmp_path, frame), target="y")
+    summary = train(ds, job("d", "logistic_regression"), (tmp_path / "model").as_uri())
+    assert summary["phase"] == "Failed"
+    assert (
+        "column a: typeMismatch (1) 1 values are not of type float (1 infinite)"
+        in (summary["message"])
+    )
+    assert "column y: typeMismatch (1)" in summary["message"]
+    profiled = profile(ds, None)
+    assert profiled["phase"] == "Failed" and "typeMismatch" in profiled["message"]
