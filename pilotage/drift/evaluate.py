@@ -130,8 +130,18 @@ def _binned_statistic(
     assert bins.edges is not None
     if bins.edges.size == 0:  # a single bin (the column was all null in training): no scale
         return 0.0, None, non_null
-    distance = wasserstein_binned(list(bins.edges), bins.proportions, window.values)
-    return distance / max(bins.std or 0.0, WASSERSTEIN_MIN_NORM), None, non_null
+    scale = max(bins.std or 0.0, WASSERSTEIN_MIN_NORM)
+    lower = upper = None
+    if bins.edges.size == 1:
+        # Two bins (a two-valued feature, say) give outer_bounds no width to borrow, so
+        # both would collapse onto the edge and every window would score 0. Each bin is
+        # taken to span one baseline std instead: the score is then the share that moved
+        # across the edge.
+        lower, upper = float(bins.edges[0]) - scale, float(bins.edges[0]) + scale
+    distance = wasserstein_binned(
+        list(bins.edges), bins.proportions, window.values, lower=lower, upper=upper
+    )
+    return distance / scale, None, non_null
 
 
 def _exact_statistic(

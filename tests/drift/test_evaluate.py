@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from pilotage.api.modelcard import Baseline, CategoricalProfile
+from pilotage.api.modelcard import Baseline, CategoricalProfile, NumericProfile
 from pilotage.drift import (
     DriftInputError,
     Reservoir,
@@ -260,3 +260,21 @@ def test_reservoir_from_a_server_snapshot_and_a_single_bin_profile() -> None:
     assert evaluate(baseline, window, method="wasserstein").feature("empty").score == 0.0
     with pytest.raises(DriftInputError, match="reservoir column x is not numeric"):
         Reservoir.from_rows({"x": [1.0]}, ["x"], [["red"]])
+
+
+def test_binned_wasserstein_sees_a_two_valued_feature_move() -> None:
+    # The trainer profiles a 0/1 feature (10 % ones) as one edge at 1 and two bins; the
+    # outer bins must not collapse onto that edge.
+    baseline = Baseline(
+        rows=1000,
+        features={"flag": NumericProfile(edges=[1.0], proportions=[0.9, 0.1], mean=0.1, std=0.3)},
+        predictions=categorical_profile(["a"]),
+    )
+    moved = {"flag": np.array([0.0] * 100 + [1.0] * 900)}
+    report = evaluate(baseline, count_window(baseline, moved), method="wasserstein")
+    assert report.features[0].drifted
+    assert report.features[0].score == pytest.approx(0.8)
+    same = {"flag": np.array([0.0] * 900 + [1.0] * 100)}
+    steady = evaluate(baseline, count_window(baseline, same), method="wasserstein")
+    assert steady.features[0].score == pytest.approx(0.0, abs=1e-12)
+    assert not steady.features[0].drifted
