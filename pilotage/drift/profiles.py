@@ -15,6 +15,7 @@ import numpy.typing as npt
 from pilotage.api.modelcard import NULL_BIN, OTHER_BIN, CategoricalProfile, NumericProfile
 from pilotage.drift.binned import FloatArray, binned_mean_std
 from pilotage.drift.errors import DriftInputError
+from pilotage.drift.window import is_count
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def window_counts_for(bins: BinLayout, counts: Mapping[str, int]) -> WindowCount
     values = np.zeros(len(bins.labels), dtype=np.int64)
     nulls = 0
     for label, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int | float) or count < 0:
+        if not is_count(count):
             raise DriftInputError(f"count of {bins.name}/{label} is not a count: {count!r}")
         if label == NULL_BIN:
             nulls += int(count)

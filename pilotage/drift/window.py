@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from pilotage.drift.errors import DriftInputError
@@ -9,10 +10,18 @@ from pilotage.drift.errors import DriftInputError
 Counters = Mapping[str, Mapping[str, int]]
 
 
+def is_count(value: object) -> bool:
+    """A non-negative whole number, as an int or a float (Prometheus counters are floats);
+    NaN, infinities and fractions are not counts."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value >= 0 and value == int(value)
+
+
 def _check(snapshot: Counters, what: str) -> None:
     for group, counts in snapshot.items():
         for label, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if not is_count(value):
                 raise DriftInputError(f"{what} counter {group}/{label} is not a count: {value!r}")
 
 
@@ -57,5 +66,7 @@ def add_windows(*windows: Counters) -> dict[str, dict[str, int]]:
         for group, counts in window.items():
             into = total.setdefault(group, {})
             for label, value in counts.items():
+                if not is_count(value):
+                    raise DriftInputError(f"window count {group}/{label} is not a count: {value!r}")
                 into[label] = into.get(label, 0) + int(value)
     return total

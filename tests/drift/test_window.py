@@ -41,3 +41,11 @@ def test_windows_of_replicas_add_up() -> None:
         "a": {"0": 3, "1": 1},
         "b": {"x": 5},
     }
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2.5, -1])
+def test_a_counter_that_is_not_a_whole_number_is_refused_by_name(value: float) -> None:
+    with pytest.raises(DriftInputError, match="counter age/0 is not a count"):
+        window_counts({}, {"age": {"0": value}})
+    with pytest.raises(DriftInputError, match="count age/0 is not a count"):
+        add_windows({"age": {"0": value}})
