@@ -8,6 +8,9 @@
   is rewritten atomically (the router watches it, no restart);
 * artifacts live under ``<state>/artifacts`` as ``file://`` URIs.
 
+Resources of the same name in two namespaces are told apart everywhere (process keys,
+owner references, run directories, routing files, logs) by ``scoped``.
+
 Every process is recorded in the store (see ``processes.Supervisor``), so a restarted
 runtime adopts the ones still running and never starts a finished run again.
 """
@@ -59,6 +62,25 @@ ROUTER_WATCH_INTERVAL_S = 0.1
 # The shell wrapper of a run: the run's exit status lands in a file even when nobody
 # is waiting for it (the runtime was restarted in between).
 _RUN_WRAPPER = 'rc="$1"; shift; "$@"; echo $? > "$rc.tmp"; mv "$rc.tmp" "$rc"'
+
+
+def scoped(namespace: str, name: str) -> str:
+    """A resource's name in process keys, owner references and file names.
+
+    The bare name in the default namespace, so that the records and files of a runtime
+    from before namespaces were told apart are still found (and adopted); elsewhere
+    ``namespace:name``. No Kubernetes name or namespace holds ``:``, so the two forms
+    never collide.
+    """
+    if ":" in namespace or "/" in namespace or ":" in name or "/" in name:
+        raise ValueError(f"invalid namespace or name: {namespace!r}/{name!r}")
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}:{name}"
+
+
+def unscoped(text: str) -> tuple[str, str]:
+    """(namespace, name) of a ``scoped`` name."""
+    namespace, sep, name = text.partition(":")
+    return (namespace, name) if sep else (DEFAULT_NAMESPACE, text)
 
 
 def free_port() -> int:
@@ -131,35 +153,36 @@ class LocalPlatform:
     def _pilotage(self, *args: str) -> list[str]:
         return [self.python, "-m", "pilotage", *args]
 
-    def carry_out(self, action: Action) -> None:
+    def carry_out(self, action: Action, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Carry out an action of a resource in ``namespace``."""
         if isinstance(action, StartRun):
-            self.start_run(action)
+            self.start_run(action, namespace)
         elif isinstance(action, DeleteRun):
-            self.delete_run(action.name)
+            self.delete_run(action.name, namespace)
         elif isinstance(action, EnsureServer):
-            self.ensure_server(action)
+            self.ensure_server(action, namespace)
         elif isinstance(action, RemoveServer):
-            self.remove_server(action.deployment, action.version)
+            self.remove_server(action.deployment, action.version, namespace)
         elif isinstance(action, EnsureRouter):
-            self.ensure_router(action)
+            self.ensure_router(action, namespace)
         elif isinstance(action, SetRoutes):
-            self.set_routes(action)
+            self.set_routes(action, namespace)
         elif isinstance(action, CreateTrainingJob):
-            self.create_training_job(action)
+            self.create_training_job(action, namespace)
         else:  # pragma: no cover - the Action union is closed
             raise TypeError(f"unknown action {action!r}")
 
     # -- training and profiling runs ---------------------------------------------------
 
-    def _run_dir(self, name: str) -> Path:
-        return self.state_dir / "runs" / name
+    def _run_dir(self, name: str, namespace: str) -> Path:
+        return self.state_dir / "runs" / scoped(namespace, name)
 
-    def start_run(self, action: StartRun) -> None:
+    def start_run(self, action: StartRun, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Start the run unless one of this name is recorded (running or finished)."""
-        key = f"run/{action.name}"
+        key = f"run/{scoped(namespace, action.name)}"
         if self.supervisor.find(key) is not None:
             return
-        run_dir = self._run_dir(action.name)
+        run_dir = self._run_dir(action.name, namespace)
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ("rc", "stdout", "log"):
             with contextlib.suppress(FileNotFoundError):
@@ -177,18 +200,18 @@ class LocalPlatform:
         self.supervisor.start(
             key,
             "run",
-            f"{action.owner_kind}/{action.owner_name}",
+            f"{action.owner_kind}/{scoped(namespace, action.owner_name)}",
             argv,
             run_dir / "log",
             stdout_path=run_dir / "stdout",
             info={"purpose": action.purpose, "deadline": action.deadline_seconds},
         )
 
-    def run_state(self, name: str) -> RunState | None:
-        record = self.supervisor.find(f"run/{name}")
+    def run_state(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> RunState | None:
+        record = self.supervisor.find(f"run/{scoped(namespace, name)}")
         if record is None:
             return None
-        run_dir = self._run_dir(name)
+        run_dir = self._run_dir(name, namespace)
         started = _parse_time(record.started)
         if self.supervisor.running(record):
             deadline = record.info.get("deadline")
@@ -227,22 +250,26 @@ class LocalPlatform:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def delete_run(self, name: str) -> None:
-        self.supervisor.stop(f"run/{name}")
+    def delete_run(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.supervisor.stop(f"run/{scoped(namespace, name)}")
 
-    def run_log(self, name: str) -> Path:
-        return self._run_dir(name) / "log"
+    def run_log(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Path:
+        return self._run_dir(name, namespace) / "log"
 
     # -- model servers -------------------------------------------------------------------
 
     @staticmethod
-    def _server_prefix(deployment: str, version: str | None = None) -> str:
-        return f"server/{deployment}/" + (f"{version}/" if version is not None else "")
+    def _server_prefix(deployment: str, namespace: str, version: str | None = None) -> str:
+        return f"server/{scoped(namespace, deployment)}/" + (
+            f"{version}/" if version is not None else ""
+        )
 
-    def servers(self, deployment: str, version: str | None = None) -> list[ProcessRecord]:
-        return self.supervisor.records(self._server_prefix(deployment, version))
+    def servers(
+        self, deployment: str, version: str | None = None, namespace: str = DEFAULT_NAMESPACE
+    ) -> list[ProcessRecord]:
+        return self.supervisor.records(self._server_prefix(deployment, namespace, version))
 
-    def ensure_server(self, action: EnsureServer) -> None:
+    def ensure_server(self, action: EnsureServer, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Keep ``replicas`` servers of the version running; restart any that died."""
         settings = {
             "modelUri": action.model_uri,
@@ -251,7 +278,7 @@ class LocalPlatform:
             "maxBatchWaitUs": action.settings.max_batch_wait_us,
         }
         restarted = False
-        for record in self.servers(action.deployment, action.version):
+        for record in self.servers(action.deployment, action.version, namespace):
             replica = int(record.key.rsplit("/", 1)[1])
             if replica >= action.replicas or record.info.get("settings") != settings:
                 self.supervisor.stop(record.key)
@@ -259,19 +286,23 @@ class LocalPlatform:
             elif not self.supervisor.running(record):
                 self.supervisor.stop(record.key)
         have = {
-            int(r.key.rsplit("/", 1)[1]) for r in self.servers(action.deployment, action.version)
+            int(r.key.rsplit("/", 1)[1])
+            for r in self.servers(action.deployment, action.version, namespace)
         }
         for replica in range(action.replicas):
             if replica in have:
                 continue
-            self._start_server(action, replica, settings)
+            self._start_server(action, namespace, replica, settings)
             restarted = True
         if restarted:
-            self._refresh_routes(action.deployment)
+            self._refresh_routes(action.deployment, namespace)
 
-    def _start_server(self, action: EnsureServer, replica: int, settings: dict[str, Any]) -> None:
+    def _start_server(
+        self, action: EnsureServer, namespace: str, replica: int, settings: dict[str, Any]
+    ) -> None:
         port = free_port()
-        key = f"{self._server_prefix(action.deployment, action.version)}{replica}"
+        scope = scoped(namespace, action.deployment)
+        key = f"{self._server_prefix(action.deployment, namespace, action.version)}{replica}"
         argv = self._pilotage(
             "serve",
             "--model-uri",
@@ -290,32 +321,36 @@ class LocalPlatform:
             str(self.state_dir / "cache"),
             "--enable-fault-injection",  # the demo slows a canary through /admin/faults
         )
-        log = self.state_dir / "logs" / f"server-{action.deployment}-{action.version}-{replica}.log"
+        log = self.state_dir / "logs" / f"server-{scope}-{action.version}-{replica}.log"
         self.supervisor.start(
             key,
             "server",
-            f"ModelDeployment/{action.deployment}",
+            f"ModelDeployment/{scope}",
             argv,
             log,
             port=port,
             info={"settings": settings, "version": action.version},
         )
 
-    def remove_server(self, deployment: str, version: str) -> None:
-        records = self.servers(deployment, version)
+    def remove_server(
+        self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        records = self.servers(deployment, version, namespace)
         if records:
-            self._router_caught_up(deployment)
+            self._router_caught_up(deployment, namespace)
         for record in records:
             self.supervisor.stop(record.key)
 
-    def _router_caught_up(self, deployment: str, timeout: float = 3.0) -> bool:
+    def _router_caught_up(self, deployment: str, namespace: str, timeout: float = 3.0) -> bool:
         """Wait until the router uses the routing file's revision, so that a server about to
         be stopped no longer receives requests (the file is watched, not pushed)."""
         try:
-            revision = json.loads(self._routes_file(deployment).read_text()).get("revision")
+            revision = json.loads(self._routes_file(deployment, namespace).read_text()).get(
+                "revision"
+            )
         except (OSError, ValueError):
             return True
-        record = self.supervisor.find(f"router/{deployment}")
+        record = self.supervisor.find(self._router_key(deployment, namespace))
         if record is None or not self.supervisor.running(record):
             return True
         deadline = time.monotonic() + timeout
@@ -343,10 +378,12 @@ class LocalPlatform:
         self._ready.add(ident)
         return True
 
-    def server_states(self, deployment: str) -> list[ServerState]:
+    def server_states(
+        self, deployment: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> list[ServerState]:
         """One state per version: ready when every replica answers its readiness probe."""
         by_version: dict[str, list[ProcessRecord]] = {}
-        for record in self.servers(deployment):
+        for record in self.servers(deployment, namespace=namespace):
             by_version.setdefault(str(record.info.get("version")), []).append(record)
         states = []
         for version, records in by_version.items():
@@ -360,13 +397,17 @@ class LocalPlatform:
             states.append(ServerState(version=version, ready=not down, message=message))
         return states
 
-    def server_url(self, deployment: str, version: str) -> str | None:
-        records = self.servers(deployment, version)
+    def server_url(
+        self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> str | None:
+        records = self.servers(deployment, version, namespace)
         return f"http://{LOCALHOST}:{records[0].port}" if records else None
 
-    def server_drift_counters(self, deployment: str, version: str) -> list[ServerCounters]:
+    def server_drift_counters(
+        self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> list[ServerCounters]:
         out = []
-        for record in self.servers(deployment, version):
+        for record in self.servers(deployment, version, namespace):
             if not self._ready_now(record, "/v2/health/ready"):
                 continue
             try:
@@ -380,11 +421,16 @@ class LocalPlatform:
         return out
 
     def inject_faults(
-        self, deployment: str, version: str, latency_ms: float = 0.0, error_rate: float = 0.0
+        self,
+        deployment: str,
+        version: str,
+        latency_ms: float = 0.0,
+        error_rate: float = 0.0,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> int:
         """Set fault injection on every replica of a version; returns how many were set."""
         done = 0
-        for record in self.servers(deployment, version):
+        for record in self.servers(deployment, version, namespace):
             http_json(
                 f"http://{LOCALHOST}:{record.port}/admin/faults",
                 {"latencyMs": latency_ms, "errorRate": error_rate},
@@ -394,55 +440,64 @@ class LocalPlatform:
 
     # -- routers ---------------------------------------------------------------------------
 
-    def _routes_file(self, deployment: str) -> Path:
-        return self.state_dir / "routes" / f"{deployment}.json"
+    def _routes_file(self, deployment: str, namespace: str) -> Path:
+        return self.state_dir / "routes" / f"{scoped(namespace, deployment)}.json"
 
-    def ensure_router(self, action: EnsureRouter) -> None:
+    @staticmethod
+    def _router_key(deployment: str, namespace: str) -> str:
+        return f"router/{scoped(namespace, deployment)}"
+
+    def _router(self, deployment: str, namespace: str) -> ProcessRecord | None:
+        return self.supervisor.find(self._router_key(deployment, namespace))
+
+    def ensure_router(self, action: EnsureRouter, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Keep the router running; it starts with the first routing table."""
-        record = self.supervisor.find(f"router/{action.deployment}")
+        record = self._router(action.deployment, namespace)
         if record is not None and self.supervisor.running(record):
             return
-        if self._routes_file(action.deployment).exists():
-            self._start_router(action.deployment, record.port if record else None)
+        if self._routes_file(action.deployment, namespace).exists():
+            self._start_router(action.deployment, namespace, record.port if record else None)
 
-    def _start_router(self, deployment: str, port: int | None) -> None:
-        self.supervisor.stop(f"router/{deployment}")
+    def _start_router(self, deployment: str, namespace: str, port: int | None) -> None:
+        key = self._router_key(deployment, namespace)
+        self.supervisor.stop(key)
         if port is None or not _port_free(port):
             port = free_port()
         argv = self._pilotage(
             "route",
             "--config",
-            str(self._routes_file(deployment)),
+            str(self._routes_file(deployment, namespace)),
             "--port",
             str(port),
             "--watch-interval",
             str(ROUTER_WATCH_INTERVAL_S),
         )
+        scope = scoped(namespace, deployment)
         self.supervisor.start(
-            f"router/{deployment}",
+            key,
             "router",
-            f"ModelDeployment/{deployment}",
+            f"ModelDeployment/{scope}",
             argv,
-            self.state_dir / "logs" / f"router-{deployment}.log",
+            self.state_dir / "logs" / f"router-{scope}.log",
             port=port,
         )
 
-    def set_routes(self, action: SetRoutes) -> None:
+    def set_routes(self, action: SetRoutes, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Write the routing document with the servers' current URLs; the router reloads it."""
-        path = self._routes_file(action.deployment)
+        path = self._routes_file(action.deployment, namespace)
         table_path = path.with_suffix(".table.json")
         _atomic_write(table_path, json.dumps(_table_to_json(action), sort_keys=True))
-        self._refresh_routes(action.deployment)
+        self._refresh_routes(action.deployment, namespace)
 
-    def _refresh_routes(self, deployment: str) -> None:
-        table_path = self._routes_file(deployment).with_suffix(".table.json")
+    def _refresh_routes(self, deployment: str, namespace: str) -> None:
+        table_path = self._routes_file(deployment, namespace).with_suffix(".table.json")
         try:
             table = json.loads(table_path.read_text())
         except (OSError, ValueError):
             return
         urls: dict[str, str] = {}
         for variant in table["variants"]:
-            url = self.server_url(deployment, variant["version"])
+            url = self.server_url(deployment, variant["version"], namespace)
             if url is None:
                 return  # a server is missing; the reconciler ensures it first
             urls[variant["version"]] = url
@@ -450,28 +505,32 @@ class LocalPlatform:
         doc["deployment"] = deployment
         doc["variants"] = [{**v, "url": urls[v["version"]]} for v in table["variants"]]
         text = json.dumps(doc, indent=2, sort_keys=True)
-        path = self._routes_file(deployment)
+        path = self._routes_file(deployment, namespace)
         with contextlib.suppress(OSError):
             if path.read_text() == text:
                 return
         _atomic_write(path, text)
-        record = self.supervisor.find(f"router/{deployment}")
+        record = self._router(deployment, namespace)
         if record is None or not self.supervisor.running(record):
-            self._start_router(deployment, record.port if record else None)
+            self._start_router(deployment, namespace, record.port if record else None)
 
-    def router_endpoint(self, deployment: str) -> str | None:
-        record = self.supervisor.find(f"router/{deployment}")
+    def router_endpoint(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> str | None:
+        record = self._router(deployment, namespace)
         return f"http://{LOCALHOST}:{record.port}" if record else None
 
-    def router_state(self, deployment: str) -> RouterState | None:
-        record = self.supervisor.find(f"router/{deployment}")
+    def router_state(
+        self, deployment: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> RouterState | None:
+        record = self._router(deployment, namespace)
         if record is None:
             return None
         endpoint = f"http://{LOCALHOST}:{record.port}"
         if not self.supervisor.running(record):
             # A router whose first table is refused exits at start: say why.
             return RouterState(
-                ready=False, endpoint=endpoint, rejection=self._table_rejection(deployment, None)
+                ready=False,
+                endpoint=endpoint,
+                rejection=self._table_rejection(deployment, namespace, None),
             )
         try:
             doc = http_json(f"{endpoint}/pilotage/stats", timeout=1.0)
@@ -482,17 +541,19 @@ class LocalPlatform:
             ready=True,
             endpoint=endpoint,
             stats=stats,
-            rejection=self._table_rejection(deployment, stats),
+            rejection=self._table_rejection(deployment, namespace, stats),
         )
 
-    def _table_rejection(self, deployment: str, stats: RouterStats | None) -> TableRejection | None:
+    def _table_rejection(
+        self, deployment: str, namespace: str, stats: RouterStats | None
+    ) -> TableRejection | None:
         """Why the router is not using the routing file, when it refuses it. The router's
         own check of the file gives the reason (the words it logs and shows as
         `lastReloadError`); a valid file it does not use yet is only a moment away (the
         router looks every watch interval), so that is no rejection. Checking the file
         itself, not `lastReloadError`, keeps an earlier file's error from being reported
         against this one."""
-        path = self._routes_file(deployment)
+        path = self._routes_file(deployment, namespace)
         try:
             wanted = json.loads(path.read_text()).get("revision")
         except (OSError, ValueError, AttributeError):
@@ -505,27 +566,29 @@ class LocalPlatform:
             return TableRejection(str(wanted) if wanted is not None else None, str(exc))
         return None
 
-    def remove_router(self, deployment: str) -> None:
-        self.supervisor.stop(f"router/{deployment}")
-        for path in (
-            self._routes_file(deployment),
-            self._routes_file(deployment).with_suffix(".table.json"),
-        ):
+    def remove_router(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.supervisor.stop(self._router_key(deployment, namespace))
+        routes = self._routes_file(deployment, namespace)
+        for path in (routes, routes.with_suffix(".table.json")):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def remove_deployment(self, deployment: str) -> None:
+    def remove_deployment(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Stop everything a deleted ModelDeployment had running."""
-        self.remove_router(deployment)
-        for record in self.servers(deployment):
+        self.remove_router(deployment, namespace)
+        for record in self.servers(deployment, namespace=namespace):
             self.supervisor.stop(record.key)
 
     # -- resources created by the control plane ----------------------------------------------
 
-    def create_training_job(self, action: CreateTrainingJob) -> None:
+    def create_training_job(
+        self, action: CreateTrainingJob, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        """Create the job (in its owner's namespace unless it names one) if it is absent."""
         manifest = json.loads(json.dumps(action.manifest))
         meta = manifest.setdefault("metadata", {})
-        namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+        namespace = meta.get("namespace") or namespace
+        meta["namespace"] = namespace
         owner = self.store.find(action.owner_kind, action.owner_name, namespace)
         if owner is not None:
             refs = [

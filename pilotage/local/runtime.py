@@ -40,7 +40,7 @@ from pilotage.control.types import (
     TrainingJobInfo,
     TrainingJobObservation,
 )
-from pilotage.local.platform import LocalPlatform
+from pilotage.local.platform import LocalPlatform, scoped, unscoped
 from pilotage.local.store import Store
 from pilotage.storage import StorageError, join, read_bytes
 
@@ -115,7 +115,7 @@ class Runtime:
         if isinstance(res, Dataset):
             run = res.status.run if res.status else None
             return DatasetObservation(
-                run=self.platform.run_state(run) if run else None,
+                run=self.platform.run_state(run, namespace) if run else None,
                 artifact_uri=self.platform.artifact_uri,
             )
         if isinstance(res, TrainingJob):
@@ -123,7 +123,7 @@ class Runtime:
             dataset = self.store.find("Dataset", res.spec.dataset_ref.name, namespace)
             return TrainingJobObservation(
                 dataset=dataset if isinstance(dataset, Dataset) else None,
-                run=self.platform.run_state(run) if run else None,
+                run=self.platform.run_state(run, namespace) if run else None,
                 artifact_uri=self.platform.artifact_uri,
             )
         if isinstance(res, ModelDeployment):
@@ -133,8 +133,8 @@ class Runtime:
                 card_version = card.version if card else None
             return ModelDeploymentObservation(
                 training_jobs=self._jobs(namespace),
-                servers=tuple(self.platform.server_states(res.name)),
-                router=self.platform.router_state(res.name),
+                servers=tuple(self.platform.server_states(res.name, namespace)),
+                router=self.platform.router_state(res.name, namespace),
                 drift=self._drift_signal(res, namespace),
                 model_card_version=card_version,
             )
@@ -147,7 +147,7 @@ class Runtime:
         deployment = md if isinstance(md, ModelDeployment) else None
         stable = deployment.status.stable if deployment and deployment.status else None
         card = self.model_card(stable.uri) if stable else None
-        router = self.platform.router_state(deployment.name) if deployment else None
+        router = self.platform.router_state(deployment.name, namespace) if deployment else None
         retrain = dm.spec.on_drift.retrain
         fingerprint = None
         if retrain is not None:
@@ -162,7 +162,7 @@ class Runtime:
             version=stable.version if stable else None,
             baseline=card.baseline if card else None,
             counters=tuple(
-                self.platform.server_drift_counters(deployment.name, stable.version)
+                self.platform.server_drift_counters(deployment.name, stable.version, namespace)
                 if deployment and stable
                 else ()
             ),
@@ -176,15 +176,19 @@ class Runtime:
     # -- the loop ----------------------------------------------------------------------------
 
     def collect_garbage(self, resources: list[Resource]) -> None:
-        """Stop the processes whose owner resource was deleted."""
-        present = {f"{r.kind}/{r.name}" for r in resources}
+        """Stop the processes whose owner resource was deleted (owners are ``Kind/scoped``)."""
+        present = {
+            f"{r.kind}/{scoped(r.metadata.namespace or 'default', r.name)}" for r in resources
+        }
         for record in self.platform.supervisor.records():
             if record.owner in present:
                 continue
             if record.role == "run":
-                self.platform.delete_run(record.key.split("/", 1)[1])
+                namespace, run = unscoped(record.key.split("/", 1)[1])
+                self.platform.delete_run(run, namespace)
             else:
-                self.platform.remove_deployment(record.owner.split("/", 1)[1])
+                namespace, deployment = unscoped(record.owner.split("/", 1)[1])
+                self.platform.remove_deployment(deployment, namespace)
 
     def tick(self, now: datetime | None = None) -> TickReport:
         report = TickReport()
@@ -219,9 +223,9 @@ class Runtime:
     def reconcile(self, res: Resource, now: datetime) -> float | None:
         observation = self.observe(res)
         result = RECONCILERS[res.kind](res, observation, now)
-        for action in result.actions:
-            self.platform.carry_out(action)
         namespace = res.metadata.namespace or "default"
+        for action in result.actions:
+            self.platform.carry_out(action, namespace)
         status = result.status.model_dump(by_alias=True, exclude_none=True, mode="json")
         self.store.write_status(res.kind, res.name, status, namespace)
         for event in result.events:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -118,9 +119,19 @@ class ApplyResult:
     outcome: str  # created | configured | unchanged
 
 
+# A Kubernetes namespace is a DNS label; the runtime puts it in process keys and file names.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
 def _object_key(doc: dict[str, Any]) -> tuple[str, str, str]:
     meta = doc.get("metadata") or {}
-    return str(doc["kind"]), str(meta.get("namespace") or DEFAULT_NAMESPACE), str(meta["name"])
+    namespace = str(meta.get("namespace") or DEFAULT_NAMESPACE)
+    if not _NAMESPACE.match(namespace):
+        raise StoreError(
+            f"invalid namespace {namespace!r}: a namespace is a DNS label "
+            "(lowercase letters, digits and '-', at most 63 characters)"
+        )
+    return str(doc["kind"]), namespace, str(meta["name"])
 
 
 def _user_metadata(meta: dict[str, Any]) -> dict[str, Any]:
