@@ -4,7 +4,9 @@ Windows are tumbling and built from differences of the servers' cumulative count
 against `status.checkpoint` (per replica, so one restarted replica loses only its own
 counts). A `requests: N` window is judged once N rows arrived since the checkpoint;
 a `duration` window once that long has passed. `consecutive` drifting checks are
-needed before acting; `cooldown` spaces retrains whatever triggered them. When the
+needed before acting; `cooldown` spaces retrains whatever triggered them (a trigger
+that comes inside it waits: a live-performance breach stays pending until a retrain
+takes it or a healthy feedback window clears it, a schedule until a retrain takes it). When the
 watched (stable) version changes, the previous version's verdict is dropped and the
 status reads `InsufficientData` until the new version's first window is judged; the
 retrain bookkeeping (and so the cooldown) carries over.
@@ -37,6 +39,7 @@ from pilotage.api.driftmonitor import (
     DriftMonitorStatus,
     FeatureDrift,
     LiveMetrics,
+    PerformanceSpec,
     PredictionDrift,
     RetrainRecord,
     Trigger,
@@ -71,6 +74,9 @@ from pilotage.drift.window import add_windows, window_counts
 PREDICTIONS_GROUP = "__predictions__"
 HANDLED_RETRAIN = "handledRetrain"
 RETRAINED_FOR = "retrainedFor"
+# A live-performance breach no retrain has taken yet (one inside the cooldown): it is
+# acted on when the cooldown ends unless a healthy feedback window came in between.
+PENDING_PERFORMANCE = "pendingPerformance"
 # Methods that gain from samples: KS and Wasserstein are exact on them (auto uses KS).
 EXACT_METHODS = frozenset({"ks", "wasserstein", "auto"})
 
@@ -232,7 +238,7 @@ class _Reconcile:
         scratch. Retrain bookkeeping (lastRetrain, retrains, the cooldown, handled
         annotations, the dataset fingerprint, the schedule) is the monitor's, and stays."""
         st, cp = self.st, self.checkpoint
-        for per_version in ("feedback", DRIFTING_SINCE, RETRAINED_FOR):
+        for per_version in ("feedback", DRIFTING_SINCE, RETRAINED_FOR, PENDING_PERFORMANCE):
             cp.pop(per_version, None)
         cp.update(version=version, time=self.stamp, counts=_snapshot(self.obs.counters))
         st.version = version
@@ -317,34 +323,60 @@ class _Reconcile:
     # -- live performance --------------------------------------------------------
 
     def check_performance(self) -> str | None:
-        """A message when live quality breaches `performance`, else None."""
-        perf, fb, cp, st = self.spec.performance, self.obs.feedback, self.checkpoint, self.st
-        if perf is None or fb is None:
+        """A message when a new feedback window breaches `performance`, else None.
+
+        The breach is also kept pending in the checkpoint (see `pending_performance`);
+        a window that does not breach clears it."""
+        perf, fb, cp = self.spec.performance, self.obs.feedback, self.checkpoint
+        if perf is None:
+            cp.pop(PENDING_PERFORMANCE, None)
             return None
+        if fb is None:
+            return None
+        judged, breach = self.judge_performance(perf, fb)
+        if breach is not None:
+            cp[PENDING_PERFORMANCE] = breach
+        elif judged:
+            cp.pop(PENDING_PERFORMANCE, None)  # a healthy window came after the breach
+        return breach
+
+    def pending_performance(self) -> str | None:
+        """The breach waiting for a retrain (this tick's or one from inside the cooldown)."""
+        pending = self.checkpoint.get(PENDING_PERFORMANCE)
+        return str(pending) if pending else None
+
+    def judge_performance(
+        self, perf: PerformanceSpec, fb: FeedbackStats
+    ) -> tuple[bool, str | None]:
+        """Whether a full feedback window was judged (setting `status.live`), and its breach."""
+        cp, st = self.checkpoint, self.st
         before = cp.get("feedback")
         if not isinstance(before, dict) or any(
             getattr(fb, counter) < before.get(counter, 0)
             for counter in ("labelled", "correct", "valued")
         ):
             cp["feedback"] = _feedback_doc(fb)
-            return None
+            return False, None
         labelled = fb.labelled - int(before.get("labelled", 0))
         valued = fb.valued - int(before.get("valued", 0))
         samples = labelled if perf.metric == "accuracy" else valued
         if samples < perf.min_samples:
-            return None
+            return False, None
         cp["feedback"] = _feedback_doc(fb)
         if perf.metric == "accuracy":
             accuracy = (fb.correct - int(before.get("correct", 0))) / labelled
             st.live = LiveMetrics(samples=labelled, accuracy=accuracy)
             if perf.min is not None and accuracy < perf.min:
-                return f"live accuracy {accuracy:.3f} < min {perf.min:g} over {labelled} labelled requests"
-            return None
+                return True, (
+                    f"live accuracy {accuracy:.3f} < min {perf.min:g} "
+                    f"over {labelled} labelled requests"
+                )
+            return True, None
         mae = (fb.abs_error_sum - float(before.get("absErrorSum", 0.0))) / valued
         st.live = LiveMetrics(samples=valued, mae=mae)
         if perf.max is not None and mae > perf.max:
-            return f"live MAE {mae:.4g} > max {perf.max:g} over {valued} labelled requests"
-        return None
+            return True, f"live MAE {mae:.4g} > max {perf.max:g} over {valued} labelled requests"
+        return True, None
 
     # -- retraining --------------------------------------------------------------
 
@@ -409,6 +441,7 @@ class _Reconcile:
         st, cp, spec = self.st, self.checkpoint, self.spec
         template = spec.on_drift.retrain
         if template is None:
+            cp.pop(PENDING_PERFORMANCE, None)  # nothing to retrain with: do not keep it
             for trigger, _ in fired:
                 if trigger == "manual":
                     cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
@@ -458,6 +491,8 @@ class _Reconcile:
         for fired_trigger, _ in fired:
             if fired_trigger == "drift":
                 cp[RETRAINED_FOR] = cp.get(DRIFTING_SINCE)
+            elif fired_trigger == "performance":
+                cp.pop(PENDING_PERFORMANCE, None)
             elif fired_trigger == "datasetChange":
                 st.dataset_fingerprint = self.obs.dataset_fingerprint
             elif fired_trigger == "schedule":
@@ -525,7 +560,7 @@ def reconcile_driftmonitor(
     performance = r.check_performance()
     if performance:
         r.events.append(Event("Warning", "PerformanceDropped", performance))
-    fired = r.triggers(performance)
+    fired = r.triggers(r.pending_performance())
     if fired:
         r.retrain(fired)
 
