@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pilotage.listening import listen
 from pilotage.router.app import AdminToken, RouterApp
 from pilotage.router.state import RouterState
 from pilotage.router.table import RoutingError, load_table_file
@@ -70,20 +71,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
-
-
-def _bind(host: str, port: int, what: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {what} {host}:{port} ({exc.strerror or exc})") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 def _admin_token(args: argparse.Namespace) -> AdminToken | None:
@@ -148,9 +135,9 @@ def main(argv: list[str]) -> int:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
         table = load_table_file(args.config)
         token = _admin_token(args)
-        sockets = [_bind(args.host, args.port, "public port")]
+        sockets = [listen(args.host, args.port, "public port")]
         if args.admin_port is not None:
-            sockets.append(_bind(args.admin_host or args.host, args.admin_port, "admin port"))
+            sockets.append(listen(args.admin_host or args.host, args.admin_port, "admin port"))
     except (RoutingError, OSError, ValueError) as exc:
         print(f"pilotage route: {exc}", file=sys.stderr)
         return 2

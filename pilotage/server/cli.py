@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from pilotage.listening import listen
 from pilotage.server.app import ServerApp, ServerOptions
 from pilotage.server.model import ModelLoadError, load_model
 
@@ -178,21 +179,6 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     return run_uvicorn(app, listener)
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """The server's listening socket, or an OSError naming the address and why."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 # Objects allocated (not freed) between two generation-0 collections. Python's default,
