@@ -4,7 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit crds docs clean
+.PHONY: test demo lint typecheck unit crds docs clean cluster-bin cluster-up cluster-down
+
+# The real control plane the tests run against is built with Go when Go is here.
+HAVE_GO := $(shell command -v go 2>/dev/null)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,13 +19,13 @@ demo: $(STAMP)
 	$(BIN)/pilotage demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check pilotage tests benchmarks
-	$(BIN)/ruff format --check pilotage tests benchmarks
+	$(BIN)/ruff check pilotage tests benchmarks testcluster
+	$(BIN)/ruff format --check pilotage tests benchmarks testcluster
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(if $(HAVE_GO),cluster-bin)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
 
 crds: $(STAMP)
@@ -30,6 +33,16 @@ crds: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m pilotage.api.apidocs --output docs/api.md
+
+# kube-apiserver, controller-manager, scheduler, kubectl and etcd, built once per version
+cluster-bin: $(STAMP)
+	$(BIN)/python -m testcluster.build
+
+cluster-up: $(STAMP)
+	$(BIN)/python -m testcluster.up
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m testcluster.down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

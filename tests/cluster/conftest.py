@@ -1,0 +1,108 @@
+"""One real control plane per test session (per xdist worker: the whole directory is
+one xdist group, so one worker runs it), built from Go modules and started by
+`testcluster.up` in a temporary directory, so a cluster a developer started with
+`make cluster-up` is never touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testcluster import build
+from testcluster.down import down
+from testcluster.state import ClusterState
+from testcluster.up import up
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+def unavailable() -> str | None:
+    """Why this machine cannot run the test cluster, or None."""
+    if os.geteuid() != 0:
+        return "the test cluster needs root (network namespaces for pods)"
+    if shutil.which("ip") is None:
+        return "the test cluster needs iproute2's `ip`"
+    kube, etcd = (
+        build.kubernetes_dir(build.DEFAULT_BIN_ROOT),
+        build.etcd_dir(build.DEFAULT_BIN_ROOT),
+    )
+    if shutil.which("go") is None and not (
+        (kube / "kube-apiserver").is_file() and (etcd / "etcd").is_file()
+    ):
+        return "neither the Go toolchain nor built cluster binaries are here (make cluster-bin)"
+    return None
+
+
+@dataclass
+class Cluster:
+    state: ClusterState
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state.kubeconfig
+
+    @property
+    def directory(self) -> Path:
+        return self.state.directory
+
+    @property
+    def node_name(self) -> str:
+        return self.state.node_name
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.directory / "node"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return build.kubernetes_dir(build.DEFAULT_BIN_ROOT) / "kubectl"
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}"
+            )
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    reason = unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the cluster tests: {reason}")
+        pytest.skip(reason)
+    directory = tmp_path_factory.mktemp("cluster")
+    state = up(directory, build.DEFAULT_BIN_ROOT, Path(sys.prefix))
+    try:
+        yield Cluster(state)
+    finally:
+        down(directory)
