@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS processes (
 """
 
 
+MAX_OBJECT_BYTES = 1536 * 1024
+"""The most JSON one resource's spec and metadata may take, as etcd's default request limit
+bounds an object on a cluster: every read of the state reads every row."""
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -196,6 +201,12 @@ class Store:
         kind, namespace, name = _object_key(doc)
         meta = _user_metadata(doc.get("metadata") or {})
         spec = doc.get("spec") or {}
+        size = len(json.dumps(spec)) + len(json.dumps(meta))
+        if size > MAX_OBJECT_BYTES:
+            raise StoreError(
+                f"{kind}/{name}: {size} bytes of spec and metadata, more than the "
+                f"{MAX_OBJECT_BYTES} an object may hold"
+            )
         with self._tx() as db:
             row = db.execute(
                 "SELECT generation, metadata, spec FROM resources "

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pilotage.api.manifests import max_manifest_bytes, read_limited, safe_load
 from pilotage.operator.names import PILOTAGE_VERSION as _version
 
 DEFAULT_IMAGE_REGISTRY = "ghcr.io/pilotage-dev"
@@ -130,8 +131,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> OperatorSetting
     values: dict[str, Any] = dict(overrides)
     if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            loaded = safe_load(read_limited(path, max_manifest_bytes())) or {}
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise SettingsError(f"{path}: cannot read settings: {exc}") from exc
         if not isinstance(loaded, dict):
             raise SettingsError(f"{path}: settings must be a mapping of field: value")

@@ -35,7 +35,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from pilotage.api.manifests import yaml_problem
+from pilotage.api.manifests import (
+    MAX_BYTES_ENV,
+    ManifestError,
+    max_manifest_bytes,
+    read_limited,
+    safe_load,
+    yaml_problem,
+)
 
 MODES = ("canary", "bluegreen", "shadow")
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -266,20 +273,26 @@ def parse_table(doc: Any) -> RoutingTable:
 
 def decode_document(text: str | bytes, source: str = "routing document") -> Any:
     """Decode YAML or JSON text (JSON is YAML) into plain data, or raise RoutingError."""
+    where = f"{source}: " if source else ""
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
-        where = f"{source}: " if source else ""
         raise RoutingError(f"{where}not valid YAML/JSON: {yaml_problem(exc)}") from None
+    except ManifestError as exc:
+        raise RoutingError(f"{where}{exc}") from None
 
 
 def load_table_file(path: str | os.PathLike[str]) -> RoutingTable:
     """Read and validate a routing file; errors name the file."""
     p = Path(path)
     try:
-        text = p.read_bytes()
+        text = read_limited(p, max_manifest_bytes())
     except OSError as exc:
         raise RoutingError(f"{p}: cannot read routing file ({exc.strerror or exc})") from None
+    except ManifestError as exc:
+        raise RoutingError(f"{p}: {exc}") from None
+    except ValueError as exc:
+        raise RoutingError(f"{p}: routing file too large: {exc} ({MAX_BYTES_ENV})") from None
     try:
         return parse_table(decode_document(text, source=""))  # the file is named below
     except RoutingError as exc:

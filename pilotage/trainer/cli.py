@@ -11,11 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
 from pilotage.api.dataset import Dataset
-from pilotage.api.manifests import ManifestError, load_documents, parse_resource
+from pilotage.api.manifests import (
+    MAX_BYTES_ENV,
+    ManifestError,
+    load_documents,
+    max_manifest_bytes,
+    parse_resource,
+    read_limited,
+)
 from pilotage.api.trainingjob import TrainingJob
 from pilotage.storage import join
 from pilotage.trainer.summary import encode, failed_profile, failed_train, report
@@ -46,12 +52,24 @@ def _progress(command: str) -> Any:
 
 
 def _read_manifests(path: str) -> tuple[list[Dataset], list[TrainingJob]]:
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not a text file (byte {exc.start} is not UTF-8)") from exc
+    if path == "-":
+        limit = max_manifest_bytes()
+        text = sys.stdin.read(limit + 1)
+        if len(text.encode("utf-8", "surrogateescape")) > limit:
+            raise UsageError(
+                f"standard input: more than the limit of {limit} bytes ({MAX_BYTES_ENV})"
+            )
+    else:
+        try:
+            text = read_limited(path, max_manifest_bytes()).decode("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path} is not a text file (byte {exc.start} is not UTF-8)") from exc
+        except ManifestError:
+            raise
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc} ({MAX_BYTES_ENV})") from exc
     datasets: list[Dataset] = []
     jobs: list[TrainingJob] = []
     for i, doc in enumerate(load_documents(text, path)):
