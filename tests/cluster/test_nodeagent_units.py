@@ -1,0 +1,387 @@
+"""The node agent's pure parts (no cluster needed): images, commands, environment, DNS
+files and pod status; and its launcher + network + cleanup on a bridge of its own (root)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from testcluster.nodeagent import network, spec
+from testcluster.nodeagent.spec import ConfigError, ContainerState, ImageNotRunnable, Sources
+
+VENV = Path("/venv")
+POD = {
+    "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},
+    "spec": {"nodeName": "node-a", "serviceAccountName": "reader"},
+    "status": {"podIP": "10.244.3.7", "hostIP": "10.244.3.1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("image", "target"),
+    [
+        ("ghcr.io/pilotage-dev/pilotage-operator:0.1.0", "operator"),
+        ("registry.local:5000/team/pilotage-server:dev", "server"),
+        ("ghcr.io/x/pilotage-trainer@sha256:abc", "trainer"),
+    ],
+)
+def test_our_images_map_to_their_target(image: str, target: str) -> None:
+    assert spec.image_target(image) == target
+
+
+@pytest.mark.parametrize(
+    "image", ["nginx:1.27", "busybox", "ghcr.io/x/pilotage-serverx:1", "pilotage-server:1"]
+)
+def test_other_images_are_not_runnable_and_the_message_names_them(image: str) -> None:
+    with pytest.raises(ImageNotRunnable, match=f'image "{image}"'):
+        spec.image_target(image)
+
+
+def test_entrypoint_cmd_command_and_args_follow_the_dockerfile() -> None:
+    operator = {"image": "g/pilotage-operator:1"}
+    assert spec.argv_for(operator, VENV, {}) == ["/venv/bin/pilotage", "operator"]
+    server = {"image": "g/pilotage-server:1"}
+    assert spec.argv_for(server, VENV, {}) == ["/venv/bin/pilotage", "serve", "--help"]
+    args_only = {"image": "g/pilotage-server:1", "args": ["serve", "--port", "$(PORT)"]}
+    assert spec.argv_for(args_only, VENV, {"PORT": "8080"}) == [
+        "/venv/bin/pilotage",
+        "serve",
+        "--port",
+        "8080",
+    ]
+    python = {
+        "image": "g/pilotage-server:1",
+        "command": ["python3", "-m", "http.server"],
+        "args": ["$$(x)", "$(NOPE)"],
+    }
+    assert spec.argv_for(python, VENV, {}) == [
+        "/venv/bin/python3",
+        "-m",
+        "http.server",
+        "$(x)",
+        "$(NOPE)",
+    ]
+    shell = {"image": "g/pilotage-trainer:1", "command": ["sh", "-c", "exit 3"]}
+    assert spec.argv_for(shell, VENV, {}) == ["sh", "-c", "exit 3"]
+
+
+def _sources() -> Sources:
+    return Sources(
+        configmaps={"settings": {"data": {"LEVEL": "debug", "MODE": "fast"}}, "absent": None},
+        secrets={"creds": {"data": {"password": base64.b64encode(b"s3cret").decode()}}},
+    )
+
+
+def test_env_resolves_values_refs_envfrom_and_expansion_in_order() -> None:
+    container = {
+        "envFrom": [
+            {"configMapRef": {"name": "settings"}, "prefix": "CFG_"},
+            {"secretRef": {"name": "creds"}},
+        ],
+        "env": [
+            {"name": "A", "value": "one"},
+            {"name": "B", "value": "$(A)-two-$(CFG_LEVEL)"},
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "LVL", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "LEVEL"}}},
+            {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {
+                "name": "OPT",
+                "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "x", "optional": True}},
+            },
+        ],
+    }
+    env = spec.container_env(POD, container, _sources(), {"PATH": "/p"})
+    assert env["CFG_MODE"] == "fast" and env["password"] == "s3cret"
+    assert env["B"] == "one-two-debug"
+    assert (env["PW"], env["LVL"], env["NAME"], env["IP"], env["APP"]) == (
+        "s3cret",
+        "debug",
+        "web-1",
+        "10.244.3.7",
+        "web",
+    )
+    assert "OPT" not in env
+    assert env["HOME"] == "/tmp" and env["PATH"] == "/p"
+
+
+@pytest.mark.parametrize(
+    ("var", "message"),
+    [
+        (
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}},
+            'secret "missing" not found',
+        ),
+        (
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}},
+            "couldn't find key user in Secret shop/creds",
+        ),
+        (
+            {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}},
+            "unsupported fieldRef fieldPath 'spec.containers'",
+        ),
+    ],
+)
+def test_env_errors_name_what_is_missing(var: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        spec.container_env(POD, {"env": [var]}, _sources(), {})
+    assert message in str(caught.value)
+
+
+def test_referenced_configmaps_and_secrets_cover_env_envfrom_and_volumes() -> None:
+    pod = {
+        "spec": {
+            "initContainers": [{"envFrom": [{"secretRef": {"name": "s1"}}]}],
+            "containers": [
+                {
+                    "env": [
+                        {"name": "a", "valueFrom": {"configMapKeyRef": {"name": "c1", "key": "k"}}}
+                    ]
+                }
+            ],
+            "volumes": [
+                {"name": "v", "secret": {"secretName": "s2"}},
+                {
+                    "name": "p",
+                    "projected": {
+                        "sources": [
+                            {"configMap": {"name": "c2"}},
+                            {"serviceAccountToken": {"path": "t"}},
+                        ]
+                    },
+                },
+            ],
+        }
+    }
+    assert spec.referenced(pod) == ({"c1", "c2"}, {"s1", "s2"})
+
+
+def test_hosts_file_names_services_short_in_own_namespace_only() -> None:
+    services = [
+        {"metadata": {"name": "router", "namespace": "myns"}, "spec": {"clusterIP": "10.96.3.20"}},
+        {"metadata": {"name": "db", "namespace": "other"}, "spec": {"clusterIP": "10.96.3.21"}},
+        {"metadata": {"name": "peers", "namespace": "myns"}, "spec": {"clusterIP": "None"}},
+    ]
+    text = spec.hosts_file(
+        "10.244.3.9", "web-1", "myns", services, {"myns/peers": ["10.244.3.4"]}, "cluster.local"
+    )
+    lines = text.splitlines()
+    assert "10.244.3.9\tweb-1" in lines
+    assert "10.96.3.20\trouter.myns.svc.cluster.local router.myns.svc router.myns router" in lines
+    assert "10.96.3.21\tdb.other.svc.cluster.local db.other.svc db.other" in lines
+    assert "10.244.3.4\tpeers.myns.svc.cluster.local peers.myns.svc peers.myns peers" in lines
+    resolv = spec.resolv_conf("myns", "cluster.local")
+    assert resolv.startswith("search myns.svc.cluster.local svc.cluster.local cluster.local\n")
+    assert "nameserver 127.0.0.1" in resolv
+
+
+def test_service_links_env() -> None:
+    services = [
+        {
+            "metadata": {"name": "my-svc"},
+            "spec": {"clusterIP": "10.96.3.5", "ports": [{"name": "http", "port": 80}]},
+        }
+    ]
+    env = spec.service_env(services)
+    assert env["MY_SVC_SERVICE_HOST"] == "10.96.3.5"
+    assert env["MY_SVC_SERVICE_PORT"] == "80" and env["MY_SVC_SERVICE_PORT_HTTP"] == "80"
+    assert env["MY_SVC_PORT_80_TCP_ADDR"] == "10.96.3.5"
+
+
+def _terminated(code: int) -> ContainerState:
+    cs = ContainerState("c", "i", state={"terminated": {"exitCode": code}}, final=True)
+    return cs
+
+
+def test_phase_and_conditions() -> None:
+    running = ContainerState("c", "i", state={"running": {"startedAt": "t"}}, ready=True)
+    waiting = ContainerState("c", "i")
+    backoff = ContainerState(
+        "c",
+        "i",
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        last_state={"terminated": {"exitCode": 1}},
+    )
+    assert spec.pod_phase([], [waiting], False) == "Pending"
+    assert spec.pod_phase([], [running], False) == "Running"
+    assert spec.pod_phase([], [backoff], False) == "Running"
+    assert spec.pod_phase([], [_terminated(0), _terminated(0)], False) == "Succeeded"
+    assert spec.pod_phase([], [_terminated(0), _terminated(2)], False) == "Failed"
+    assert spec.pod_phase([ContainerState("i", "i")], [waiting], False) == "Pending"
+    assert spec.pod_phase([_terminated(1)], [waiting], True) == "Failed"
+
+    status = spec.pod_status(
+        init=[],
+        main=[running],
+        init_failed=False,
+        pod_ip="10.244.3.7",
+        host_ip="10.244.3.1",
+        start_time="t0",
+        now="t1",
+        previous={},
+    )
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (
+        conditions["Ready"]["status"] == "True"
+        and conditions["ContainersReady"]["status"] == "True"
+    )
+    assert (
+        conditions["PodScheduled"]["status"] == "True"
+        and conditions["Initialized"]["status"] == "True"
+    )
+    assert status["podIPs"] == [{"ip": "10.244.3.7"}] and status["hostIP"] == "10.244.3.1"
+    assert status["containerStatuses"][0]["started"] is True
+    running.ready = False
+    later = spec.pod_status(
+        init=[],
+        main=[running],
+        init_failed=False,
+        pod_ip="10.244.3.7",
+        host_ip="10.244.3.1",
+        start_time="t0",
+        now="t2",
+        previous=status,
+    )
+    ready = next(c for c in later["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["lastTransitionTime"]) == (
+        "False",
+        "ContainersNotReady",
+        "t2",
+    )
+    scheduled = next(c for c in later["conditions"] if c["type"] == "PodScheduled")
+    assert scheduled["lastTransitionTime"] == "t1"
+
+
+def test_termination_message_and_fallback_to_logs() -> None:
+    assert spec.termination_message(b"done", b"log", 0, "File") == "done"
+    assert spec.termination_message(b"", b"a\nboom\n", 1, "FallbackToLogsOnError") == "a\nboom"
+    assert spec.termination_message(b"", b"a\nboom\n", 1, "File") == ""
+    assert spec.termination_message(b"", b"ok\n", 0, "FallbackToLogsOnError") == ""
+    assert len(spec.termination_message(b"x" * 10000, b"", 0, "File")) == 4096
+
+
+def test_restart_policy_and_backoff() -> None:
+    assert spec.should_restart("Always", 0) and spec.should_restart("OnFailure", 1)
+    assert not spec.should_restart("OnFailure", 0) and not spec.should_restart("Never", 1)
+    assert [spec.backoff_seconds(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 30]
+
+
+# ---- launcher, network and cleanup on a bridge of this test's own ---------------------------
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nsenter") is None,
+    reason="pod networks need root and iproute2",
+)
+
+
+@pytest.fixture
+def bridge() -> object:
+    name = f"pilu{os.getpid() % 10000}br"  # 'pilu' never collides with a cluster's 'pil<N>'
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def _mounts_mentioning(text: str) -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if text in line]
+
+
+@needs_root
+def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leaves_nothing(
+    bridge: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    net = network.Network(bridge, "10.250.77.0/24")
+    net.configure_bridge()
+    pod = net.allocate()
+    net.setup(pod)
+    (pod.etc_dir / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n10.96.77.20\trouter.myns router.myns.svc.cluster.local\n"
+    )
+    (pod.etc_dir / "resolv.conf").write_text(spec.resolv_conf("myns", "cluster.local"))
+    token = state / "token-volume"
+    token.mkdir(parents=True)
+    (token / "token").write_text("the-token")
+    data = state / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    termination = state / "termination"
+    termination.write_text("")
+    termination.chmod(0o666)
+    code = (
+        "import os, socket, http.server\n"
+        "ip = socket.getaddrinfo('router.myns.svc.cluster.local', 80)[0][4][0]\n"
+        "open('/data/report', 'w').write(f'{os.getuid()} {os.getgid()} {os.getcwd()} ' + "
+        "open('/var/run/secrets/kubernetes.io/serviceaccount/token').read() + ' ' + ip)\n"
+        "open('/dev/termination-log', 'w').write('bye')\n"
+        "http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, port=8080, bind='0.0.0.0')\n"
+    )
+    launch = {
+        "netns": pod.netns_path,
+        "etc": {
+            str(pod.etc_dir / "hosts"): "/etc/hosts",
+            str(pod.etc_dir / "resolv.conf"): "/etc/resolv.conf",
+        },
+        "mounts": [
+            {
+                "source": str(token),
+                "target": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "readOnly": True,
+            },
+            {"source": str(data), "target": "/data-of-a-test-pod/../data"},
+            {"source": str(termination), "target": "/dev/termination-log"},
+        ],
+        "uid": 10001,
+        "gid": 10001,
+        "groups": [],
+        "workdir": "/tmp",
+        "argv": [sys.executable, "-c", code],
+        "env": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        "staging": str(state / "staging"),
+    }
+    (state / "launch.json").write_text(json.dumps(launch))
+    launcher = Path(network.__file__).with_name("launch.py")
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(launcher), str(state / "launch.json")], start_new_session=True
+    )
+    network.record(state, proc.pid)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((pod.address, 8080), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "the container exited"
+                assert time.monotonic() < deadline, "the container never listened on its pod IP"
+                time.sleep(0.05)
+        assert (data / "report").read_text() == "10001 10001 /tmp the-token 10.96.77.20"
+        assert termination.read_text() == "bye"
+        for path in ("/data", "/run/secrets/kubernetes.io", "/dev/termination-log"):
+            assert not os.path.lexists(path), f"{path} was created on the host"
+        assert network.netns_pids(pod.netns) == [proc.pid]
+    finally:
+        removed = network.cleanup(bridge, state)  # as after a SIGKILL of the agent
+    assert proc.wait(timeout=10) == -9
+    assert f"netns {pod.netns}" in removed
+    assert network.ours(network.prefix_of(bridge)) == ([], [])
+    assert not pod.etc_dir.exists()
+    assert _mounts_mentioning(str(state)) == [] and _mounts_mentioning(pod.netns) == []
+    assert (
+        "inet "
+        not in subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True
+        ).stdout
+    )
