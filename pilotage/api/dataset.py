@@ -114,6 +114,25 @@ class Finding(ApiModel):
     """Detail."""
 
 
+class ColumnSummary(ApiModel):
+    """What the profiling run saw in one column (the full bins are in `profileUri`)."""
+
+    name: ColumnName
+    """Column."""
+    role: Literal["feature", "target"]
+    """Whether the column is a feature or the target."""
+    type: Literal["float", "int", "category", "bool"]
+    """Type from the schema, or inferred."""
+    missing: Annotated[int, Field(ge=0)] = 0
+    """Null cells (after reading; a target row that is null is dropped)."""
+    distinct: Annotated[int, Field(ge=0)] = 0
+    """Distinct non-null values."""
+    min: float | None = None
+    """Smallest value (numeric columns)."""
+    max: float | None = None
+    """Largest value (numeric columns)."""
+
+
 class DatasetStatus(ApiModel):
     """Observed state of a Dataset."""
 
@@ -133,6 +152,14 @@ class DatasetStatus(ApiModel):
     """Validation findings with counts."""
     profile_uri: Annotated[str, Field(max_length=2048)] | None = None
     """Where the profile (bins and proportions per column) was written."""
+    target: ColumnName | None = None
+    """The target column."""
+    task: Literal["classification", "regression"] | None = None
+    """The task a TrainingJob without `spec.task` trains on this data, inferred from the
+    target (categories, booleans and at most 20 distinct integers are classes)."""
+    summary: Annotated[list[ColumnSummary], Field(max_length=1000)] = Field(default_factory=list)
+    """Per column: type, missing, distinct values, range; the target first. On Kubernetes
+    the list may be cut short to fit the run's 4 KiB termination message."""
     last_profiled_time: Timestamp | None = None
     """When the data was last read."""
     run: Annotated[str, Field(max_length=253)] | None = None
@@ -163,6 +190,7 @@ class Dataset(Resource):
 
 __all__ = [
     "ColumnSchema",
+    "ColumnSummary",
     "DataSource",
     "Dataset",
     "DatasetSpec",

@@ -43,6 +43,235 @@ MetricName = Literal[ClassificationMetric, RegressionMetric]
 CLASSIFICATION_METRICS: tuple[str, ...] = get_args(ClassificationMetric)
 REGRESSION_METRICS: tuple[str, ...] = get_args(RegressionMetric)
 
+# The keyword arguments each algorithm's scikit-learn estimator takes, per task, so that the
+# control plane can refuse a misspelled hyperparameter before any run starts. A trainer test
+# checks this table against the installed scikit-learn.
+ALGORITHM_PARAMETERS: dict[str, dict[str, frozenset[str]]] = {
+    "logistic_regression": {
+        "classification": frozenset(
+            {
+                "C",
+                "class_weight",
+                "dual",
+                "fit_intercept",
+                "intercept_scaling",
+                "l1_ratio",
+                "max_iter",
+                "multi_class",
+                "n_jobs",
+                "penalty",
+                "random_state",
+                "solver",
+                "tol",
+                "verbose",
+                "warm_start",
+            }
+        ),
+    },
+    "random_forest": {
+        "classification": frozenset(
+            {
+                "bootstrap",
+                "ccp_alpha",
+                "class_weight",
+                "criterion",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "max_samples",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "monotonic_cst",
+                "n_estimators",
+                "n_jobs",
+                "oob_score",
+                "random_state",
+                "verbose",
+                "warm_start",
+            }
+        ),
+        "regression": frozenset(
+            {
+                "bootstrap",
+                "ccp_alpha",
+                "criterion",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "max_samples",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "monotonic_cst",
+                "n_estimators",
+                "n_jobs",
+                "oob_score",
+                "random_state",
+                "verbose",
+                "warm_start",
+            }
+        ),
+    },
+    "gradient_boosting": {
+        "classification": frozenset(
+            {
+                "ccp_alpha",
+                "criterion",
+                "init",
+                "learning_rate",
+                "loss",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "n_estimators",
+                "n_iter_no_change",
+                "random_state",
+                "subsample",
+                "tol",
+                "validation_fraction",
+                "verbose",
+                "warm_start",
+            }
+        ),
+        "regression": frozenset(
+            {
+                "alpha",
+                "ccp_alpha",
+                "criterion",
+                "init",
+                "learning_rate",
+                "loss",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "n_estimators",
+                "n_iter_no_change",
+                "random_state",
+                "subsample",
+                "tol",
+                "validation_fraction",
+                "verbose",
+                "warm_start",
+            }
+        ),
+    },
+    "hist_gradient_boosting": {
+        "classification": frozenset(
+            {
+                "categorical_features",
+                "class_weight",
+                "early_stopping",
+                "interaction_cst",
+                "l2_regularization",
+                "learning_rate",
+                "loss",
+                "max_bins",
+                "max_depth",
+                "max_features",
+                "max_iter",
+                "max_leaf_nodes",
+                "min_samples_leaf",
+                "monotonic_cst",
+                "n_iter_no_change",
+                "random_state",
+                "scoring",
+                "tol",
+                "validation_fraction",
+                "verbose",
+                "warm_start",
+            }
+        ),
+        "regression": frozenset(
+            {
+                "categorical_features",
+                "early_stopping",
+                "interaction_cst",
+                "l2_regularization",
+                "learning_rate",
+                "loss",
+                "max_bins",
+                "max_depth",
+                "max_features",
+                "max_iter",
+                "max_leaf_nodes",
+                "min_samples_leaf",
+                "monotonic_cst",
+                "n_iter_no_change",
+                "quantile",
+                "random_state",
+                "scoring",
+                "tol",
+                "validation_fraction",
+                "verbose",
+                "warm_start",
+            }
+        ),
+    },
+    "decision_tree": {
+        "classification": frozenset(
+            {
+                "ccp_alpha",
+                "class_weight",
+                "criterion",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "monotonic_cst",
+                "random_state",
+                "splitter",
+            }
+        ),
+        "regression": frozenset(
+            {
+                "ccp_alpha",
+                "criterion",
+                "max_depth",
+                "max_features",
+                "max_leaf_nodes",
+                "min_impurity_decrease",
+                "min_samples_leaf",
+                "min_samples_split",
+                "min_weight_fraction_leaf",
+                "monotonic_cst",
+                "random_state",
+                "splitter",
+            }
+        ),
+    },
+    "linear_regression": {
+        "regression": frozenset({"copy_X", "fit_intercept", "n_jobs", "positive", "tol"}),
+    },
+    "ridge": {
+        "regression": frozenset(
+            {
+                "alpha",
+                "copy_X",
+                "fit_intercept",
+                "max_iter",
+                "positive",
+                "random_state",
+                "solver",
+                "tol",
+            }
+        ),
+    },
+}
+
 
 class ModelSpec(ApiModel):
     """The estimator to fit."""
@@ -206,6 +435,24 @@ class OnnxParity(ApiModel):
     """Share of test rows where both predict the same label (1.0 for regression)."""
 
 
+class SearchResult(ApiModel):
+    """What the hyperparameter search chose."""
+
+    best_parameters: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """The chosen value of each searched hyperparameter."""
+    best_score: float | None = None
+    """Mean cross-validation score of the chosen candidate (errors are negated, as
+    scikit-learn scores them: higher is better)."""
+    scoring: Annotated[str, Field(max_length=64)] = ""
+    """The scikit-learn scorer used, e.g. `f1_weighted`, `neg_root_mean_squared_error`."""
+    trials: Annotated[int, Field(ge=0)] = 0
+    """Candidates evaluated."""
+    folds: Annotated[int, Field(ge=0)] = 0
+    """Cross-validation folds per candidate."""
+
+
 class TrainingJobStatus(ApiModel):
     """Observed state of a TrainingJob."""
 
@@ -225,6 +472,10 @@ class TrainingJobStatus(ApiModel):
     """Gate results."""
     onnx_parity: OnnxParity | None = None
     """scikit-learn vs onnxruntime agreement."""
+    search: SearchResult | None = None
+    """The search's chosen hyperparameters and score (with `spec.search`)."""
+    task: Literal["classification", "regression"] | None = None
+    """The task trained: `spec.task`, or the one inferred from the Dataset's target."""
     attempts: int = 0
     """Attempts started."""
     run: Annotated[str, Field(max_length=253)] | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pilotage.api.dataset import Dataset, DatasetSpec, DatasetStatus, Finding
+from pilotage.api.dataset import ColumnSummary, Dataset, DatasetSpec, DatasetStatus, Finding
 from pilotage.control.common import (
     ANNOTATION_REFRESH,
     RUN_POLL_SECONDS,
@@ -88,12 +88,20 @@ def _apply_summary(status: DatasetStatus, result: Any, run: RunState, now: datet
         return "the profiling run reported no summary"
     try:
         findings = [Finding.model_validate(f) for f in result.get("findings", [])]
+        summary = [ColumnSummary.model_validate(c) for c in result.get("summary") or []]
+        task = result.get("task")
+        if task not in (None, "classification", "regression"):
+            raise ValueError(f"task {task!r} is neither classification nor regression")
+        target = result.get("target")
         status.rows = int(result["rows"])
         status.columns = int(result["columns"])
         status.fingerprint = str(result["fingerprint"])
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
         return f"the profiling run's summary is unreadable: {exc}"
     status.findings = findings[:200]
+    status.summary = summary[:1000]
+    status.task = task
+    status.target = str(target)[:256] if target else None
     profile = result.get("profileUri")
     status.profile_uri = str(profile) if profile else None
     status.last_profiled_time = format_time(run.finished or now)

@@ -9,6 +9,7 @@ plane, not the trainer, decides what is deployable.
 
 from __future__ import annotations
 
+import difflib
 import math
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,11 +18,13 @@ from pydantic import ValidationError
 
 from pilotage.api.dataset import Dataset
 from pilotage.api.trainingjob import (
+    ALGORITHM_PARAMETERS,
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
     GateResult,
     GatesStatus,
     OnnxParity,
+    SearchResult,
     TrainingJob,
     TrainingJobSpec,
     TrainingJobStatus,
@@ -49,6 +52,8 @@ from pilotage.control.types import (
 )
 
 PARITY_LIMIT = 1e-4
+# The trainer's exit status for usage and manifest errors (pilotage.trainer.cli.EXIT_USAGE).
+EXIT_SPEC_ERROR = 2
 HEADLINE_METRICS = ("accuracy", "f1", "r2", "rmse", "mae")
 
 
@@ -60,19 +65,83 @@ class _Finish(Protocol):
     ) -> None: ...
 
 
-def spec_problem(spec: TrainingJobSpec) -> str | None:
-    """What makes the spec unusable, naming the field; None when it is usable."""
-    if spec.task is None:
+def _unknown_names(names: list[str], known: frozenset[str]) -> str | None:
+    unknown = sorted(n for n in names if n not in known)
+    if not unknown:
         return None
-    allowed = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
+    shown = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        shown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return ", ".join(shown)
+
+
+def _grid_size(values: dict[str, list[Any]]) -> int:
+    size = 1
+    for candidates in values.values():
+        size *= len(candidates)
+    return size
+
+
+def spec_problem(
+    spec: TrainingJobSpec, inferred_task: str | None = None, dataset: str = ""
+) -> str | None:
+    """What makes the spec unusable, naming the field; None when it is usable.
+
+    `inferred_task` is the task the Dataset's profile infers from the target (used when
+    `spec.task` is absent): everything that depends on the task is checked only when
+    one of them is known, so a run never starts only to fail on what is known now.
+    """
+    task = spec.task or inferred_task
+    why = (
+        f" (the task is inferred from Dataset {dataset}'s target; set spec.task to change it)"
+        if spec.task is None and task is not None
+        else ""
+    )
+    algorithm = spec.model.algorithm
+    by_task = ALGORITHM_PARAMETERS.get(algorithm, {})
+    if task is not None and by_task and task not in by_task:
+        fitting = sorted(a for a, tasks in ALGORITHM_PARAMETERS.items() if task in tasks)
+        return (
+            f"spec.model.algorithm: {algorithm} does not do {task}; "
+            f"for {task} use one of {', '.join(fitting)}{why}"
+        )
+    known: frozenset[str] = (
+        by_task[task]
+        if task is not None and task in by_task
+        else frozenset().union(*by_task.values())
+    )
+    if known:
+        unknown = _unknown_names(list(spec.model.hyperparameters), known)
+        if unknown:
+            return f"spec.model.hyperparameters: {unknown} is not a parameter of {algorithm}"
+    search = spec.search
+    if search is not None:
+        if not search.parameters:
+            return "spec.search.parameters is empty: name at least one hyperparameter"
+        unknown = _unknown_names(list(search.parameters), known) if known else None
+        if unknown:
+            return f"spec.search.parameters: {unknown} is not a parameter of {algorithm}"
+        empty = sorted(p for p, values in search.parameters.items() if not values)
+        if empty:
+            return f"spec.search.parameters: {', '.join(empty)} has no candidate values"
+        size = _grid_size(search.parameters)
+        if search.type == "grid" and size > search.max_trials:
+            return (
+                f"spec.search: the grid has {size} combinations, more than "
+                f"maxTrials={search.max_trials}; raise maxTrials or use type: random"
+            )
+    if task is None:
+        return None
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     for i, metric in enumerate(spec.evaluation.metrics):
         if metric not in allowed:
-            return f"spec.evaluation.metrics[{i}]: {metric} is not a {spec.task} metric"
+            return f"spec.evaluation.metrics[{i}]: {metric} is not a {task} metric{why}"
     for i, gate in enumerate(spec.evaluation.gates):
         if gate.metric not in allowed:
-            return f"spec.evaluation.gates[{i}].metric: {gate.metric} is not a {spec.task} metric"
-    if spec.search and spec.search.metric and spec.search.metric not in allowed:
-        return f"spec.search.metric: {spec.search.metric} is not a {spec.task} metric"
+            return f"spec.evaluation.gates[{i}].metric: {gate.metric} is not a {task} metric{why}"
+    if search and search.metric and search.metric not in allowed:
+        return f"spec.search.metric: {search.metric} is not a {task} metric{why}"
     return None
 
 
@@ -111,8 +180,10 @@ def _gate_text(result: GateResult) -> str:
     return f"{result.metric} {shown} (needs {' and '.join(bounds)})"
 
 
-def _metrics_text(metrics: dict[str, float]) -> str:
-    shown = [f"{m} {metrics[m]:.4g}" for m in HEADLINE_METRICS if m in metrics]
+def _metrics_text(metrics: dict[str, float], wanted: list[str]) -> str:
+    """The first two metrics the user listed (in their order), else the headline ones."""
+    order = list(wanted) or list(HEADLINE_METRICS)
+    shown = [f"{m} {metrics[m]:.4g}" for m in order if m in metrics]
     return ", ".join(shown[:2])
 
 
@@ -150,6 +221,18 @@ def _read_summary(result: Any) -> tuple[dict[str, float], OnnxParity | None, dic
     parity_raw = result.get("onnxParity")
     parity = OnnxParity.model_validate(parity_raw) if parity_raw is not None else None
     return metrics, parity, result
+
+
+def _search_of(summary: dict[str, Any]) -> SearchResult | None:
+    """The search's outcome from the run's summary (None without a search, or unreadable:
+    it is informative, and the model stands without it)."""
+    raw = summary.get("search")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return SearchResult.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def reconcile_trainingjob(
@@ -220,6 +303,12 @@ def reconcile_trainingjob(
                 f"waiting for Dataset {dataset.name} to be Ready (it is {phase})",
             )
             return Result(status, actions, events, RUN_POLL_SECONDS)
+        problem = spec_problem(tj.spec, ds_status.task, dataset.name)
+        if problem:
+            finish("Failed", False, "InvalidSpec", problem, stalled=True)
+            if ready_reason(old.conditions) != "InvalidSpec":
+                events.append(Event("Warning", "InvalidSpec", problem))
+            return Result(status, actions, events)
         start = _start(tj, dataset, 1, obs, now, None)
         actions.append(start)
         status.run = start.name
@@ -284,7 +373,10 @@ def _after_failure(
     finish: _Finish,
 ) -> Result[TrainingJobStatus]:
     limit = tj.spec.backoff_limit + 1
-    retryable = not (isinstance(run.result, dict) and run.result.get("retryable") is False)
+    retryable = not (
+        (isinstance(run.result, dict) and run.result.get("retryable") is False)
+        or run.exit_code == EXIT_SPEC_ERROR
+    )
     reason = run.message or "no message"
     if retryable and status.attempts < limit and obs.dataset is not None:
         attempt = status.attempts + 1
@@ -303,10 +395,15 @@ def _after_failure(
             )
         )
         return Result(status, actions, events, RUN_POLL_SECONDS)
-    why = "BackoffLimitExceeded" if retryable else "TrainingFailed"
-    message = f"attempt {status.attempts} of {limit} failed: {reason}"
     status.completion_time = format_time(run.finished or now)
-    finish("Failed", False, why, message, stalled=True)
+    if not retryable:
+        # The trainer found the spec unusable with this data: no attempt can do better.
+        message = f"attempt {status.attempts} found the spec unusable (not retried): {reason}"
+        finish("Failed", False, "InvalidSpec", message, stalled=True)
+        events.append(Event("Warning", "InvalidSpec", message))
+        return Result(status, actions, events)
+    message = f"attempt {status.attempts} of {limit} failed: {reason}"
+    finish("Failed", False, "BackoffLimitExceeded", message, stalled=True)
     events.append(Event("Warning", "TrainingFailed", message))
     return Result(status, actions, events)
 
@@ -342,6 +439,9 @@ def _after_success(
     status.metrics = metrics
     status.onnx_parity = parity
     status.gates = judge_gates(tj, metrics)
+    status.search = _search_of(summary)
+    task = summary.get("task")
+    status.task = task if task in ("classification", "regression") else tj.spec.task
     if summary.get("datasetFingerprint"):
         status.dataset_fingerprint = str(summary["datasetFingerprint"])[:80]
     if status.model_uri is None:
@@ -350,7 +450,7 @@ def _after_success(
         finish("Failed", False, "RunResultInvalid", message, stalled=True)
         events.append(Event("Warning", "RunResultInvalid", message))
         return Result(status, actions, events)
-    shown = _metrics_text(metrics)
+    shown = _metrics_text(metrics, list(tj.spec.evaluation.metrics))
     if not status.gates.passed:
         failed = [_gate_text(r) for r in status.gates.results if not r.passed]
         message = f"version {status.model_version} trained but gates failed: {'; '.join(failed)}"

@@ -222,6 +222,8 @@ class RunState:
     `result` is the trainer's JSON summary (keys are the owner's status field names in
     camelCase, e.g. `rows`, `fingerprint`, `modelVersion`, `metrics`, `gates`); it may
     also be present on failure (with `message`, optionally `"retryable": false`).
+    `exit_code` is the trainer's exit status when known: 2 (usage or manifest error,
+    a spec that cannot work with the data) is never retried.
     """
 
     name: str
@@ -230,6 +232,7 @@ class RunState:
     finished: datetime | None = None
     result: Mapping[str, Any] | None = None
     message: str = ""
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True)

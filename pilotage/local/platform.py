@@ -239,7 +239,8 @@ class LocalPlatform:
         else:
             message = str((result or {}).get("message") or "") or _last_line(run_dir / "log")
             message = f"exit status {rc_text}: {message}"
-        return RunState(name, "Failed", started, finished, result, message)
+        code = int(rc_text) if rc_text.lstrip("-").isdigit() else None
+        return RunState(name, "Failed", started, finished, result, message, exit_code=code)
 
     @staticmethod
     def _run_result(run_dir: Path) -> dict[str, Any] | None:

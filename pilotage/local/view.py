@@ -170,10 +170,76 @@ def summary_rows(resources: Sequence[Resource], detail_width: int | None = 70) -
     ]
 
 
+def _number(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.6g}"
+
+
+def profile_lines(status: dict[str, Any]) -> list[str]:
+    """A Dataset's profile summary and findings as tables (empty before the first profile)."""
+    columns = status.get("summary") or []
+    if not columns:
+        return []
+    task = status.get("task")
+    lines = [
+        "",
+        f"Profile: {status.get('rows', '?')} rows, {status.get('columns', '?')} columns"
+        + (f"; target {status.get('target')} ({task})" if task else ""),
+    ]
+    rows = [
+        [
+            "  " + str(c.get("name")),
+            str(c.get("role", "")),
+            str(c.get("type", "")),
+            str(c.get("missing", 0)),
+            str(c.get("distinct", 0)),
+            _number(c.get("min")),
+            _number(c.get("max")),
+        ]
+        for c in columns
+    ]
+    lines.append(
+        render_table(["  COLUMN", "ROLE", "TYPE", "MISSING", "DISTINCT", "MIN", "MAX"], rows)
+    )
+    total = status.get("columns")
+    if isinstance(total, int) and total > len(columns):
+        lines.append(f"  ({total - len(columns)} more column(s) in {status.get('profileUri')})")
+    findings = status.get("findings") or []
+    lines += ["", "Findings:"]
+    if not findings:
+        lines.append("  <none>")
+    else:
+        lines.append(
+            render_table(
+                ["  SEVERITY", "KIND", "COLUMN", "COUNT", "MESSAGE"],
+                [
+                    [
+                        "  " + str(f.get("severity", "warning")),
+                        str(f.get("kind", "")),
+                        str(f.get("column") or "(rows)"),
+                        str(f.get("count", 0)),
+                        str(f.get("message", "")),
+                    ]
+                    for f in findings
+                ],
+            )
+        )
+    return lines
+
+
 def describe(res: Resource, events: Sequence[Event]) -> str:
     doc = res.dump()
+    status = dict(doc.get("status") or {})
+    if res.kind == "Dataset" and status.get("summary"):
+        # The table below says it more readably than YAML.
+        doc = {
+            **doc,
+            "status": {k: v for k, v in status.items() if k not in ("summary", "findings")},
+        }
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=100)
-    lines = [body.rstrip(), "", "Events:"]
+    lines = [body.rstrip()]
+    if res.kind == "Dataset":
+        lines += profile_lines(status)
+    lines += ["", "Events:"]
     if not events:
         lines.append("  <none>")
     else:

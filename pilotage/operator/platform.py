@@ -112,6 +112,18 @@ def termination_result(pods: list[Obj], container: str = "trainer") -> Mapping[s
     return None
 
 
+def termination_exit_code(pods: list[Obj], container: str = "trainer") -> int | None:
+    """The exit code of the newest pod's terminated container (None when unknown)."""
+    newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    for pod in reversed(newest):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            code = terminated.get("exitCode")
+            if status.get("name") == container and isinstance(code, int):
+                return code
+    return None
+
+
 def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
     """Counters of several router pods added up per (variant, version)."""
     if not all_stats:
@@ -212,7 +224,15 @@ class KubernetesPlatform:
         finished = parse_time(failed.get("lastTransitionTime"))
         reason = failed.get("reason") or "Failed"
         message = str((result or {}).get("message") or failed.get("message") or "")
-        return RunState(name, "Failed", started, finished, result, f"{reason}: {message}".strip())
+        return RunState(
+            name,
+            "Failed",
+            started,
+            finished,
+            result,
+            f"{reason}: {message}".strip(),
+            exit_code=termination_exit_code(pods),
+        )
 
     def dataset(self, namespace: str, name: str) -> Dataset | None:
         body = self.kube.get(DATASETS, namespace, name)

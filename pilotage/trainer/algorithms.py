@@ -18,7 +18,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from pilotage.api.modelcard import Task
-from pilotage.trainer.errors import TrainingError
+from pilotage.trainer.errors import SpecError
 
 ESTIMATORS: dict[str, dict[str, type[BaseEstimator]]] = {
     "logistic_regression": {"classification": LogisticRegression},
@@ -52,13 +52,13 @@ def make_estimator(
     """A fresh estimator with the spec's hyperparameters; unknown names are refused."""
     by_task = ESTIMATORS.get(algorithm)
     if by_task is None:
-        raise TrainingError(
+        raise SpecError(
             f"unknown algorithm {algorithm!r}; use one of {', '.join(sorted(ESTIMATORS))}"
         )
     cls = by_task.get(task)
     if cls is None:
         fitting = sorted(a for a, tasks in ESTIMATORS.items() if task in tasks)
-        raise TrainingError(
+        raise SpecError(
             f"algorithm {algorithm} does not do {task}; for {task} use one of {', '.join(fitting)}"
         )
     estimator = cls()
@@ -70,7 +70,7 @@ def make_estimator(
         params["n_jobs"] = 1
     unknown = sorted(k for k in hyperparameters if k not in known)
     if unknown:
-        raise TrainingError(
+        raise SpecError(
             f"spec.model.hyperparameters: {', '.join(unknown)} not a parameter of "
             f"{cls.__name__} (it takes {', '.join(sorted(known))})"
         )

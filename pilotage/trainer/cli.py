@@ -3,7 +3,8 @@
 Both read one multi-document YAML holding the Dataset (and, for train, the TrainingJob)
 exactly as written for `kubectl apply`, print progress to stderr, and print the JSON
 summary as the last line of stdout (also written to the termination log). Exit codes:
-0 Succeeded/Ready (failed gates included), 1 Failed, 2 usage or manifest errors.
+0 Succeeded/Ready (failed gates included), 1 Failed, 2 usage or manifest errors (a spec
+that cannot work with the data included: the summary then says ``"retryable": false``).
 """
 
 from __future__ import annotations
@@ -103,10 +104,11 @@ def _finish(command: str, summary: dict[str, Any], ok_phase: str) -> int:
     if summary.get("phase") == ok_phase:
         return EXIT_OK
     print(f"pilotage {command}: failed: {summary.get('message', '')}", file=sys.stderr)
-    return EXIT_FAILED
+    return EXIT_USAGE if summary.get("retryable") is False else EXIT_FAILED
 
 
 def _usage_failure(command: str, summary: dict[str, Any]) -> int:
+    summary["retryable"] = False
     report(summary)
     print(encode(summary), flush=True)
     print(f"pilotage {command}: {summary['message']}", file=sys.stderr)

@@ -9,3 +9,11 @@ class TrainingError(Exception):
 
 class DataError(TrainingError):
     """The data cannot be read or does not meet the Dataset's expectations."""
+
+
+class SpecError(TrainingError):
+    """The TrainingJob's spec cannot work (with this data): retrying cannot help.
+
+    The run ends with exit status 2 and ``"retryable": false`` in its summary, and the
+    control plane fails the TrainingJob with ``InvalidSpec`` instead of retrying it.
+    """

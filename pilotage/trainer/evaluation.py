@@ -16,7 +16,7 @@ from pilotage.api.trainingjob import (
     GateResult,
     GatesStatus,
 )
-from pilotage.trainer.errors import TrainingError
+from pilotage.trainer.errors import SpecError
 
 
 def task_metrics(task: Task) -> tuple[str, ...]:
@@ -76,7 +76,7 @@ def check_gate_metrics(gates: list[Gate], task: Task) -> None:
     allowed = task_metrics(task)
     for gate in gates:
         if gate.metric not in allowed:
-            raise TrainingError(
+            raise SpecError(
                 f"spec.evaluation.gates: {gate.metric} is not a {task} metric "
                 f"(use one of {', '.join(allowed)})"
             )

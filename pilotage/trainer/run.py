@@ -45,7 +45,7 @@ from pilotage.trainer.algorithms import (
     make_estimator,
     tunable_parameters,
 )
-from pilotage.trainer.errors import DataError, TrainingError
+from pilotage.trainer.errors import DataError, SpecError, TrainingError
 from pilotage.trainer.evaluation import (
     check_gate_metrics,
     classification_metrics,
@@ -134,6 +134,25 @@ def _profile_of(
 # ---------------------------------------------------------------- profile
 
 
+def _column_summary(values: pd.Series, column: Column, role: str) -> dict[str, Any]:
+    """One entry of the Dataset's `status.summary`."""
+    present = values.dropna()
+    out: dict[str, Any] = {
+        "name": column.name,
+        "role": role,
+        "type": column.type,
+        "missing": int(values.isna().sum()),
+        "distinct": int(present.nunique()),
+    }
+    if column.type in ("float", "int") and len(present):
+        numbers = present.to_numpy(dtype=np.float64)
+        finite = numbers[np.isfinite(numbers)]
+        if finite.size:
+            out["min"] = float(finite.min())
+            out["max"] = float(finite.max())
+    return out
+
+
 def profile(
     dataset: Dataset, output_uri: str | None, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -152,6 +171,13 @@ def profile(
         if validated.errors:
             raise DataError(describe_errors(validated.errors))
         columns = [*validated.features, validated.target]
+        target = validated.target
+        summary["target"] = target.name
+        summary["task"] = _infer_task(target, validated.frame[target.name])
+        summary["summary"] = [
+            _column_summary(validated.frame[c.name], c, "target" if c is target else "feature")
+            for c in [target, *validated.features]
+        ]
         document = {
             "dataset": dataset.name,
             "uri": dataset.spec.source.uri,
@@ -203,7 +229,7 @@ def _infer_task(target: Column, y: pd.Series) -> Task:
 def _target_values(target: Column, y: pd.Series, task: Task) -> np.ndarray:
     if task == "regression":
         if target.type == "category":
-            raise TrainingError(
+            raise SpecError(
                 f"task regression needs a numeric target, but {target.name} is categorical"
             )
         return y.to_numpy(dtype=np.float64)
@@ -294,6 +320,9 @@ def train(
     try:
         with _warnings_to(say), threadpool_limits(limits=_threads()):
             _train(dataset, job, output_uri, say, summary)
+    except SpecError as exc:
+        summary["message"] = str(exc)
+        summary["retryable"] = False
     except (TrainingError, StorageError) as exc:
         summary["message"] = str(exc)
     except Exception as exc:  # the run must end with a summary, whatever went wrong
@@ -308,7 +337,7 @@ def _train(
 ) -> None:
     spec = job.spec
     if spec.dataset_ref.name != dataset.name:
-        raise TrainingError(
+        raise SpecError(
             f"TrainingJob {job.name} refers to Dataset {spec.dataset_ref.name!r}, "
             f"but the manifests hold Dataset {dataset.name!r}"
         )
@@ -321,6 +350,7 @@ def _train(
     target = validated.target
     y_raw = frame[target.name]
     task: Task = spec.task or _infer_task(target, y_raw)
+    summary["task"] = task
     y = _target_values(target, y_raw, task)
     check_gate_metrics(spec.evaluation.gates, task)
     classes: list[Any] | None = None
@@ -351,10 +381,10 @@ def _train(
     )
     estimator = make_estimator(spec.model.algorithm, task, spec.model.hyperparameters, spec.seed)
     pipeline = build_pipeline(features, spec.preprocessing, estimator, categories, task)
-    chosen: dict[str, Any] = {}
+    searched: dict[str, Any] = {}
     try:
         if spec.search is not None:
-            pipeline, chosen = search(
+            pipeline, searched = search(
                 pipeline,
                 spec.search,
                 task,
@@ -441,8 +471,9 @@ def _train(
         (Path(tmp) / CARD_FILE).write_text(card.to_json() + "\n")
         publish_directory(Path(tmp), output_uri)
     say(f"wrote {output_uri} (sha256 {card.onnx.sha256[:12]})")
-    if chosen:
-        say(f"hyperparameters from search: {chosen}")
+    if searched:
+        summary["search"] = searched
+        say(f"hyperparameters from search: {searched['bestParameters']}")
     summary["phase"] = "Succeeded"
     summary["modelUri"] = output_uri
     summary["message"] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from pilotage.api.modelcard import Task
 from pilotage.api.trainingjob import SearchSpec
-from pilotage.trainer.errors import TrainingError
+from pilotage.trainer.errors import SpecError, TrainingError
 
 # Metrics to maximise, in scikit-learn's scorer names (errors are negated).
 SCORERS: dict[str, str] = {
@@ -57,17 +58,18 @@ def search(
     y: Any,
     progress: Callable[[str], None],
 ) -> tuple[Pipeline, dict[str, Any]]:
-    """Fit the best pipeline found; return it with the chosen hyperparameters."""
+    """Fit the best pipeline found; return it with what the search chose, keyed as
+    the TrainingJob's `status.search` (bestParameters, bestScore, scoring, trials, folds)."""
     if not spec.parameters:
-        raise TrainingError("spec.search.parameters is empty: name at least one hyperparameter")
+        raise SpecError("spec.search.parameters is empty: name at least one hyperparameter")
     unknown = sorted(p for p in spec.parameters if p not in tunable)
     if unknown:
-        raise TrainingError(
+        raise SpecError(
             f"spec.search.parameters: {', '.join(unknown)} not a parameter of the model"
         )
     empty = sorted(p for p, values in spec.parameters.items() if not values)
     if empty:
-        raise TrainingError(f"spec.search.parameters: {', '.join(empty)} has no candidate values")
+        raise SpecError(f"spec.search.parameters: {', '.join(empty)} has no candidate values")
     grid = {f"{MODEL_STEP}__{k}": list(v) for k, v in spec.parameters.items()}
     combinations = len(ParameterGrid(grid))
     scoring = _scorer(spec.metric, task, binary)
@@ -79,7 +81,7 @@ def search(
     searcher: GridSearchCV | RandomizedSearchCV
     if spec.type == "grid":
         if combinations > spec.max_trials:
-            raise TrainingError(
+            raise SpecError(
                 f"spec.search: the grid has {combinations} combinations, more than "
                 f"maxTrials={spec.max_trials}; raise maxTrials or use type: random"
             )
@@ -103,5 +105,13 @@ def search(
     except ValueError as exc:
         raise TrainingError(f"search failed: {str(exc).splitlines()[0]}") from exc
     best = {k.removeprefix(f"{MODEL_STEP}__"): v for k, v in searcher.best_params_.items()}
-    progress(f"search: best {best} (cv {scoring} {searcher.best_score_:.4f})")
-    return searcher.best_estimator_, best
+    score = float(searcher.best_score_)
+    progress(f"search: best {best} (cv {scoring} {score:.4f})")
+    result = {
+        "bestParameters": best,
+        "bestScore": score if math.isfinite(score) else None,
+        "scoring": scoring,
+        "trials": trials,
+        "folds": spec.cv_folds,
+    }
+    return searcher.best_estimator_, result

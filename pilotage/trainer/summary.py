@@ -23,6 +23,9 @@ def failed_profile(message: str = "") -> dict[str, Any]:
         "fingerprint": None,
         "findings": [],
         "profileUri": None,
+        "target": None,
+        "task": None,
+        "summary": [],
         "message": message,
     }
 
@@ -36,6 +39,8 @@ def failed_train(model_version: str | None, message: str = "") -> dict[str, Any]
         "metrics": {},
         "gates": None,
         "onnxParity": None,
+        "search": None,
+        "task": None,
         "datasetFingerprint": None,
         "message": message,
     }
@@ -50,11 +55,17 @@ def fit(summary: dict[str, Any], limit: int = MAX_BYTES) -> str:
     out = dict(summary)
     out["message"] = str(out.get("message", ""))[:MESSAGE_LIMIT]
     text = encode(out)
-    trimmers = ("findings", "metrics", "gates_results", "message")
+    trimmers = ("summary", "findings", "metrics", "gates_results", "message")
     for what in trimmers:
         if len(text.encode()) <= limit:
             break
-        if what == "findings" and isinstance(out.get("findings"), list):
+        if what == "summary" and isinstance(out.get("summary"), list):
+            # The target comes first and is kept: the control plane infers the task from it.
+            columns = list(out["summary"])
+            while len(columns) > 1 and len(encode({**out, "summary": columns}).encode()) > limit:
+                columns.pop()
+            out["summary"] = columns
+        elif what == "findings" and isinstance(out.get("findings"), list):
             findings = list(out["findings"])
             while findings and len(encode({**out, "findings": findings}).encode()) > limit:
                 findings.pop()
@@ -72,7 +83,18 @@ def fit(summary: dict[str, Any], limit: int = MAX_BYTES) -> str:
             out["message"] = out["message"][:200]
         text = encode(out)
     if len(text.encode()) > limit:
-        keep_keys = ("phase", "modelVersion", "modelUri", "datasetFingerprint", "fingerprint")
+        keep_keys = (
+            "phase",
+            "modelVersion",
+            "modelUri",
+            "datasetFingerprint",
+            "fingerprint",
+            "rows",
+            "columns",
+            "task",
+            "target",
+            "retryable",
+        )
         text = encode({k: out[k] for k in keep_keys if k in out} | {"message": "summary trimmed"})
     return text
 

@@ -125,3 +125,22 @@ def test_invalid_spec_is_stalled_naming_the_field(spec: dict[str, Any], field: s
     assert get(result.status.conditions, "Stalled") is not None
     assert result.actions == []
     assert [e.type for e in result.events] == ["Warning"]
+
+
+def test_the_profile_summary_and_inferred_task_reach_the_status() -> None:
+    column = {"name": "target", "role": "target", "type": "int", "missing": 0, "distinct": 3}
+    feature = {"name": "petal", "role": "feature", "type": "float", "missing": 2, "distinct": 40}
+    feature |= {"min": 0.1, "max": 2.5}
+    summary = {
+        **SUMMARY,
+        "target": "target",
+        "task": "classification",
+        "summary": [column, feature],
+    }
+    result = profiled("Succeeded", summary)
+    status = result.status
+    assert status.phase == "Ready" and status.task == "classification" and status.target == "target"
+    assert [c.name for c in status.summary] == ["target", "petal"]
+    assert status.summary[1].missing == 2 and status.summary[1].max == 2.5
+    bad = profiled("Succeeded", {**summary, "task": "clustering"})
+    assert bad.status.phase == "Failed" and "clustering" in bad.status.conditions[0].message

@@ -168,9 +168,127 @@ def test_a_lost_run_is_asked_for_again_under_the_same_name() -> None:
 
 
 def test_invalid_spec_names_the_field() -> None:
-    tj = trainingjob(task="regression", evaluation={"gates": [{"metric": "accuracy", "min": 0.5}]})
+    tj = trainingjob(
+        task="regression",
+        model={"algorithm": "ridge"},
+        evaluation={"gates": [{"metric": "accuracy", "min": 0.5}]},
+    )
     result = reconcile_trainingjob(tj, obs(), at(0))
     ready = get(result.status.conditions, "Ready")
     assert ready is not None and ready.reason == "InvalidSpec"
     assert ready.message.startswith("spec.evaluation.gates[0].metric")
     assert result.actions == []
+
+
+def _profiled(task: str) -> Any:
+    return dataset(
+        status={
+            "phase": "Ready",
+            "observedGeneration": 1,
+            "fingerprint": "f" * 64,
+            "target": "target",
+            "task": task,
+        }
+    )
+
+
+def test_a_gate_of_the_wrong_task_is_refused_when_the_task_is_inferred() -> None:
+    # The regression the Dataset's profile infers makes a roc_auc gate unusable: no run
+    # starts (it would fail three times), the condition says why and how to change it.
+    tj = trainingjob(
+        model={"algorithm": "ridge"}, evaluation={"gates": [{"metric": "roc_auc", "min": 0.8}]}
+    )
+    result = reconcile_trainingjob(
+        tj, TrainingJobObservation(_profiled("regression"), None, ARTIFACTS), at(0)
+    )
+    assert result.actions == [] and result.status.phase == "Failed"
+    ready = get(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "InvalidSpec"
+    assert ready.message.startswith("spec.evaluation.gates[0].metric: roc_auc is not a regression")
+    assert "inferred from Dataset iris" in ready.message
+    assert [e.reason for e in result.events] == ["InvalidSpec"]
+    # The same job on a data set whose target is classes trains.
+    result = reconcile_trainingjob(
+        trainingjob(evaluation={"gates": [{"metric": "roc_auc", "min": 0.8}]}),
+        TrainingJobObservation(_profiled("classification"), None, ARTIFACTS),
+        at(0),
+    )
+    assert isinstance(result.actions[0], StartRun)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"model": {"algorithm": "random_forest", "hyperparameters": {"n_estimator": 10}}},
+            "spec.model.hyperparameters: n_estimator (did you mean n_estimators?) is not a "
+            "parameter of random_forest",
+        ),
+        (
+            {
+                "model": {"algorithm": "random_forest"},
+                "search": {"parameters": {"max_dept": [2, 4]}},
+            },
+            "spec.search.parameters: max_dept (did you mean max_depth?)",
+        ),
+        (
+            {"search": {"parameters": {"C": [0.1, 1, 10], "tol": [1e-4, 1e-3]}, "maxTrials": 5}},
+            "spec.search: the grid has 6 combinations, more than maxTrials=5",
+        ),
+        (
+            {"model": {"algorithm": "linear_regression"}},
+            "spec.model.algorithm: linear_regression does not do classification",
+        ),
+    ],
+)
+def test_a_deterministic_spec_error_starts_no_run(spec: dict[str, Any], message: str) -> None:
+    result = reconcile_trainingjob(
+        trainingjob(**spec),
+        TrainingJobObservation(_profiled("classification"), None, ARTIFACTS),
+        at(0),
+    )
+    assert result.actions == [] and result.status.phase == "Failed"
+    ready = get(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "InvalidSpec"
+    assert ready.message.startswith(message), ready.message
+
+
+def test_exit_status_2_is_never_retried() -> None:
+    # A spec error only the trainer can see (e.g. a hyperparameter value the estimator
+    # refuses) ends the run with the manifest-error exit status: one attempt, InvalidSpec.
+    tj, start = started(backoffLimit=3)
+    failed = RunState(start.name, "Failed", message="exit status 2: bad value", exit_code=2)
+    tj, result = step(tj, failed, 10)
+    assert result.actions == [] and tj.status is not None and tj.status.phase == "Failed"
+    assert tj.status.attempts == 1
+    assert get(tj.status.conditions, "Ready").reason == "InvalidSpec"  # type: ignore[union-attr]
+    assert "not retried" in tj.status.message and "bad value" in tj.status.message
+    # Any other failure is retried.
+    tj, start = started(backoffLimit=3)
+    tj, result = step(tj, RunState(start.name, "Failed", message="OOMKilled", exit_code=137), 10)
+    assert isinstance(result.actions[0], StartRun) and tj.status is not None
+    assert tj.status.attempts == 2
+
+
+def test_the_search_outcome_and_task_reach_the_status() -> None:
+    tj, start = started(search={"parameters": {"C": [0.1, 1.0]}})
+    search = {
+        "bestParameters": {"C": 1.0},
+        "bestScore": 0.953,
+        "scoring": "accuracy",
+        "trials": 2,
+        "folds": 5,
+    }
+    summary = {**SUMMARY, "search": search, "task": "classification"}
+    tj, result = step(tj, RunState(start.name, "Succeeded", at(0), at(30), summary), 31)
+    assert result.status.search is not None
+    assert result.status.search.best_parameters == {"C": 1.0}
+    assert result.status.search.best_score == 0.953 and result.status.search.trials == 2
+    assert result.status.task == "classification"
+
+
+def test_the_outcome_message_follows_the_users_metric_order() -> None:
+    tj, start = started(evaluation={"metrics": ["f1_macro", "accuracy"]})
+    summary = {**SUMMARY, "metrics": {"accuracy": 0.96, "f1_macro": 0.95}}
+    tj, result = step(tj, RunState(start.name, "Succeeded", at(0), at(30), summary), 31)
+    assert result.status.message.endswith("ready: f1_macro 0.95, accuracy 0.96")

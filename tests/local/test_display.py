@@ -133,3 +133,64 @@ def test_a_deleted_resource_gets_a_plain_line(tmp_path: Any) -> None:
     store.delete("TrainingJob", "iris-candidate-number-1")
     display.update(TickReport())
     assert out.getvalue().splitlines()[-1].endswith(" TrainingJob/iris-candidate-number-1: deleted")
+
+
+def test_describe_shows_a_datasets_profile_summary_and_findings() -> None:
+    from pilotage.local.view import describe
+
+    ds = parse_resource(
+        {
+            "apiVersion": API,
+            "kind": "Dataset",
+            "metadata": {"name": "churn"},
+            "spec": {"source": {"uri": "file:///data/churn.csv"}, "target": "churned"},
+            "status": {
+                "phase": "Ready",
+                "rows": 1500,
+                "columns": 4,
+                "target": "churned",
+                "task": "classification",
+                "profileUri": "file:///p/profile.json",
+                "summary": [
+                    {
+                        "name": "churned",
+                        "role": "target",
+                        "type": "int",
+                        "distinct": 2,
+                        "min": 0,
+                        "max": 1,
+                    },
+                    {
+                        "name": "age",
+                        "role": "feature",
+                        "type": "float",
+                        "missing": 63,
+                        "distinct": 62,
+                        "min": 18.0,
+                        "max": 79.5,
+                    },
+                    {"name": "country", "role": "feature", "type": "category", "distinct": 4},
+                ],
+                "findings": [
+                    {
+                        "column": "age",
+                        "kind": "missing",
+                        "count": 63,
+                        "message": "63 of 1500 values missing",
+                    }
+                ],
+            },
+        },
+        "test",
+    )
+    text = describe(ds, [])
+    lines = text.splitlines()
+    assert "Profile: 1500 rows, 4 columns; target churned (classification)" in lines
+    age = next(line for line in lines if line.split()[:1] == ["age"])
+    assert age.split() == ["age", "feature", "float", "63", "62", "18", "79.5"]
+    country = next(line for line in lines if line.split()[:1] == ["country"])
+    assert country.split() == ["country", "feature", "category", "0", "4", "-", "-"]
+    assert "(1 more column(s) in file:///p/profile.json)" in text
+    finding = next(line for line in lines if "63 of 1500 values missing" in line)
+    assert finding.split()[:4] == ["warning", "missing", "age", "63"]
+    assert "summary:" not in text  # the table replaces the YAML list

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,22 @@ def test_rbac_rules_by_scope() -> None:
     assert not any("kopfpeerings" in r["resources"] for r in clusterwide)
     assert rbac.missing_rules([("batch", "jobs", "create")]) == []
     assert rbac.missing_rules([("", "secrets", "list")]) == [("", "secrets", "list")]
+
+
+def test_a_failed_runs_exit_code_comes_from_its_newest_pod() -> None:
+    # Exit status 2 (a spec error) is what keeps the TrainingJob from retrying.
+    from pilotage.operator.platform import termination_exit_code
+
+    def pod(created: str, code: int | None, name: str = "trainer") -> dict[str, Any]:
+        terminated = {} if code is None else {"exitCode": code}
+        return {
+            "metadata": {"creationTimestamp": created},
+            "status": {"containerStatuses": [{"name": name, "state": {"terminated": terminated}}]},
+        }
+
+    assert (
+        termination_exit_code([pod("2026-01-01T00:00:00Z", 1), pod("2026-01-01T00:01:00Z", 2)]) == 2
+    )
+    assert termination_exit_code([pod("2026-01-01T00:00:00Z", 2, name="sidecar")]) is None
+    assert termination_exit_code([pod("2026-01-01T00:00:00Z", None)]) is None
+    assert termination_exit_code([]) is None

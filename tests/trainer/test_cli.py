@@ -247,3 +247,66 @@ def test_churn_example_trains(tmp_path: Path) -> None:
     summary = last_json(result.stdout)
     assert summary["phase"] == "Succeeded", summary["message"]
     assert summary["gates"]["passed"] is True
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        (
+            {"model": {"algorithm": "random_forest", "hyperparameters": {"n_estimator": 5}}},
+            "spec.model.hyperparameters: n_estimator not a parameter",
+        ),
+        (
+            {"evaluation": {"gates": [{"metric": "roc_auc", "min": 0.5}]}},
+            "spec.evaluation.gates: roc_auc is not a regression metric",
+        ),
+        (
+            {
+                "search": {
+                    "parameters": {"max_depth": [1, 2, 3], "min_samples_leaf": [1, 2]},
+                    "maxTrials": 4,
+                }
+            },
+            "the grid has 6 combinations, more than maxTrials=4",
+        ),
+    ],
+)
+def test_a_spec_error_exits_2_and_says_it_is_not_retryable(
+    tmp_path: Path, spec: dict, reason: str
+) -> None:
+    # diabetes has a float target: the task is inferred as regression.
+    tj = job("diabetes", "decision_tree", **spec)
+    path = manifests(tmp_path / "m.yaml", dataset("diabetes", "builtin://diabetes"), tj)
+    result = run("train", "-f", str(path), "--output", (tmp_path / "out").as_uri())
+    assert result.returncode == 2, result.stderr
+    summary = last_json(result.stdout)
+    assert summary["phase"] == "Failed" and summary["retryable"] is False
+    assert reason in summary["message"], summary["message"]
+    assert "Traceback" not in result.stderr
+
+
+def test_profile_reports_target_task_and_column_summary(tmp_path: Path) -> None:
+    frame = churn_frame(120)
+    frame.loc[[1, 2], "age"] = None
+    csv = tmp_path / "d.csv"
+    frame.to_csv(csv, index=False)
+    path = manifests(tmp_path / "m.yaml", dataset("d", csv.as_uri(), target="churned"))
+    result = run("profile", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = last_json(result.stdout)
+    assert summary["target"] == "churned" and summary["task"] == "classification"
+    columns = {c["name"]: c for c in summary["summary"]}
+    assert summary["summary"][0]["name"] == "churned"
+    assert columns["churned"]["role"] == "target" and columns["churned"]["distinct"] == 2
+    age = columns["age"]
+    assert (
+        age["role"] == "feature"
+        and age["type"] == "float"
+        and age["missing"] == frame["age"].isna().sum() >= 2
+    )
+    assert age["min"] == frame["age"].min() and age["max"] == frame["age"].max()
+    assert columns["country"]["type"] == "category" and "min" not in columns["country"]
+    assert columns["country"]["distinct"] == frame["country"].nunique()
+    regression = manifests(tmp_path / "r.yaml", dataset("r", "builtin://diabetes"))
+    result = run("profile", "-f", str(regression))
+    assert last_json(result.stdout)["task"] == "regression"

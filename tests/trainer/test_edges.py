@@ -41,3 +41,19 @@ def test_infinite_values_are_a_type_mismatch(tmp_path: Path) -> None:
     assert "column y: typeMismatch (1)" in summary["message"]
     profiled = profile(ds, None)
     assert profiled["phase"] == "Failed" and "typeMismatch" in profiled["message"]
+
+
+def test_the_control_planes_hyperparameter_table_matches_scikit_learn() -> None:
+    # The control plane refuses a misspelled hyperparameter from this table (it cannot
+    # import scikit-learn); a scikit-learn upgrade that changes a signature fails here.
+    from pilotage.api.trainingjob import ALGORITHM_PARAMETERS
+    from pilotage.trainer.algorithms import ESTIMATORS
+
+    assert set(ALGORITHM_PARAMETERS) == set(ESTIMATORS)
+    for algorithm, by_task in ESTIMATORS.items():
+        assert set(ALGORITHM_PARAMETERS[algorithm]) == set(by_task), algorithm
+        for task, cls in by_task.items():
+            assert ALGORITHM_PARAMETERS[algorithm][task] == set(cls().get_params()), (
+                algorithm,
+                task,
+            )

@@ -66,3 +66,32 @@ def test_report_writes_the_termination_log(tmp_path: Path, monkeypatch: pytest.M
     text = report(_big_train_summary())
     assert log.read_text() == text
     assert len(log.read_bytes()) <= MAX_BYTES
+
+
+def test_a_profile_summary_too_long_for_the_termination_message_keeps_the_target() -> None:
+    from pilotage.trainer.summary import failed_profile, fit
+
+    summary = failed_profile()
+    summary.update(
+        phase="Ready",
+        rows=10,
+        columns=300,
+        target="y",
+        task="regression",
+        summary=[{"name": "y", "role": "target", "type": "float", "missing": 0, "distinct": 9}]
+        + [
+            {
+                "name": f"feature_{i}",
+                "role": "feature",
+                "type": "float",
+                "missing": 0,
+                "distinct": 5,
+            }
+            for i in range(300)
+        ],
+    )
+    text = fit(summary)
+    assert len(text.encode()) <= 4096
+    out = json.loads(text)
+    assert out["task"] == "regression" and out["summary"][0]["name"] == "y"
+    assert 1 < len(out["summary"]) < 301
