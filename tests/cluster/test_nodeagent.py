@@ -1,0 +1,628 @@
+"""The node agent on the real control plane: pods bound by the real scheduler, run by the
+agent, driven by the real Deployment/ReplicaSet/Job/EndpointSlice controllers."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support.models import build_model
+
+SERVER = "ghcr.io/pilotage-dev/pilotage-server:0.1.0"
+TRAINER = "ghcr.io/pilotage-dev/pilotage-trainer:0.1.0"
+OPERATOR = "ghcr.io/pilotage-dev/pilotage-operator:0.1.0"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = 120) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def ns(cluster: Any) -> Iterator[str]:
+    name = f"na-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        "the default ServiceAccount",
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def apply(cluster: Any, *objects: dict[str, Any]) -> None:
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
+    )
+
+
+def job(name: str, ns: str, container: dict[str, Any], **pod_spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", **container}],
+                    **pod_spec,
+                }
+            },
+        },
+    }
+
+
+def job_condition(cluster: Any, ns: str, name: str) -> str | None:
+    status = cluster.get("job", name, "-n", ns).get("status", {})
+    for condition in status.get("conditions", []):
+        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+            return str(condition["type"])
+    return None
+
+
+def job_pod(cluster: Any, ns: str, name: str) -> dict[str, Any]:
+    pods = cluster.get("pods", "-n", ns, "-l", f"job-name={name}")["items"]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def pod_log(cluster: Any, pod: dict[str, Any], container: str = "main") -> str:
+    meta = pod["metadata"]
+    path = (
+        cluster.state_dir
+        / "pods"
+        / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+        / f"{container}.log"
+    )
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def run_job(
+    cluster: Any, ns: str, name: str, container: dict[str, Any], **pod_spec: Any
+) -> tuple[str, dict[str, Any]]:
+    apply(cluster, job(name, ns, container, **pod_spec))
+    condition = wait_for(lambda: job_condition(cluster, ns, name), f"Job {name} to finish")
+    pod = job_pod(cluster, ns, name)
+    return condition, pod
+
+
+def terminated(pod: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    return pod["status"]["containerStatuses"][index]["state"]["terminated"]
+
+
+def python(code: str) -> list[str]:
+    return ["python", "-c", code]
+
+
+# ---- the node -------------------------------------------------------------------------------
+
+
+def test_node_is_registered_ready_with_capacity_address_and_lease(cluster: Any) -> None:
+    node = cluster.get("node", cluster.node_name)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    assert int(node["status"]["allocatable"]["pods"]) > 0
+    assert node["status"]["capacity"]["memory"].endswith("Ki")
+    internal = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
+    assert len(internal) == 1 and internal[0].startswith("10.244.") and internal[0].endswith(".1")
+    assert node["spec"]["podCIDR"].startswith("10.244.")
+    assert not [t for t in node["spec"].get("taints", []) if t["effect"] == "NoSchedule"]
+    lease = cluster.get("lease", cluster.node_name, "-n", "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == cluster.node_name
+
+
+# ---- workloads ------------------------------------------------------------------------------
+
+
+def test_a_deployment_of_ours_serves_a_model_through_a_service_name(
+    cluster: Any, ns: str, tmp_path: Path
+) -> None:
+    model = build_model(tmp_path / "iris")
+    for path in [tmp_path, *model.rglob("*")]:  # the server runs as UID 10001
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    model.chmod(0o755)
+    labels = {"app": "iris"}
+    apply(
+        cluster,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "iris", "namespace": ns},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": SERVER,
+                                "args": [
+                                    "serve",
+                                    "--model-uri",
+                                    "file:///models/iris",
+                                    "--host",
+                                    "0.0.0.0",
+                                    "--port",
+                                    "8080",
+                                ],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                    "periodSeconds": 1,
+                                },
+                                "volumeMounts": [
+                                    {"name": "model", "mountPath": "/models/iris", "readOnly": True}
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "model", "hostPath": {"path": str(model), "type": "Directory"}}
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "iris", "namespace": ns},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    )
+    cluster.kubectl(
+        "wait",
+        "-n",
+        ns,
+        "--for=condition=Available",
+        "deployment/iris",
+        "--timeout=120s",
+        timeout=150,
+    )
+    pod = cluster.get("pods", "-n", ns, "-l", "app=iris")["items"][0]
+    assert pod["status"]["podIP"].startswith("10.244.")
+    assert pod["status"]["containerStatuses"][0]["ready"] is True
+
+    body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]})
+    client = (
+        "import json, os, urllib.request\n"
+        "out = {}\n"
+        "for host in ('iris', f\"iris.{os.environ['NS']}\", f\"iris.{os.environ['NS']}.svc.cluster.local\"):\n"
+        f"    req = urllib.request.Request(f'http://{{host}}/v1/models/iris:predict', data={body!r}.encode(),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "    out[host] = json.load(urllib.request.urlopen(req, timeout=10))['predictions']\n"
+        "out['env'] = os.environ['IRIS_SERVICE_HOST']\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(out))\n"
+    )
+    env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    condition, client_pod = run_job(
+        cluster, ns, "client", {"image": TRAINER, "command": python(client), "env": env}
+    )
+    assert condition == "Complete", pod_log(cluster, client_pod)
+    answers = json.loads(terminated(client_pod)["message"])
+    service = cluster.get("service", "iris", "-n", ns)
+    assert answers.pop("env") == service["spec"]["clusterIP"]
+    assert len(answers) == 3 and len({json.dumps(a) for a in answers.values()}) == 1
+    assert len(answers["iris"]) == 2
+
+    # The Service from the host, through the same proxy.
+    request = urllib.request.Request(
+        f"http://{service['spec']['clusterIP']}/v1/models/iris:predict",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert json.load(urllib.request.urlopen(request, timeout=10))["predictions"] == answers["iris"]
+
+    # Scaling down deletes the pod gracefully, and the agent finishes the deletion.
+    cluster.kubectl("scale", "-n", ns, "deployment/iris", "--replicas=0")
+    wait_for(
+        lambda: not cluster.get("pods", "-n", ns, "-l", "app=iris")["items"],
+        "the server pod to be deleted",
+    )
+
+
+def test_a_pod_reads_the_api_with_its_service_account_and_its_role_bounds_it(
+    cluster: Any, ns: str
+) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "reader", "namespace": ns},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "configmap-reader", "namespace": ns},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "reader", "namespace": ns},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "configmap-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
+        },
+    )
+    code = (
+        "import json\n"
+        "from kubernetes import client, config\n"
+        "from kubernetes.client.exceptions import ApiException\n"
+        "config.load_incluster_config()\n"
+        "api = client.CoreV1Api()\n"
+        "ns = open('/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()\n"
+        "out = {'namespace': ns, 'configmaps': sorted(c.metadata.name for c in api.list_namespaced_config_map(ns).items)}\n"
+        "for what, call in (('secrets', lambda: api.list_namespaced_secret(ns)), ('pods', lambda: api.list_namespaced_pod(ns))):\n"
+        "    try:\n"
+        "        call(); out[what] = 200\n"
+        "    except ApiException as exc:\n"
+        "        out[what] = exc.status\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(out))\n"
+    )
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "whoami",
+        {"image": OPERATOR, "command": python(code)},
+        serviceAccountName="reader",
+    )
+    assert condition == "Complete", pod_log(cluster, pod)
+    result = json.loads(terminated(pod)["message"])
+    assert result["namespace"] == ns
+    assert "kube-root-ca.crt" in result["configmaps"]
+    assert (result["secrets"], result["pods"]) == (403, 403)
+
+
+def test_env_volumes_working_dir_and_security_context_reach_the_process(
+    cluster: Any, ns: str
+) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns},
+            "data": {"level": "debug", "MODE": "fast"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": ns},
+            "stringData": {"password": "s3cret"},
+        },
+    )
+    code = (
+        "import json, os\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "st = os.stat('/etc/settings/level')\n"
+        "open('/scratch/written', 'w').write('ok')\n"
+        "out = {'uid': os.getuid(), 'gid': os.getgid(), 'groups': sorted(os.getgroups()), 'cwd': os.getcwd(),\n"
+        " 'env': {k: os.environ.get(k) for k in ('LEVEL', 'PW', 'POD', 'IP', 'CFG_MODE', 'GREETING', 'KUBERNETES_SERVICE_HOST')},\n"
+        " 'files': {p: open(p).read() for p in ('/etc/settings/level', '/etc/creds/password', sa + '/namespace', '/etc/info/labels')},\n"
+        " 'token': len(open(sa + '/token').read()), 'ca': open(sa + '/ca.crt').read().startswith('-----BEGIN CERTIFICATE'),\n"
+        " 'settings_gid': st.st_gid, 'scratch': open('/scratch/written').read()}\n"
+        "open('/dev/termination-log', 'w').write(json.dumps(out))\n"
+    )
+    container = {
+        "image": TRAINER,
+        "command": python(code),
+        "workingDir": "/work/dir",
+        "env": [
+            {
+                "name": "LEVEL",
+                "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "level"}},
+            },
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "GREETING", "value": "level=$(LEVEL)"},
+        ],
+        "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        "volumeMounts": [
+            {"name": "settings", "mountPath": "/etc/settings"},
+            {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
+            {"name": "scratch", "mountPath": "/scratch"},
+            {"name": "info", "mountPath": "/etc/info"},
+        ],
+        "securityContext": {"runAsUser": 1234},
+    }
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "inspect",
+        container,
+        securityContext={"runAsGroup": 2345, "fsGroup": 3456, "supplementalGroups": [4567]},
+        volumes=[
+            {"name": "settings", "configMap": {"name": "settings"}},
+            {"name": "creds", "secret": {"secretName": "creds"}},
+            {"name": "scratch", "emptyDir": {}},
+            {
+                "name": "info",
+                "downwardAPI": {
+                    "items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+                },
+            },
+        ],
+    )
+    assert condition == "Complete", pod_log(cluster, pod)
+    out = json.loads(terminated(pod)["message"])
+    assert (out["uid"], out["gid"], out["groups"]) == (1234, 2345, [3456, 4567])
+    assert out["cwd"] == "/work/dir"
+    assert out["env"] == {
+        "LEVEL": "debug",
+        "PW": "s3cret",
+        "POD": pod["metadata"]["name"],
+        "IP": pod["status"]["podIP"],
+        "CFG_MODE": "fast",
+        "GREETING": "level=debug",
+        "KUBERNETES_SERVICE_HOST": out["env"]["KUBERNETES_SERVICE_HOST"],
+    }
+    assert out["env"]["KUBERNETES_SERVICE_HOST"].startswith("10.96.")
+    assert (
+        out["files"]["/etc/settings/level"] == "debug"
+        and out["files"]["/etc/creds/password"] == "s3cret"
+    )
+    assert out["files"]["/var/run/secrets/kubernetes.io/serviceaccount/namespace"] == ns
+    assert 'job-name="inspect"' in out["files"]["/etc/info/labels"]
+    assert out["token"] > 100 and out["ca"] is True
+    assert out["settings_gid"] == 3456 and out["scratch"] == "ok"
+    assert not os.path.exists("/work/dir") and not os.path.exists("/etc/settings")
+
+
+def test_a_failing_job_reports_exit_code_and_termination_message(cluster: Any, ns: str) -> None:
+    code = "import sys\nprint('starting')\nprint('cannot open the data set', file=sys.stderr)\nsys.exit(3)\n"
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "fails",
+        {
+            "image": TRAINER,
+            "command": python(code),
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        },
+    )
+    assert condition == "Failed"
+    state = terminated(pod)
+    assert (state["exitCode"], state["reason"]) == (3, "Error")
+    assert "cannot open the data set" in state["message"]
+    assert pod["status"]["phase"] == "Failed"
+
+    summary = (
+        "import json\nopen('/var/log/summary.json', 'w').write(json.dumps({'accuracy': 0.97}))\n"
+    )
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "succeeds",
+        {
+            "image": TRAINER,
+            "command": python(summary),
+            "terminationMessagePath": "/var/log/summary.json",
+        },
+    )
+    assert condition == "Complete"
+    assert json.loads(terminated(pod)["message"]) == {"accuracy": 0.97}
+    assert terminated(pod)["exitCode"] == 0 and pod["status"]["phase"] == "Succeeded"
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodCompleted")
+
+
+def test_an_image_not_of_ours_fails_the_container_with_a_clear_reason(
+    cluster: Any, ns: str
+) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "nginx", "namespace": ns},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+        },
+    )
+
+    def waiting() -> dict[str, Any] | None:
+        statuses = (
+            cluster.get("pod", "nginx", "-n", ns).get("status", {}).get("containerStatuses") or []
+        )
+        state = statuses[0]["state"].get("waiting") if statuses else None
+        return state if state and state.get("reason") == "ImageNotRunnable" else None
+
+    state = wait_for(waiting, "the ImageNotRunnable reason")
+    assert 'image "nginx:1.27"' in state["message"]
+    assert cluster.get("pod", "nginx", "-n", ns)["status"]["phase"] == "Pending"
+
+
+def test_a_readiness_probe_gates_ready_and_the_service_endpoints(cluster: Any, ns: str) -> None:
+    gate = "import os, sys\nsys.exit(0 if os.path.exists('/flag/ready') else 1)\n"
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "gated", "namespace": ns, "labels": {"app": "gated"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": SERVER,
+                        "command": ["python", "-m", "http.server", "8000", "--directory", "/flag"],
+                        "ports": [{"containerPort": 8000}],
+                        "readinessProbe": {
+                            "exec": {"command": python(gate)},
+                            "periodSeconds": 1,
+                            "failureThreshold": 1,
+                        },
+                        "volumeMounts": [{"name": "flag", "mountPath": "/flag"}],
+                    }
+                ],
+                "volumes": [{"name": "flag", "emptyDir": {}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "gated", "namespace": ns},
+            "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80, "targetPort": 8000}]},
+        },
+    )
+
+    def pod_ready(expected: bool) -> bool:
+        pod = cluster.get("pod", "gated", "-n", ns)
+        if pod.get("status", {}).get("phase") != "Running":
+            return False
+        ready = next((c for c in pod["status"].get("conditions", []) if c["type"] == "Ready"), None)
+        return ready is not None and (ready["status"] == "True") == expected
+
+    def endpoint_ready(expected: bool) -> bool:
+        slices = cluster.get("endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=gated")[
+            "items"
+        ]
+        endpoints = [e for s in slices for e in s.get("endpoints") or []]
+        return len(endpoints) == 1 and endpoints[0]["conditions"].get("ready") is expected
+
+    wait_for(lambda: pod_ready(False), "the pod to run, not ready")
+    wait_for(lambda: endpoint_ready(False), "a not-ready endpoint")
+    pod = cluster.get("pod", "gated", "-n", ns)
+    ip = cluster.get("service", "gated", "-n", ns)["spec"]["clusterIP"]
+    with pytest.raises(OSError):  # no ready endpoint: the proxy closes the connection
+        urllib.request.urlopen(f"http://{ip}/ready", timeout=5)
+
+    flag = (
+        cluster.state_dir
+        / "pods"
+        / f"{ns}_gated_{pod['metadata']['uid']}"
+        / "volumes"
+        / "flag"
+        / "ready"
+    )
+    flag.write_text("yes")
+    wait_for(lambda: pod_ready(True), "Ready=True")
+    wait_for(lambda: endpoint_ready(True), "a ready endpoint")
+    assert wait_for(lambda: _get_or_none(f"http://{ip}/ready"), "the Service to answer") == b"yes"
+
+    flag.unlink()
+    wait_for(lambda: pod_ready(False), "Ready=False again")
+    wait_for(lambda: endpoint_ready(False), "the endpoint not ready again")
+
+
+def _get_or_none(url: str) -> bytes | None:
+    try:
+        return urllib.request.urlopen(url, timeout=5).read()
+    except OSError:
+        return None
+
+
+def test_restart_policies_restart_with_a_count(cluster: Any, ns: str) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "crashy", "namespace": ns},
+            "spec": {
+                "restartPolicy": "Always",
+                "containers": [
+                    {"name": "c", "image": TRAINER, "command": python("raise SystemExit(2)")}
+                ],
+            },
+        },
+    )
+
+    def restarted_twice() -> dict[str, Any] | None:
+        statuses = (
+            cluster.get("pod", "crashy", "-n", ns).get("status", {}).get("containerStatuses") or []
+        )
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 2 else None
+
+    status = wait_for(restarted_twice, "two restarts")
+    assert status["lastState"]["terminated"]["exitCode"] == 2
+    assert cluster.get("pod", "crashy", "-n", ns)["status"]["phase"] == "Running"
+
+    # OnFailure: the first run fails, the restarted one succeeds (emptyDir survives restarts).
+    once = "import os, sys\nif os.path.exists('/scratch/once'): sys.exit(0)\nopen('/scratch/once', 'w').close()\nsys.exit(1)\n"
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "retry",
+        {
+            "image": TRAINER,
+            "command": python(once),
+            "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        },
+        restartPolicy="OnFailure",
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+    )
+    assert condition == "Complete"
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert (
+        status["lastState"]["terminated"]["exitCode"] == 1
+        and status["state"]["terminated"]["exitCode"] == 0
+    )
+
+
+def test_deletion_sends_sigterm_and_the_pod_goes_away(cluster: Any, ns: str) -> None:
+    code = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    print('got SIGTERM', flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('started', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "graceful", "namespace": ns},
+            "spec": {
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": "main", "image": TRAINER, "command": python(code)}],
+            },
+        },
+    )
+    cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "pod/graceful", "--timeout=60s", timeout=90
+    )
+    pod = cluster.get("pod", "graceful", "-n", ns)
+    wait_for(lambda: "started" in pod_log(cluster, pod), "the container to start")
+    began = time.monotonic()
+    cluster.kubectl(
+        "delete", "pod", "graceful", "-n", ns, "--wait=true", "--timeout=60s", timeout=90
+    )
+    assert time.monotonic() - began < 20  # gone once the process exited, not after the grace period
+    assert "got SIGTERM" in pod_log(cluster, pod)
