@@ -71,6 +71,7 @@ class Agent:
         self.pods = Informer(
             self.kube, "/api/v1/pods", self._on_pod, fieldSelector=f"spec.nodeName={node_name}"
         )
+        self.claims = Informer(self.kube, "/api/v1/persistentvolumeclaims", self._on_claim)
         self._dns_dirty = asyncio.Event()
         self._proxy_dirty = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -139,6 +140,55 @@ class Agent:
             if grace is None:
                 grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             self._spawn(self._graceful_delete(runner, float(grace)))
+
+    async def _on_claim(self, kind: str, claim: dict[str, Any]) -> None:
+        """A minimal provisioner: a pending claim gets a PV pre-bound to it whose hostPath is
+        the directory its pods mount (`<state>/pvc/<ns>/<claim>`); the PV controller binds them."""
+        meta, spec = claim["metadata"], claim.get("spec") or {}
+        if kind == "DELETED" or meta.get("deletionTimestamp") or spec.get("volumeName"):
+            return
+        if (claim.get("status") or {}).get("phase", "Pending") != "Pending":
+            return
+        path = self.state_dir / "pvc" / meta["namespace"] / meta["name"]
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o777)
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        volume: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": f"pvc-{meta['uid']}",
+                "annotations": {"pv.kubernetes.io/provisioned-by": "pilotage-nodeagent"},
+            },
+            "spec": {
+                "capacity": {"storage": storage},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": spec.get("storageClassName") or "",
+                "volumeMode": spec.get("volumeMode", "Filesystem"),
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        try:
+            await self.kube.post("/api/v1/persistentvolumes", volume)
+            log.info(
+                "provisioned %s for claim %s/%s",
+                volume["metadata"]["name"],
+                meta["namespace"],
+                meta["name"],
+            )
+        except ApiError as exc:
+            if exc.status != 409:
+                log.warning(
+                    "cannot provision claim %s/%s: %s", meta["namespace"], meta["name"], exc
+                )
 
     async def _graceful_delete(self, runner: PodRunner, grace: float) -> None:
         await runner.terminate(grace)
@@ -344,6 +394,7 @@ class Agent:
             asyncio.create_task(self.heartbeat()),
             asyncio.create_task(self.services.run()),
             asyncio.create_task(self.slices.run()),
+            asyncio.create_task(self.claims.run()),
             asyncio.create_task(self._dns_loop()),
             asyncio.create_task(self._proxy_loop()),
         ]

@@ -184,7 +184,8 @@ def main() -> None:
     view.ensure(workdir, True)
     if uid not in (None, 0):
         gids = {int(gid or 0), *groups}
-        for path in (spec["argv"][0], os.path.realpath(spec["argv"][0]), workdir + "/x"):
+        paths = [spec["argv"][0], workdir + "/x", *spec.get("traverse", [])]
+        for path in [*paths, *(os.path.realpath(p) for p in paths)]:
             if path.startswith("/"):
                 view.traversable(path, int(uid), gids)
     if view.root:

@@ -43,6 +43,7 @@ class PodRunner:
         self.spec: dict[str, Any] = pod.get("spec") or {}
         self.dir = agent.state_dir / "pods" / f"{self.namespace}_{self.name}_{self.uid}"
         self.net: network.PodNetwork | None = None
+        self.pod_ip: str | None = None
         self.init = [
             ContainerState(c["name"], c.get("image", ""))
             for c in self.spec.get("initContainers", [])
@@ -82,6 +83,7 @@ class PodRunner:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.net = self.agent.network.allocate()
+            self.pod_ip = self.net.address
             await asyncio.to_thread(self.agent.network.setup, self.net)
             self.write_dns()
             self.changed.set()
@@ -95,6 +97,7 @@ class PodRunner:
                 if code != 0:
                     self.init_failed = True
                     self.changed.set()
+                    await self._release_network()
                     return
             await asyncio.gather(
                 *(
@@ -102,6 +105,8 @@ class PodRunner:
                     for i, c in enumerate(self.spec.get("containers", []))
                 )
             )
+            if not self.stopping:
+                await self._release_network()  # all containers are done: the sandbox goes
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -146,12 +151,18 @@ class PodRunner:
                 _signal(proc, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), timeout=5)
-        await asyncio.sleep(0)
         if self.run_task is not None:
+            # The container loops see `stopping` and record their final state.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.run_task), 3)
             self.run_task.cancel()
-        if self.net is not None:
-            await asyncio.to_thread(self.agent.network.teardown, self.net)
+        await self._release_network()
         self.done.set()
+
+    async def _release_network(self) -> None:
+        net, self.net = self.net, None
+        if net is not None:
+            await asyncio.to_thread(self.agent.network.teardown, net)
 
     async def stop_status(self) -> None:
         for task in self.tasks:
@@ -439,6 +450,7 @@ class PodRunner:
             "argv": argv,
             "env": env,
             "staging": str(staging),
+            "traverse": [str(self.agent.venv / "bin" / "python")],
         }
         return launch, termination
 
@@ -629,13 +641,13 @@ class PodRunner:
         self, container: dict[str, Any], probe: dict[str, Any], launch: dict[str, Any]
     ) -> bool:
         timeout = float(probe.get("timeoutSeconds", 1))
-        assert self.net is not None
+        address = self.pod_ip or "127.0.0.1"
         try:
             if "httpGet" in probe:
                 get = probe["httpGet"]
                 port = _port(container, get["port"])
                 scheme = get.get("scheme", "HTTP").lower()
-                host = get.get("host") or self.net.address
+                host = get.get("host") or address
                 path = get.get("path", "/")
                 headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
                 async with (
@@ -652,9 +664,7 @@ class PodRunner:
             if "tcpSocket" in probe:
                 port = _port(container, probe["tcpSocket"]["port"])
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        probe["tcpSocket"].get("host") or self.net.address, port
-                    ),
+                    asyncio.open_connection(probe["tcpSocket"].get("host") or address, port),
                     timeout,
                 )
                 writer.close()
@@ -718,7 +728,7 @@ class PodRunner:
             init=self.init,
             main=self.main,
             init_failed=self.init_failed,
-            pod_ip=self.net.address if self.net else None,
+            pod_ip=self.pod_ip,
             host_ip=self.agent.host_ip,
             start_time=self.start_time,
             now=now_iso(),

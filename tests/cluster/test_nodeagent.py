@@ -626,3 +626,33 @@ def test_deletion_sends_sigterm_and_the_pod_goes_away(cluster: Any, ns: str) -> 
     )
     assert time.monotonic() - began < 20  # gone once the process exited, not after the grace period
     assert "got SIGTERM" in pod_log(cluster, pod)
+
+
+def test_a_claim_is_provisioned_as_a_host_directory_and_bound(cluster: Any, ns: str) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": ns},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    write = "import os\nopen('/data/out.txt', 'w').write(f'written by {os.getuid()}')\n"
+    condition, pod = run_job(
+        cluster,
+        ns,
+        "writer",
+        {
+            "image": TRAINER,
+            "command": python(write),
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        },
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+    )
+    assert condition == "Complete", pod_log(cluster, pod)
+    assert cluster.get("pvc", "data", "-n", ns)["status"]["phase"] == "Bound"
+    assert (cluster.state_dir / "pvc" / ns / "data" / "out.txt").read_text() == "written by 10001"
