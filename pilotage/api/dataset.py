@@ -171,7 +171,8 @@ class Dataset(Resource):
 
     KIND: ClassVar[str] = "Dataset"
     PLURAL: ClassVar[str] = "datasets"
-    SHORT_NAMES: ClassVar[list[str]] = ["ds"]
+    # not "ds": kubectl resolves that to DaemonSets on every cluster, built-ins first
+    SHORT_NAMES: ClassVar[list[str]] = ["dset"]
     PRINTER_COLUMNS: ClassVar[list[PrinterColumn]] = [
         PrinterColumn(name="Phase", type="string", json_path=".status.phase"),
         PrinterColumn(name="Rows", type="integer", json_path=".status.rows"),

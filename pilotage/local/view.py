@@ -16,6 +16,8 @@ KIND_ALIASES: dict[str, str] = {}
 for _kind, _cls in KINDS.items():
     for _alias in (_kind, _kind.lower(), _cls.PLURAL, *_cls.SHORT_NAMES):
         KIND_ALIASES[_alias.lower()] = _kind
+# The embedded CLI has no DaemonSets, so it keeps the short name the CRD had to give up.
+KIND_ALIASES["ds"] = "Dataset"
 
 
 def resolve_kind(text: str) -> str | None:

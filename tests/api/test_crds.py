@@ -34,7 +34,7 @@ def test_crd_is_structural(kind: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "short_name", "columns"),
     [
-        ("Dataset", "ds", ["Phase", "Rows", "Age"]),
+        ("Dataset", "dset", ["Phase", "Rows", "Age"]),
         ("TrainingJob", "tj", ["Phase", "Version", "Gates", "Age"]),
         ("ModelDeployment", "md", ["Phase", "Stable", "Candidate", "Traffic", "P99ms", "Age"]),
         ("DriftMonitor", "dm", ["Phase", "Samples", "Drift", "Age"]),

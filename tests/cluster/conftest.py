@@ -92,6 +92,23 @@ class Cluster:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
 
+    def get_raw_resources(self) -> list[dict[str, Any]]:
+        """Every resource the API server's discovery lists: name, group, shortNames."""
+        found = []
+        for path in ["/api/v1"] + [
+            f"/apis/{version['groupVersion']}"
+            for group in json.loads(self.kubectl("get", "--raw", "/apis").stdout)["groups"]
+            for version in group["versions"]
+        ]:
+            listing = json.loads(self.kubectl("get", "--raw", path).stdout)
+            group = path.split("/")[2] if path.startswith("/apis/") else ""
+            found += [
+                {"name": r["name"], "group": group, "shortNames": r.get("shortNames", [])}
+                for r in listing["resources"]
+                if "/" not in r["name"]
+            ]
+        return found
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

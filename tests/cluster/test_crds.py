@@ -102,7 +102,7 @@ def test_defaults_and_printer_columns_through_the_category(crds: Cluster) -> Non
     for kind in {doc["kind"] for doc in quickstart}:
         table = crds.kubectl("get", PLURALS[kind], "-n", NAMESPACE).stdout.splitlines()
         assert table[0].split()[0] == "NAME", table
-    short = crds.kubectl("get", "ds,tj,md,dm", "-n", NAMESPACE, "-o", "name").stdout.split()
+    short = crds.kubectl("get", "dset,tj,md,dm", "-n", NAMESPACE, "-o", "name").stdout.split()
     assert len(short) == len(quickstart), short
     crds.kubectl("delete", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump_all(quickstart))
 
@@ -141,3 +141,18 @@ def test_the_status_subresource_is_separate_from_the_spec(crds: Cluster) -> None
     assert after_status["status"]["phase"] == "Ready"
     assert after_status["metadata"]["generation"] == created["metadata"]["generation"]
     crds.kubectl("delete", "dataset/status-split", "-n", NAMESPACE)
+
+
+def test_no_short_name_of_ours_is_taken_by_another_resource(crds: Cluster) -> None:
+    """kubectl resolves a short name to the built-in resource first: `ds` is DaemonSet."""
+    ours: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for resource in crds.get_raw_resources():
+        for short in resource["shortNames"]:
+            (ours if resource["group"] == "pilotage.dev" else taken)[short] = resource["name"]
+    assert ours, "discovery lists no short names of ours"
+    clashes = {short: taken[short] for short in ours if short in taken}
+    assert clashes == {}, clashes
+    for short, plural in ours.items():
+        names = crds.kubectl("get", short, "-n", NAMESPACE, "-o", "name").stdout
+        assert names == "" or names.startswith(plural.rstrip("s")), (short, names)
