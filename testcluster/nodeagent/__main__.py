@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--venv", type=Path, required=True)
     parser.add_argument("--log", type=Path)
+    parser.add_argument(
+        "--no-service-proxy",
+        action="store_true",
+        help="no ClusterIP addresses or listeners (a second agent on a cluster that has one)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         filename=args.log,
@@ -51,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         apiserver=args.apiserver,
         state_dir=args.state_dir,
         venv=args.venv,
+        service_proxy=not args.no_service_proxy,
     )
     asyncio.run(agent.run())
     return 0

@@ -49,6 +49,7 @@ class Agent:
         apiserver: str,
         state_dir: Path,
         venv: Path,
+        service_proxy: bool = True,
     ):
         self.kube = Kube(kubeconfig)
         self.node_name = node_name
@@ -63,6 +64,7 @@ class Agent:
         self.proxy = ServiceProxy(
             self.network.add_address, self.network.remove_address, (host, int(port))
         )
+        self.service_proxy = service_proxy
         self.runners: dict[str, PodRunner] = {}
         self.services = Informer(self.kube, "/api/v1/services", self._on_service)
         self.slices = Informer(
@@ -378,6 +380,8 @@ class Agent:
             await self._proxy_dirty.wait()
             await asyncio.sleep(0.05)
             self._proxy_dirty.clear()
+            if not self.service_proxy:
+                continue
             try:
                 await self.proxy.sync(self.all_services())
             except Exception:

@@ -171,13 +171,18 @@ def main() -> None:
         if os.path.exists(target) and not os.path.islink(target):
             mount(source, target, None, MS_BIND)
     mounts = sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/"))
+    read_only = []
     for m in mounts:
         target = resolve(view, m["target"])
         is_dir = os.path.isdir(m["source"])
         view.ensure(target, is_dir)
         mount(m["source"], view.host(target), None, MS_BIND | MS_REC)
         if m.get("readOnly"):
-            mount(None, view.host(target), None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+            read_only.append(view.host(target))
+    # After every mount, as runc does: a volume nested in a read-only one (the router's
+    # admin token under its routes ConfigMap) needs its mount point made in the parent.
+    for target in read_only:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     uid, gid = spec.get("uid"), spec.get("gid")
     groups = [int(g) for g in spec.get("groups", [])]
     workdir = resolve(view, spec.get("workdir") or "/")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -14,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from testcluster.nodeagent import network
 from tests.support.models import build_model
 
 SERVER = "ghcr.io/pilotage-dev/pilotage-server:0.1.0"
@@ -682,3 +686,130 @@ def test_a_claim_is_provisioned_as_a_host_directory_and_bound(cluster: Any, ns: 
     assert condition == "Complete", pod_log(cluster, pod)
     assert cluster.get("pvc", "data", "-n", ns)["status"]["phase"] == "Bound"
     assert (cluster.state_dir / "pvc" / ns / "data" / "out.txt").read_text() == "written by 10001"
+
+
+def test_an_unsupported_volume_leaves_the_pod_waiting_with_the_reason(
+    cluster: Any, ns: str
+) -> None:
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "nfs", "namespace": ns},
+            "spec": {
+                "containers": [{"name": "main", "image": TRAINER, "command": python("pass")}],
+                "volumes": [{"name": "share", "nfs": {"server": "nfs.example", "path": "/x"}}],
+            },
+        },
+    )
+
+    def waiting() -> str | None:
+        statuses = (
+            cluster.get("pod", "nfs", "-n", ns).get("status", {}).get("containerStatuses") or []
+        )
+        state = statuses[0]["state"].get("waiting", {}) if statuses else {}
+        return state.get("message") if "MountVolume" in state.get("message", "") else None
+
+    assert "volume share: volume type ['nfs'] is not supported" in wait_for(
+        waiting, "the volume error"
+    )
+    node = cluster.get("node", cluster.node_name)
+    assert next(c for c in node["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+
+
+def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mount(
+    cluster: Any, ns: str, tmp_path: Path
+) -> None:
+    """A second agent (node pilotage-node-b, a bridge of its own) runs a pod, is SIGKILLed,
+    and `python -m testcluster.nodeagent cleanup` removes everything it had made."""
+    n = cluster.state.n
+    bridge, node = f"pilu{n}br", "pilotage-node-b"
+    prefix = network.prefix_of(bridge)
+    state = tmp_path / "node-b"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    argv = [sys.executable, "-m", "testcluster.nodeagent"]
+    agent = subprocess.Popen(
+        [
+            *argv,
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--node-name={node}",
+            f"--bridge={bridge}",
+            f"--pod-cidr=10.245.{n}.0/24",
+            f"--service-cidr=10.96.{n}.0/24",
+            f"--apiserver=127.0.0.1:{cluster.state.ports['apiserver']}",
+            f"--state-dir={state}",
+            f"--venv={sys.prefix}",
+            f"--log={tmp_path / 'agent-b.log'}",
+            "--no-service-proxy",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        sleeper = "import time\nprint('up', flush=True)\nwhile True: time.sleep(1)\n"
+        apply(
+            cluster,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "on-b", "namespace": ns},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": TRAINER,
+                            "command": python(sleeper),
+                            "volumeMounts": [{"name": "scratch", "mountPath": "/models/scratch"}],
+                        }
+                    ],
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                },
+            },
+        )
+
+        def running_pid() -> int | None:
+            status = cluster.get("pod", "on-b", "-n", ns).get("status", {})
+            statuses = status.get("containerStatuses") or []
+            if not statuses or "running" not in statuses[0]["state"]:
+                return None
+            return int(statuses[0]["containerID"].removeprefix("process://"))
+
+        pid = wait_for(running_pid, "the pod on the second node to run")
+        namespaces, links = network.ours(prefix)
+        assert len(namespaces) == 1 and len(links) == 1
+        wait_for(
+            lambda: network.netns_pids(namespaces[0]) == [pid], "the container in its netns", 10
+        )
+
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(timeout=10)
+        os.kill(pid, 0)  # the container outlives its agent
+
+        result = subprocess.run(
+            [*argv, "cleanup", f"--bridge={bridge}", f"--state-dir={state}"],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"removed netns {namespaces[0]}" in result.stdout
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the container process to be gone", 10)
+        assert network.ours(prefix) == ([], [])
+        assert not list(Path("/etc/netns").glob(f"{prefix}*"))
+        assert not network.mounts_under([str(state)])
+        addresses = subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True
+        )
+        assert "inet " not in addresses.stdout
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        network.cleanup(bridge, state)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        cluster.kubectl(
+            "delete", "pod", "on-b", "-n", ns, "--force", "--grace-period=0", check=False
+        )
+        cluster.kubectl("delete", "node", node, "--wait=false", check=False)
