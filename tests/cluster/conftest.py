@@ -123,3 +123,56 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(state)
     finally:
         down(directory)
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real `helm` (tests/chart/tools.py fetches it) against the test cluster."""
+    from tests.chart.tools import binary
+
+    result = subprocess.run(
+        [str(binary("helm")), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "pilotage"
+
+
+def restricted_namespace(
+    cluster: Cluster, name: str, claim: str | None = "pilotage-artifacts"
+) -> None:
+    """A workload namespace with Pod Security `restricted` enforced and, by default, the
+    artifacts claim the chart's default values expect (the node agent binds it)."""
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl(
+        "label",
+        "namespace",
+        name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    if claim:
+        claim_doc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": name},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(claim_doc))
+
+
+def pod_logs(cluster: Cluster, namespace: str, prefix: str) -> str:
+    """Every container log of the pods of `namespace` whose name starts with `prefix`
+    (the node agent has no kubelet API: `kubectl logs` cannot work)."""
+    texts = []
+    for pod_dir in sorted((cluster.state_dir / "pods").glob(f"{namespace}_{prefix}*")):
+        texts += [log.read_text(errors="replace") for log in sorted(pod_dir.glob("*.log"))]
+    return "\n".join(texts)
