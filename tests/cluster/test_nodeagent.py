@@ -813,3 +813,153 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
             "delete", "pod", "on-b", "-n", ns, "--force", "--grace-period=0", check=False
         )
         cluster.kubectl("delete", "node", node, "--wait=false", check=False)
+
+
+def test_a_failing_liveness_probe_restarts_the_container(cluster: Any, ns: str) -> None:
+    sleeper = "import time\nwhile True: time.sleep(1)\n"
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "stale", "namespace": ns},
+            "spec": {
+                "terminationGracePeriodSeconds": 5,
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": TRAINER,
+                        "command": python(sleeper),
+                        "livenessProbe": {
+                            "exec": {"command": python("raise SystemExit(1)")},
+                            "periodSeconds": 1,
+                            "failureThreshold": 2,
+                        },
+                    }
+                ],
+            },
+        },
+    )
+
+    def restarted() -> dict[str, Any] | None:
+        statuses = (
+            cluster.get("pod", "stale", "-n", ns).get("status", {}).get("containerStatuses") or []
+        )
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    status = wait_for(restarted, "a restart after the liveness probe failed")
+    assert status["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGTERM
+
+
+def test_init_containers_run_first_and_a_tcp_probe_marks_ready(cluster: Any, ns: str) -> None:
+    serve = ["python", "-m", "http.server", "8000", "--directory", "/shared"]
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "initialized", "namespace": ns},
+            "spec": {
+                "initContainers": [
+                    {
+                        "name": "prepare",
+                        "image": TRAINER,
+                        "command": python("open('/shared/index.html', 'w').write('prepared')"),
+                        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+                    }
+                ],
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": SERVER,
+                        "command": serve,
+                        "ports": [{"name": "http", "containerPort": 8000}],
+                        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+                    }
+                ],
+                "volumes": [{"name": "shared", "emptyDir": {}}],
+            },
+        },
+    )
+    cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "pod/initialized", "--timeout=60s", timeout=90
+    )
+    pod = cluster.get("pod", "initialized", "-n", ns)
+    init = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert (init["exitCode"], init["reason"]) == (0, "Completed")
+    assert (
+        init["finishedAt"] <= pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    )
+    assert _get_or_none(f"http://{pod['status']['podIP']}:8000/index.html") == b"prepared"
+
+
+def test_a_service_created_after_the_pod_resolves_inside_it(cluster: Any, ns: str) -> None:
+    resolve = (
+        "import socket, time\n"
+        "while True:\n"
+        "    try:\n"
+        "        ip = socket.getaddrinfo('late', 80)[0][4][0]; break\n"
+        "    except socket.gaierror:\n"
+        "        time.sleep(0.2)\n"
+        "open('/dev/termination-log', 'w').write(ip)\n"
+    )
+    apply(cluster, job("resolver", ns, {"image": TRAINER, "command": python(resolve)}))
+    wait_for(
+        lambda: (
+            cluster.get("pods", "-n", ns, "-l", "job-name=resolver")["items"][0]["status"].get(
+                "phase"
+            )
+            == "Running"
+            if cluster.get("pods", "-n", ns, "-l", "job-name=resolver")["items"]
+            else False
+        ),
+        "the resolver to run",
+    )
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "late", "namespace": ns},
+            "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]},
+        },
+    )
+    assert (
+        wait_for(lambda: job_condition(cluster, ns, "resolver"), "the resolver to finish")
+        == "Complete"
+    )
+    ip = cluster.get("service", "late", "-n", ns)["spec"]["clusterIP"]
+    assert terminated(job_pod(cluster, ns, "resolver"))["message"] == ip
+
+
+def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(cluster: Any, ns: str) -> None:
+    stubborn = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: print('ignoring SIGTERM', flush=True))\n"
+        "print('started', flush=True)\n"
+        "while True: time.sleep(0.1)\n"
+    )
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "stubborn", "namespace": ns},
+            "spec": {
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{"name": "main", "image": TRAINER, "command": python(stubborn)}],
+            },
+        },
+    )
+    cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "pod/stubborn", "--timeout=60s", timeout=90
+    )
+    pod = cluster.get("pod", "stubborn", "-n", ns)
+    wait_for(lambda: "started" in pod_log(cluster, pod), "the container to start")
+    began = time.monotonic()
+    cluster.kubectl(
+        "delete", "pod", "stubborn", "-n", ns, "--wait=true", "--timeout=60s", timeout=90
+    )
+    assert 2 <= time.monotonic() - began < 20
+    assert "ignoring SIGTERM" in pod_log(cluster, pod)
