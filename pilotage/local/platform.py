@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -90,13 +91,18 @@ def free_port() -> int:
 
 
 def http_json(
-    url: str, body: Any = None, method: str | None = None, timeout: float = HTTP_TIMEOUT_S
+    url: str,
+    body: Any = None,
+    method: str | None = None,
+    timeout: float = HTTP_TIMEOUT_S,
+    token: str | None = None,
 ) -> Any:
     """GET (or POST ``body``) JSON; raises OSError on any failure."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"content-type": "application/json"}
-    )
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read() or b"null")
@@ -357,7 +363,7 @@ class LocalPlatform:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                live = http_json(f"http://{LOCALHOST}:{record.port}/pilotage/stats", timeout=0.5)
+                live = self._admin_stats(record, deployment, namespace, timeout=0.5)
                 if live.get("revision") == revision:
                     return True
             except OSError:
@@ -451,10 +457,40 @@ class LocalPlatform:
     def _router(self, deployment: str, namespace: str) -> ProcessRecord | None:
         return self.supervisor.find(self._router_key(deployment, namespace))
 
+    def _token_file(self, deployment: str, namespace: str, kind: str) -> Path:
+        """A router token of this deployment (``admin`` or ``variant``), made once, 0600.
+        The variant token is the one a tester sends in ``x-pilotage-variant-token``."""
+        path = self.state_dir / "tokens" / f"router-{scoped(namespace, deployment)}.{kind}"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(
+                path.with_suffix(f".{kind}.tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            )
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+            os.replace(path.with_suffix(f".{kind}.tmp"), path)
+        return path
+
+    def _admin_stats(
+        self, record: ProcessRecord, deployment: str, namespace: str, timeout: float = 1.0
+    ) -> Any:
+        """The router's stats from its admin port (the public port serves no internals)."""
+        admin_port = record.info.get("admin_port")
+        if not isinstance(admin_port, int):
+            raise OSError(f"router {deployment} has no admin port (started by an older runtime)")
+        token = self._token_file(deployment, namespace, "admin").read_text().strip()
+        return http_json(
+            f"http://{LOCALHOST}:{admin_port}/admin/stats", timeout=timeout, token=token
+        )
+
     def ensure_router(self, action: EnsureRouter, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Keep the router running; it starts with the first routing table."""
         record = self._router(action.deployment, namespace)
-        if record is not None and self.supervisor.running(record):
+        if (
+            record is not None
+            and self.supervisor.running(record)
+            and isinstance(record.info.get("admin_port"), int)
+        ):
             return
         if self._routes_file(action.deployment, namespace).exists():
             self._start_router(action.deployment, namespace, record.port if record else None)
@@ -464,12 +500,21 @@ class LocalPlatform:
         self.supervisor.stop(key)
         if port is None or not _port_free(port):
             port = free_port()
+        admin_port = free_port()
+        while admin_port == port:
+            admin_port = free_port()
         argv = self._pilotage(
             "route",
             "--config",
             str(self._routes_file(deployment, namespace)),
             "--port",
             str(port),
+            "--admin-port",
+            str(admin_port),
+            "--admin-token-file",
+            str(self._token_file(deployment, namespace, "admin")),
+            "--variant-token-file",
+            str(self._token_file(deployment, namespace, "variant")),
             "--watch-interval",
             str(ROUTER_WATCH_INTERVAL_S),
         )
@@ -481,6 +526,7 @@ class LocalPlatform:
             argv,
             self.state_dir / "logs" / f"router-{scope}.log",
             port=port,
+            info={"admin_port": admin_port},
         )
 
     def set_routes(self, action: SetRoutes, namespace: str = DEFAULT_NAMESPACE) -> None:
@@ -534,7 +580,7 @@ class LocalPlatform:
                 rejection=self._table_rejection(deployment, namespace, None),
             )
         try:
-            doc = http_json(f"{endpoint}/pilotage/stats", timeout=1.0)
+            doc = self._admin_stats(record, deployment, namespace)
         except OSError:
             return RouterState(ready=False, endpoint=endpoint)
         stats = router_stats(doc)

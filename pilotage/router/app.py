@@ -5,17 +5,17 @@ One uvicorn server listens on two sockets; a request that arrived on the admin p
 is public. Public routes the router answers itself:
 
 * ``GET /metrics``             Prometheus text
-* ``GET /pilotage/stats``      the stats JSON (read-only, no secrets: no upstream URLs)
 * ``GET /pilotage/healthz``    the router process is up (for probes)
-* ``POST /v1/feedback``        ground truth for recent answers
+* ``POST /v1/feedback``        ground truth for recent answers (a bearer token when the
+                               router has a feedback token)
 
-Every other request is proxied to the variant the table picks.
+Every other request is proxied to the variant the table picks. The stats JSON (upstream
+URLs, reload errors) is only on the admin port; see docs/security.md.
 """
 
 from __future__ import annotations
 
 import hmac
-import itertools
 import logging
 import os
 import time
@@ -42,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 VARIANT_HEADER = b"x-pilotage-variant"
 VERSION_HEADER = b"x-pilotage-model-version"
+VARIANT_TOKEN_HEADER = b"x-pilotage-variant-token"
 REQUEST_ID_HEADER = b"x-pilotage-request-id"
 MAX_REQUEST_ID = 128
 
@@ -60,6 +61,7 @@ _REQUEST_SKIP = frozenset(
         b"content-length",
         b"expect",
         VARIANT_HEADER,
+        VARIANT_TOKEN_HEADER,
         REQUEST_ID_HEADER,
     }
 )
@@ -87,15 +89,14 @@ def _is_inference(method: str, path: str) -> bool:
     return method == "POST" and (path.endswith(":predict") or path.endswith("/infer"))
 
 
-class _RequestIds:
-    """Unique ids without uuid4's cost: a random per-process prefix and a counter."""
+def new_request_id() -> bytes:
+    """128 random bits in hex: an id that names an answer cannot be guessed from another
+    (feedback is scored by id, so a guessable id would let anyone label others' answers)."""
+    return os.urandom(16).hex().encode()
 
-    def __init__(self) -> None:
-        self._prefix = os.urandom(6).hex().encode()
-        self._counter = itertools.count(1)
 
-    def next(self) -> bytes:
-        return b"%s-%x" % (self._prefix, next(self._counter))
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived: the request is dropped."""
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -105,8 +106,14 @@ def _valid_request_id(value: bytes) -> bool:
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when it exceeds MAX_BODY_BYTES."""
+    """The whole request body, or None when it exceeds MAX_BODY_BYTES.
+
+    Raises ClientGone when the client disconnects before the end of the body: a
+    truncated prefix must never be forwarded (it would be scored and counted).
+    """
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         return body
@@ -114,6 +121,8 @@ async def _read_body(receive: Receive) -> bytes | None:
     size = len(body)
     while message.get("more_body"):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -139,7 +148,8 @@ async def _send_text(send: Send, status: int, text: str, content_type: bytes) ->
 
 
 class AdminToken:
-    """The bearer token of the admin API, re-read when its file changes (rotation)."""
+    """A bearer token (admin API, feedback, forced variants), re-read when its file
+    changes (rotation)."""
 
     def __init__(self, path: Path | None, value: str | None = None):
         self._path = path
@@ -155,7 +165,7 @@ class AdminToken:
         if stamp != self._stamp:
             value = self._path.read_text().strip()
             if not value:
-                raise ValueError(f"{self._path}: admin token file is empty")
+                raise ValueError(f"{self._path}: token file is empty")
             self._value = value
             self._stamp = stamp
 
@@ -164,7 +174,7 @@ class AdminToken:
             try:
                 self._reload()
             except (OSError, ValueError) as exc:
-                log.error("admin token unreadable, keeping the previous one: %s", exc)
+                log.error("token unreadable, keeping the previous one: %s", exc)
         return self._value is not None and hmac.compare_digest(
             presented.encode(), self._value.encode()
         )
@@ -176,16 +186,19 @@ class RouterApp:
         state: RouterState,
         admin_port: int | None = None,
         admin_token: AdminToken | None = None,
+        feedback_token: AdminToken | None = None,
+        variant_token: AdminToken | None = None,
     ):
         self.state = state
         self.admin_port = admin_port
         self.admin_token = admin_token
-        self.ids = _RequestIds()
+        self.feedback_token = feedback_token
+        self.variant_token = variant_token
         self._local: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             ("GET", "/metrics"): self._metrics,
             ("GET", "/pilotage/stats"): self._public_stats,
             ("GET", "/pilotage/healthz"): self._healthz,
-            ("POST", "/v1/feedback"): self._feedback,
+            ("POST", "/v1/feedback"): self._public_feedback,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,15 +209,18 @@ class RouterApp:
         if self.admin_port is not None and scope["server"][1] == self.admin_port:
             await self._admin(scope, receive, send)
             return
-        handler = self._local.get((scope["method"], scope["path"]))
-        if handler is not None:
-            await handler(scope, receive, send)
-            return
-        if scope["path"].startswith(_PRIVATE_PREFIXES):
-            # the servers' own admin endpoints (fault injection...) are not for clients
-            await _send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
-            return
-        await self._proxy(scope, receive, send)
+        try:
+            handler = self._local.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+            if scope["path"].startswith(_PRIVATE_PREFIXES):
+                # the servers' own admin endpoints (fault injection...) are not for clients
+                await _send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
+                return
+            await self._proxy(scope, receive, send)
+        except ClientGone:
+            self.state.registry.incomplete_bodies += 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -223,6 +239,7 @@ class RouterApp:
         forced: bytes | None = None
         sticky_key: bytes | None = None
         request_id: bytes | None = None
+        variant_token: bytes | None = None
         forward: list[bytes] = []
         for name, value in scope["headers"]:
             if name in _REQUEST_SKIP:
@@ -230,13 +247,15 @@ class RouterApp:
                     forced = value
                 elif name == REQUEST_ID_HEADER:
                     request_id = value
+                elif name == VARIANT_TOKEN_HEADER:
+                    variant_token = value
                 continue
             if name == sticky_name:
                 sticky_key = value
             forward.append(b"%s: %s\r\n" % (name, value))
 
         if request_id is None:
-            request_id = self.ids.next()
+            request_id = new_request_id()
         elif not _valid_request_id(request_id):
             await _send_json(
                 send,
@@ -247,6 +266,10 @@ class RouterApp:
             )
             return
         if forced is not None:
+            refusal = self._forcing_refused(variant_token)
+            if refusal is not None:
+                await _send_json(send, 403, {"error": refusal})
+                return
             route = active.by_name.get(forced.lower())
             if route is None:
                 names = ", ".join(active.routes)
@@ -297,9 +320,17 @@ class RouterApp:
             out.append((VERSION_HEADER, route.version_header))
         out.append((REQUEST_ID_HEADER, request_id))
         status = response.status
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": rbody})
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": rbody})
+        except Exception as exc:  # the client got nothing: not a success
+            log.error("could not write the answer of %s: %s", route.variant.name, exc)
+            if forced is None:
+                route.stats.unwritten(status)
+            return
 
+        if forced is not None:
+            return  # a tester's request: no feedback, no shadow copy, not in the analysis
         if status < 300 and _is_inference(method_str, path):
             self.state.recent.remember(request_id, route.stats, rbody)
             shadow = active.shadow
@@ -341,15 +372,17 @@ class RouterApp:
         Returns the error instead of an answer when no upstream answered.
         """
         response: UpstreamResponse | UpstreamError
+        # a forced request (may_retry False) is a tester's: counted apart, never judged
+        stats = route.stats if may_retry else route.stats.forced
         try:
             response = await route.pool.request(method, target, headers, body, active.timeout)
             now = time.perf_counter()
-            route.stats.record(response.status, now - started)
+            stats.record(response.status, now - started)
             if response.status < 500:
                 return response, route
         except UpstreamError as exc:
             now = time.perf_counter()
-            route.stats.record(exc.status, now - started)
+            stats.record(exc.status, now - started)
             response = exc
         fallback = active.fallback
         if (
@@ -368,6 +401,20 @@ class RouterApp:
         except UpstreamError as exc:
             fallback.stats.record(exc.status, time.perf_counter() - now)
             return exc, fallback
+
+    def _forcing_refused(self, presented: bytes | None) -> str | None:
+        """Why x-pilotage-variant may not be honoured, or None when it may."""
+        if self.variant_token is None:
+            return (
+                "x-pilotage-variant: forcing a variant is off on this router (it is for "
+                "testing: start the router with --variant-token-file and send the token in "
+                "x-pilotage-variant-token)"
+            )
+        if presented is None:
+            return "x-pilotage-variant-token: required to force a variant"
+        if not self.variant_token.matches(presented.decode("latin-1").strip()):
+            return "x-pilotage-variant-token: token not accepted"
+        return None
 
     async def _upstream_failed(
         self, send: Send, route: Route, request_id: bytes, error: UpstreamError
@@ -392,13 +439,26 @@ class RouterApp:
         )
 
     async def _public_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
-        doc = self.state.stats_json()
-        for entry in doc["variants"].values():
-            entry.pop("url", None)
-        await _send_json(send, 200, doc)
+        # upstream URLs and reload errors are internals: the stats live on the admin port
+        await _send_json(
+            send,
+            404,
+            {
+                "error": "/pilotage/stats: the stats are on the admin port "
+                "(GET /admin/stats with the admin token); see docs/security.md"
+            },
+        )
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {"status": "ok", "generation": self.state.generation})
+
+    async def _public_feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.feedback_token is not None:
+            verdict = _bearer_verdict(scope, self.feedback_token)
+            if verdict != 200:
+                await self._refuse(send, verdict, "feedback")
+                return
+        await self._feedback(scope, receive, send)
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
@@ -418,30 +478,28 @@ class RouterApp:
         await _send_json(send, 200, result)
 
     # ---- admin port --------------------------------------------------------------
-    def _authorised(self, scope: Scope) -> int:
-        """200 when the bearer token matches, else 401 (none given) or 403 (wrong)."""
-        if self.admin_token is None:
-            return 403
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer" or not token:
-                    return 401
-                return 200 if self.admin_token.matches(token.strip()) else 403
-        return 401
-
-    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
-        verdict = self._authorised(scope)
+    @staticmethod
+    async def _refuse(send: Send, verdict: int, what: str) -> None:
         if verdict == 401:
             await _send_json(
                 send,
                 401,
-                {"error": "authorization: bearer token required"},
+                {"error": f"authorization: bearer token required ({what})"},
                 [(b"www-authenticate", b'Bearer realm="pilotage-router"')],
             )
+        else:
+            await _send_json(send, 403, {"error": f"authorization: token not accepted ({what})"})
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._admin_call(scope, receive, send)
+        except ClientGone:
             return
-        if verdict == 403:
-            await _send_json(send, 403, {"error": "authorization: token not accepted"})
+
+    async def _admin_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        verdict = _bearer_verdict(scope, self.admin_token)
+        if verdict != 200:
+            await self._refuse(send, verdict, "admin API")
             return
         key = (scope["method"], scope["path"])
         if key == ("GET", "/admin/routes"):
@@ -454,7 +512,9 @@ class RouterApp:
             await self._put_routes(receive, send)
         elif key == ("GET", "/admin/stats"):
             await _send_json(send, 200, self.state.stats_json())
-        elif scope["path"] in ("/admin/routes", "/admin/stats"):
+        elif key == ("POST", "/admin/feedback"):
+            await self._feedback(scope, receive, send)
+        elif scope["path"] in ("/admin/routes", "/admin/stats", "/admin/feedback"):
             await _send_json(
                 send, 405, {"error": f"method {scope['method']} not allowed on {scope['path']}"}
             )
@@ -462,7 +522,10 @@ class RouterApp:
             await _send_json(
                 send,
                 404,
-                {"error": f"no admin endpoint {scope['path']} (have /admin/routes, /admin/stats)"},
+                {
+                    "error": f"no admin endpoint {scope['path']} "
+                    "(have /admin/routes, /admin/stats, /admin/feedback)"
+                },
             )
 
     async def _put_routes(self, receive: Receive, send: Send) -> None:
@@ -490,3 +553,16 @@ class RouterApp:
             200,
             {"applied": changed, "generation": self.state.generation, "revision": table.revision},
         )
+
+
+def _bearer_verdict(scope: Scope, token: AdminToken | None) -> int:
+    """200 when the bearer token matches, else 401 (none given) or 403 (wrong)."""
+    if token is None:
+        return 403
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, presented = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not presented:
+                return 401
+            return 200 if token.matches(presented.strip()) else 403
+    return 401

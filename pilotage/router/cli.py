@@ -21,6 +21,8 @@ from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
 log = logging.getLogger("pilotage.router")
 
 ADMIN_TOKEN_ENV = "PILOTAGE_ROUTER_ADMIN_TOKEN"
+FEEDBACK_TOKEN_ENV = "PILOTAGE_ROUTER_FEEDBACK_TOKEN"
+VARIANT_TOKEN_ENV = "PILOTAGE_ROUTER_VARIANT_TOKEN"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +45,20 @@ def _parser() -> argparse.ArgumentParser:
         "--admin-token-file",
         type=Path,
         help=f"file holding the admin bearer token (re-read when it changes); or set ${ADMIN_TOKEN_ENV}",
+    )
+    p.add_argument(
+        "--feedback-token-file",
+        type=Path,
+        help="file holding the bearer token that public POST /v1/feedback needs (re-read when "
+        f"it changes); or set ${FEEDBACK_TOKEN_ENV}; without one public feedback is open "
+        "(the admin port's POST /admin/feedback always needs the admin token)",
+    )
+    p.add_argument(
+        "--variant-token-file",
+        type=Path,
+        help="file holding the token that x-pilotage-variant-token must carry to force a "
+        f"variant with x-pilotage-variant (for testing); or set ${VARIANT_TOKEN_ENV}; "
+        "without one forcing a variant is off (403)",
     )
     p.add_argument(
         "--watch-interval",
@@ -73,15 +89,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _optional_token(path: Path | None, env_name: str) -> AdminToken | None:
+    if path is not None:
+        try:
+            return AdminToken(path)
+        except OSError as exc:
+            raise ValueError(
+                f"{path}: cannot read the token file ({exc.strerror or exc})"
+            ) from None
+    env = os.environ.get(env_name, "").strip()
+    return AdminToken(None, env) if env else None
+
+
 def _admin_token(args: argparse.Namespace) -> AdminToken | None:
     if args.admin_port is None:
         return None
-    if args.admin_token_file is not None:
-        return AdminToken(args.admin_token_file)
-    env = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
-    if env:
-        return AdminToken(None, env)
-    raise ValueError(f"--admin-port needs a token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}")
+    if args.admin_port == 0:
+        # port 0 would bind a random port that never matches the admin dispatch: the
+        # public proxy would answer there without a token
+        raise ValueError("--admin-port 0: the admin API needs a fixed port (1-65535)")
+    if args.admin_port == args.port:
+        # whatever the hosts, a request is told admin from public by its port alone
+        raise ValueError(
+            f"--admin-port {args.admin_port} is the public --port too: give the admin API "
+            "its own port"
+        )
+    token = _optional_token(args.admin_token_file, ADMIN_TOKEN_ENV)
+    if token is None:
+        raise ValueError(
+            f"--admin-port needs a token: --admin-token-file FILE or ${ADMIN_TOKEN_ENV}"
+        )
+    return token
 
 
 async def _serve(
@@ -92,7 +130,13 @@ async def _serve(
 ) -> None:
     import uvicorn
 
-    app = RouterApp(state, admin_port=args.admin_port, admin_token=token)
+    app = RouterApp(
+        state,
+        admin_port=args.admin_port,
+        admin_token=token,
+        feedback_token=_optional_token(args.feedback_token_file, FEEDBACK_TOKEN_ENV),
+        variant_token=_optional_token(args.variant_token_file, VARIANT_TOKEN_ENV),
+    )
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -135,6 +179,9 @@ def main(argv: list[str]) -> int:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
         table = load_table_file(args.config)
         token = _admin_token(args)
+        # read now: a missing token file is one line at start, not a crash later
+        _optional_token(args.feedback_token_file, FEEDBACK_TOKEN_ENV)
+        _optional_token(args.variant_token_file, VARIANT_TOKEN_ENV)
         sockets = [listen(args.host, args.port, "public port")]
         if args.admin_port is not None:
             sockets.append(listen(args.admin_host or args.host, args.admin_port, "admin port"))

@@ -66,8 +66,9 @@ def get_routes(admin_url: str, token: str, timeout: float = 5.0) -> dict[str, An
     return result
 
 
-def get_stats(url: str, token: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
-    """Stats JSON: from the admin port with a token, else the public read-only copy."""
-    path = "/admin/stats" if token else "/pilotage/stats"
-    result: dict[str, Any] = _call("GET", url.rstrip("/") + path, token, None, timeout)
+def get_stats(admin_url: str, token: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Stats JSON from the admin port (the public port serves no internals)."""
+    result: dict[str, Any] = _call(
+        "GET", admin_url.rstrip("/") + "/admin/stats", token, None, timeout
+    )
     return result

@@ -1,6 +1,7 @@
 """Live accuracy: remember what recent requests were answered, score ground truth against it.
 
-``RecentAnswers`` is a bounded map request id -> (variant stats, raw answer body):
+``RecentAnswers`` is a bounded map request id -> (variant stats, raw answer body); the
+first answer remembered under an id keeps it until it is scored or evicted:
 the oldest entries are evicted beyond ``capacity`` entries or ``max_bytes`` of kept
 bodies (answers over ``MAX_KEPT_BODY`` are not kept). Bodies are kept raw and parsed only
 when feedback arrives, so answering a request costs no JSON work.
@@ -47,9 +48,10 @@ class RecentAnswers:
         if len(body) > MAX_KEPT_BODY:
             return
         entries = self._entries
-        old = entries.pop(request_id, None)
-        if old is not None:
-            self._bytes -= len(old[1])
+        if request_id in entries:
+            # a client-chosen id that names an answer still waiting for its truth: the
+            # first answer keeps it (a later request must not take over another client's id)
+            return
         entries[request_id] = (stats, body)
         self._bytes += len(body)
         while len(entries) > self.capacity or self._bytes > self.max_bytes:

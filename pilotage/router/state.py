@@ -159,6 +159,7 @@ class RouterState:
             "reloadErrors": self.reload_errors,
             "lastReloadError": self.last_reload_error,
             "uptimeSeconds": time.time() - self.started,
+            "incompleteBodies": self.registry.incomplete_bodies,
             "weights": table.weights(),
             "stickyHeader": table.sticky_header,
             "variants": variants,

@@ -39,6 +39,31 @@ class FeedbackStats:
         }
 
 
+class ForcedStats:
+    """Requests a tester forced onto a variant (x-pilotage-variant): counted apart, so that
+    they never reach the latency, errors and feedback the analysis judges."""
+
+    __slots__ = ("codes", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.codes: dict[int, int] = {}
+
+    def record(self, status: int, seconds: float) -> None:
+        self.requests += 1
+        self.codes[status] = self.codes.get(status, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "codes": {str(code): n for code, n in sorted(self.codes.items())},
+        }
+
+
+# What an answer the router could not write to its client is counted as.
+UNWRITTEN = 502
+
+
 class VariantStats:
     """Requests, codes and latency of one (variant, version)."""
 
@@ -46,6 +71,7 @@ class VariantStats:
         "codes",
         "errors",
         "feedback",
+        "forced",
         "latency_counts",
         "latency_sum",
         "name",
@@ -64,6 +90,7 @@ class VariantStats:
         self.latency_counts = [0] * (len(LATENCY_BOUNDS) + 1)
         self.latency_sum = 0.0
         self.feedback = FeedbackStats()
+        self.forced = ForcedStats()
 
     def record(self, status: int, seconds: float) -> None:
         self.requests += 1
@@ -73,6 +100,19 @@ class VariantStats:
             self.errors += 1
         self.latency_counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
         self.latency_sum += seconds
+
+    def unwritten(self, status: int) -> None:
+        """The answer counted as ``status`` never reached the client: count it as an error
+        (502) instead, so that stats do not report a success nobody received."""
+        codes = self.codes
+        if codes.get(status, 0) > 0:
+            codes[status] -= 1
+            if not codes[status]:
+                del codes[status]
+            if status >= 500:
+                self.errors -= 1
+        codes[UNWRITTEN] = codes.get(UNWRITTEN, 0) + 1
+        self.errors += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +128,7 @@ class VariantStats:
                 "count": self.requests,
             },
             "feedback": self.feedback.to_json(),
+            "forced": self.forced.to_json(),
         }
 
 
@@ -135,6 +176,7 @@ class StatsRegistry:
         self.feedback_received = 0
         self.feedback_unknown = 0
         self.feedback_invalid = 0
+        self.incomplete_bodies = 0  # clients gone before the end of their body: dropped
 
     def for_variant(self, name: str, version: str) -> VariantStats:
         key = (name, version)

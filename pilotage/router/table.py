@@ -169,6 +169,14 @@ def _parse_url(where: str, url: Any) -> tuple[str, str, int]:
     return url.rstrip("/"), parts.hostname, port
 
 
+MAX_HEADER_VALUE = 128
+
+
+def _header_safe(value: str) -> bool:
+    """A value the router may send as an HTTP header: visible ASCII, no space, no CR/LF."""
+    return 0 < len(value) <= MAX_HEADER_VALUE and all(33 <= ord(c) < 127 for c in value)
+
+
 def _parse_variant(i: int, raw: Any) -> Variant:
     where = f"variants[{i}]"
     if not isinstance(raw, Mapping):
@@ -187,6 +195,13 @@ def _parse_variant(i: int, raw: Any) -> Variant:
     if isinstance(version, bool) or not isinstance(version, str | int) or str(version) == "":
         raise RoutingError(
             f"{where}.version: required (the model version it serves), got {version!r}"
+        )
+    if not _header_safe(str(version)):
+        # the version is sent back in x-pilotage-model-version: a CR/LF or control
+        # character there would make every answer of this variant unwritable
+        raise RoutingError(
+            f"{where}.version: must be 1-{MAX_HEADER_VALUE} visible ASCII characters "
+            f"(it is sent as the x-pilotage-model-version header), got {str(version)!r}"
         )
     return Variant(name=name, url=url, host=host, port=port, weight=weight, version=str(version))
 

@@ -150,7 +150,7 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
             what="canary at 50 %",
             timeout=60,
         )
-        stats = await get_json(f"{public}/pilotage/stats")
+        stats = await get_json(f"{admin}/admin/stats", token)
         assert stats["weights"] == {"stable": 50, "canary": 50}
         assert stats["source"] == "admin", "the table came through PUT /admin/routes"
         configmap = cluster.get("v1/configmaps", NS, names.routes_configmap_name("iris"))
@@ -177,7 +177,7 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
                 what="rolled back",
                 timeout=30,
             )
-            stats = await get_json(f"{public}/pilotage/stats")
+            stats = await get_json(f"{admin}/admin/stats", token)
             assert stats["weights"].get("canary", 0) == 0 and stats["weights"]["stable"] == 100
             switched = time.monotonic()  # the router ran the rollback table by then
             await eventually(

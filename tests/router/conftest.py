@@ -17,6 +17,12 @@ from pilotage.router.table import write_table_file
 from tests.support.procs import Process, free_port, pilotage, running
 
 TOKEN = "s3cret-admin-token"
+VARIANT_TOKEN = "s3cret-variant-token"
+
+
+def force(variant: str) -> dict[str, str]:
+    """The request headers that force ``variant`` on a router started by ``start_router``."""
+    return {"x-pilotage-variant": variant, "x-pilotage-variant-token": VARIANT_TOKEN}
 
 
 @dataclass
@@ -97,6 +103,8 @@ def start_upstream(tmp_path: Path) -> Iterator[Callable[..., Upstream]]:
 def start_router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
     token_file = tmp_path / "admin-token"
     token_file.write_text(TOKEN + "\n")
+    variant_token_file = tmp_path / "variant-token"
+    variant_token_file.write_text(VARIANT_TOKEN + "\n")
     with ExitStack() as stack:
 
         def start(doc: dict[str, Any], *extra: str) -> Router:
@@ -105,7 +113,8 @@ def start_router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
             write_table_file(config, doc)
             args = pilotage(
                 "route", "--config", str(config), "--port", str(port),
-                "--admin-port", str(admin), "--admin-token-file", str(token_file), *extra,
+                "--admin-port", str(admin), "--admin-token-file", str(token_file),
+                "--variant-token-file", str(variant_token_file), *extra,
             )  # fmt: skip
             url = f"http://127.0.0.1:{port}"
             proc = stack.enter_context(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.router.conftest import table
-from tests.router.traffic import Client, Traffic, get_json
+from tests.router.conftest import force, table
+from tests.router.traffic import Client, Traffic
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.xdist_group("router-e2e")
@@ -47,7 +47,7 @@ def test_killed_canary_is_invisible_to_clients_and_visible_in_metrics(
         in metrics
     )
     # a request forced onto the dead canary is not hidden: the tester sees the failure
-    forced = Client(router.url).predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    forced = Client(router.url).predict([[1.0, 2.0, 3.0, 4.0]], force("canary"))
     assert forced.status == 502 and forced.variant == "canary"
     assert "cannot connect" in json.loads(forced.body)["error"]
 
@@ -146,7 +146,7 @@ def test_feedback_scores_what_each_variant_answered(start_upstream, start_router
     truth.append({"requestId": "never-seen", "label": 1})
     result = json.loads(client.request("POST", "/v1/feedback", {"feedback": truth}).body)
     assert result["recorded"] == 40 and result["unknown"] == 1
-    stats = get_json(router.url, "/pilotage/stats")
+    stats = router.stats()
     assert stats["variants"]["stable"]["feedback"]["accuracy"] == 1.0
     assert stats["variants"]["canary"]["feedback"]["accuracy"] == 0.0
     assert stats["variants"]["stable"]["feedback"]["labelled"] == 20
@@ -175,7 +175,7 @@ def test_regression_feedback_mae_and_bounded_memory(start_upstream, start_router
     feedback = [{"requestId": rid, "value": 3.5} for rid in ids]
     result = json.loads(client.request("POST", "/v1/feedback", {"feedback": feedback}).body)
     assert result["recorded"] == 50 and result["unknown"] == 30  # only the newest 50 kept
-    fb = get_json(router.url, "/pilotage/stats")["variants"]["stable"]["feedback"]
+    fb = router.stats()["variants"]["stable"]["feedback"]
     assert fb["valued"] == 50 and fb["mae"] == pytest.approx(0.5)
 
 
@@ -188,9 +188,9 @@ def test_upstream_timeouts_answer_504_or_fall_back_to_stable(start_upstream, sta
     answers = [client.predict([[1.0, 2.0, 3.0, 4.0]]) for _ in range(4)]
     assert {(a.status, a.variant) for a in answers} == {(200, "stable")}
     assert router.stats()["variants"]["canary"]["codes"] == {"504": 2}
-    forced = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    forced = client.predict([[1.0, 2.0, 3.0, 4.0]], force("canary"))
     assert forced.status == 504 and "no answer within 0.3s" in json.loads(forced.body)["error"]
     # a timed-out connection is not reused: the next answer from the canary is a fresh one
     canary.control(delay=0)
-    again = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    again = client.predict([[1.0, 2.0, 3.0, 4.0]], force("canary"))
     assert (again.status, again.variant, again.version) == (200, "canary", "2")

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sklearn.datasets import load_iris
 
-from tests.router.conftest import Upstream, table
+from tests.router.conftest import Upstream, force, table
 from tests.router.test_routing_e2e import send_many
-from tests.router.traffic import Client, Traffic, get_json
+from tests.router.traffic import Client, Traffic
 from tests.support.models import build_model
 from tests.support.procs import free_port, pilotage, running, wait_until
 
@@ -77,7 +77,7 @@ def test_split_over_10000_requests_to_real_servers(servers, start_router) -> Non
     share = sum(variant == "canary" for _, variant in answers) / len(answers)
     assert abs(share - 0.10) <= 0.01
     client = Client(router.url)
-    forced = client.predict(ROWS[:1], {"x-pilotage-variant": "canary"})
+    forced = client.predict(ROWS[:1], force("canary"))
     assert (forced.variant, forced.version) == ("canary", "v2")
 
 
@@ -116,7 +116,7 @@ def test_live_accuracy_matches_offline_accuracy(servers, start_router) -> None:
         feedback.append({"requestId": f"flower-{i}", "label": label})
     result = json.loads(client.request("POST", "/v1/feedback", {"feedback": feedback}).body)
     assert result["recorded"] == len(ROWS)
-    stats = get_json(router.url, "/pilotage/stats")["variants"]
+    stats = router.stats()["variants"]
     for variant, hits in by_variant.items():
         assert stats[variant]["feedback"]["labelled"] == len(hits)
         assert stats[variant]["feedback"]["accuracy"] == pytest.approx(sum(hits) / len(hits))

@@ -11,7 +11,7 @@ import pytest
 
 from pilotage.router.client import RouterAdminError, get_routes, push_routes
 from pilotage.router.table import write_table_file
-from tests.router.conftest import TOKEN, table
+from tests.router.conftest import TOKEN, force, table
 from tests.router.traffic import Client, Traffic, get_json, put_routes
 from tests.support.procs import wait_until
 
@@ -126,9 +126,9 @@ def test_bluegreen_preview_only_by_header_and_switches_are_atomic(
     router = start_router(doc)
     client = Client(router.url)
     assert {client.predict([[1.0, 2.0, 3.0, 4.0]]).variant for _ in range(20)} == {"stable"}
-    forced = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "preview"})
+    forced = client.predict([[1.0, 2.0, 3.0, 4.0]], force("preview"))
     assert (forced.status, forced.variant, forced.version) == (200, "preview", "2")
-    unknown = client.predict([[1.0, 2.0, 3.0, 4.0]], {"x-pilotage-variant": "canary"})
+    unknown = client.predict([[1.0, 2.0, 3.0, 4.0]], force("canary"))
     assert unknown.status == 400 and "no variant 'canary'" in json.loads(unknown.body)["error"]
 
     switched = table(mode="bluegreen", stable=(blue, 0), preview=(green, 100))
@@ -182,8 +182,10 @@ def test_admin_api_is_protected_and_validates(start_upstream, start_router) -> N
     # the admin API is not reachable through the public port, nor proxied to servers
     assert public.request("PUT", "/admin/routes", doc).status == 404
     assert public.request("POST", "/admin/faults", {"errorRate": 1}).status == 404
-    stats = get_json(router.url, "/pilotage/stats")
-    assert stats["revision"] == "r2" and "url" not in stats["variants"]["stable"]
+    # nor the stats: upstream URLs and reload errors stay on the admin port
+    stats = public.request("GET", "/pilotage/stats")
+    assert stats.status == 404 and "admin port" in json.loads(stats.body)["error"]
+    assert router.stats()["revision"] == "r2"
 
 
 def test_file_changes_apply_and_bad_files_are_ignored(start_upstream, start_router) -> None:
