@@ -251,6 +251,11 @@ class ServerSpec(ApiModel):
     """Resources of each server pod."""
 
 
+SecretName = Annotated[
+    str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+]
+
+
 class RouterSpec(ApiModel):
     """Settings of the router pods."""
 
@@ -258,6 +263,15 @@ class RouterSpec(ApiModel):
     """Router pods."""
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     """Resources of each router pod."""
+    variant_token_secret: SecretName | None = None
+    """Secret (key `token`) whose value lets a tester force a variant: requests with
+    `x-pilotage-variant` (e.g. `preview` in blue-green) must carry it in
+    `x-pilotage-variant-token`. Without it forcing a variant is off (403). Forced requests
+    are never counted in the analysis. See docs/security.md."""
+    feedback_token_secret: SecretName | None = None
+    """Secret (key `token`) that `POST /v1/feedback` on the router's public port needs as
+    `Authorization: Bearer`. Without it public feedback is open (request ids are
+    unguessable). See docs/security.md."""
 
 
 class ModelDeploymentSpec(ApiModel):

@@ -492,7 +492,15 @@ class _Reconcile:
 
     def actions(self, table: RouteTable | None) -> list[Action]:
         st, spec, name = self.st, self.spec, self.md.name
-        out: list[Action] = [EnsureRouter(name, spec.router.replicas, spec.router.resources.dump())]
+        out: list[Action] = [
+            EnsureRouter(
+                name,
+                spec.router.replicas,
+                spec.router.resources.dump(),
+                variant_token_secret=spec.router.variant_token_secret,
+                feedback_token_secret=spec.router.feedback_token_secret,
+            )
+        ]
         settings = ServerSettings(
             threads=spec.server.threads,
             max_batch_size=spec.server.max_batch_size,

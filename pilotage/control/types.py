@@ -96,6 +96,8 @@ class EnsureRouter:
     deployment: str
     replicas: int
     resources: dict[str, Any] = field(default_factory=dict)
+    variant_token_secret: str | None = None  # Secret (key `token`) that allows forcing
+    feedback_token_secret: str | None = None  # Secret (key `token`) public feedback needs
 
 
 RouteMode = Literal["canary", "bluegreen", "shadow"]

@@ -486,16 +486,25 @@ class LocalPlatform:
     def ensure_router(self, action: EnsureRouter, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Keep the router running; it starts with the first routing table."""
         record = self._router(action.deployment, namespace)
+        feedback_token = action.feedback_token_secret is not None
         if (
             record is not None
             and self.supervisor.running(record)
             and isinstance(record.info.get("admin_port"), int)
+            and record.info.get("feedback_token", False) == feedback_token
         ):
             return
         if self._routes_file(action.deployment, namespace).exists():
-            self._start_router(action.deployment, namespace, record.port if record else None)
+            self._start_router(
+                action.deployment, namespace, record.port if record else None, feedback_token
+            )
 
-    def _start_router(self, deployment: str, namespace: str, port: int | None) -> None:
+    def _start_router(
+        self, deployment: str, namespace: str, port: int | None, feedback_token: bool = False
+    ) -> None:
+        """Start the router with an admin port and its tokens: the variant token always
+        (the embedded runtime makes its own instead of reading a Secret), the feedback
+        token when the spec names a feedback token Secret."""
         key = self._router_key(deployment, namespace)
         self.supervisor.stop(key)
         if port is None or not _port_free(port):
@@ -518,6 +527,11 @@ class LocalPlatform:
             "--watch-interval",
             str(ROUTER_WATCH_INTERVAL_S),
         )
+        if feedback_token:
+            argv += [
+                "--feedback-token-file",
+                str(self._token_file(deployment, namespace, "feedback")),
+            ]
         scope = scoped(namespace, deployment)
         self.supervisor.start(
             key,
@@ -526,7 +540,7 @@ class LocalPlatform:
             argv,
             self.state_dir / "logs" / f"router-{scope}.log",
             port=port,
-            info={"admin_port": admin_port},
+            info={"admin_port": admin_port, "feedback_token": feedback_token},
         )
 
     def set_routes(self, action: SetRoutes, namespace: str = DEFAULT_NAMESPACE) -> None:
@@ -559,7 +573,12 @@ class LocalPlatform:
         _atomic_write(path, text)
         record = self._router(deployment, namespace)
         if record is None or not self.supervisor.running(record):
-            self._start_router(deployment, namespace, record.port if record else None)
+            self._start_router(
+                deployment,
+                namespace,
+                record.port if record else None,
+                bool(record.info.get("feedback_token")) if record else False,
+            )
 
     def router_endpoint(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> str | None:
         record = self._router(deployment, namespace)

@@ -29,6 +29,10 @@ ROUTES_DIR = "/etc/pilotage"
 ROUTES_FILE = "routes.yaml"
 ADMIN_TOKEN_DIR = "/etc/pilotage/admin"
 ADMIN_TOKEN_KEY = "token"
+# user Secrets named by spec.router.variantTokenSecret / feedbackTokenSecret (key `token`)
+VARIANT_TOKEN_DIR = "/etc/pilotage/variant"
+FEEDBACK_TOKEN_DIR = "/etc/pilotage/feedback"
+USER_TOKEN_KEY = "token"
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -462,6 +466,29 @@ def build_router_deployment(
         ],
         **_probes("http"),
     }
+    for secret, volume, directory, flag in (
+        (action.variant_token_secret, "variant-token", VARIANT_TOKEN_DIR, "--variant-token-file"),
+        (
+            action.feedback_token_secret,
+            "feedback-token",
+            FEEDBACK_TOKEN_DIR,
+            "--feedback-token-file",
+        ),
+    ):
+        if secret is None:
+            continue
+        volumes.append(
+            {
+                "name": volume,
+                "secret": {
+                    "secretName": secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": USER_TOKEN_KEY, "path": USER_TOKEN_KEY}],
+                },
+            }
+        )
+        container["volumeMounts"].append({"name": volume, "mountPath": directory, "readOnly": True})
+        container["args"] += [flag, f"{directory}/{USER_TOKEN_KEY}"]
     template = {
         "metadata": {"labels": lbl, "annotations": _prometheus(settings.router_port)},
         "spec": _pod_spec([container], volumes, settings),

@@ -73,6 +73,11 @@ def every_object() -> list[dict[str, Any]]:
         build.build_server_deployment(server, MD_OWNER, S3),
         build.build_server_service("iris", "v1.2_rc", MD_OWNER, S3),
         build.build_router_deployment(EnsureRouter("iris", 2), MD_OWNER, S3),
+        build.build_router_deployment(
+            EnsureRouter("wine", 1, variant_token_secret="testers", feedback_token_secret="labels"),
+            MD_OWNER,
+            S3,
+        ),
         build.build_router_service("iris", MD_OWNER, S3),
         build.build_routes_configmap("iris", doc, MD_OWNER),
         build.build_router_token_secret("iris", "s3cr3t", MD_OWNER),
@@ -188,6 +193,28 @@ def test_server_and_router_have_probes_metrics_and_the_right_commands() -> None:
     assert volumes["admin-token"]["secret"]["secretName"] == "iris-router-admin"
     routes = yaml.safe_load(objs[("ConfigMap", "iris-routes")]["data"]["routes.yaml"])
     assert routes["variants"][0]["url"] == "http://iris-v1-2-rc.ml.svc:8080"
+
+
+def test_router_mounts_the_token_secrets_the_spec_names() -> None:
+    plain = build.build_router_deployment(EnsureRouter("iris", 1), MD_OWNER, S3)
+    args = plain["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--variant-token-file" not in args and "--feedback-token-file" not in args
+    router = build.build_router_deployment(
+        EnsureRouter("iris", 1, variant_token_secret="testers", feedback_token_secret="labels"),
+        MD_OWNER,
+        S3,
+    )
+    pod = router["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    for volume, secret, flag in (
+        ("variant-token", "testers", "--variant-token-file"),
+        ("feedback-token", "labels", "--feedback-token-file"),
+    ):
+        assert volumes[volume] == secret
+        path = c["args"][c["args"].index(flag) + 1]
+        assert path == f"{mounts[volume]}/token"
 
 
 def test_long_names_stay_valid() -> None:
