@@ -317,6 +317,7 @@ def build_server_deployment(
             str(s.max_batch_wait_us),
             "--cache-dir",
             "/tmp/models",
+            *(["--enable-fault-injection"] if settings.server_fault_injection else []),
         ],
         "env": [{"name": "HOME", "value": "/tmp"}, *storage.env],
         "ports": [{"name": "http", "containerPort": settings.server_port, "protocol": "TCP"}],

@@ -74,6 +74,10 @@ class OperatorSettings(BaseSettings):
     analysis_min_requests: int | None = Field(default=None, ge=0)
     """Default `spec.analysis.minRequests` for ModelDeployments that leave it out."""
 
+    server_fault_injection: bool = False
+    """Start every model server with `--enable-fault-injection` (`POST /admin/faults` on
+    its port): for chaos drills and tests of rollbacks, never for production traffic."""
+
     trainer_backoff_limit: int = Field(default=0, ge=0, le=10)
     """`backoffLimit` of each Job: retries are attempts counted by the TrainingJob itself."""
     job_ttl_seconds: int = Field(default=3600, ge=0)

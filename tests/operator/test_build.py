@@ -195,6 +195,18 @@ def test_server_and_router_have_probes_metrics_and_the_right_commands() -> None:
     assert routes["variants"][0]["url"] == "http://iris-v1-2-rc.ml.svc:8080"
 
 
+def test_server_pods_expose_fault_injection_only_when_the_operator_is_told_to() -> None:
+    server = EnsureServer(deployment="iris", version="v1", model_uri="s3://m/v1", replicas=1)
+    drills = OperatorSettings(artifact_uri="pvc://artifacts/pilotage", server_fault_injection=True)
+
+    def args(settings: OperatorSettings) -> list[str]:
+        built = build.build_server_deployment(server, MD_OWNER, settings)
+        return list(built["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--enable-fault-injection" not in args(PVC)
+    assert "--enable-fault-injection" in args(drills)
+
+
 def test_router_mounts_the_token_secrets_the_spec_names() -> None:
     plain = build.build_router_deployment(EnsureRouter("iris", 1), MD_OWNER, S3)
     args = plain["spec"]["template"]["spec"]["containers"][0]["args"]
