@@ -62,7 +62,7 @@ class Network:
         hosts = list(self.cidr.hosts())
         self.gateway = str(hosts[0])
         self.pool = [str(h) for h in hosts[1:]]
-        self.used: set[str] = set()
+        self.used: dict[str, PodNetwork] = {}
 
     def configure_bridge(self) -> None:
         ip("addr", "replace", f"{self.gateway}/{self.cidr.prefixlen}", "dev", self.bridge)
@@ -77,9 +77,10 @@ class Network:
     def allocate(self) -> PodNetwork:
         for address in self.pool:
             if address not in self.used:
-                self.used.add(address)
                 x = address.rsplit(".", 1)[1]
-                return PodNetwork(f"{self.prefix}p{x}", f"{self.prefix}h{x}", address)
+                net = PodNetwork(f"{self.prefix}p{x}", f"{self.prefix}h{x}", address)
+                self.used[address] = net
+                return net
         raise RuntimeError(f"no free address in {self.cidr}")
 
     def setup(self, net: PodNetwork) -> None:
@@ -107,9 +108,13 @@ class Network:
         net.etc_dir.mkdir(parents=True, exist_ok=True)
 
     def teardown(self, net: PodNetwork) -> None:
+        # A pod's network is released when it finishes and again when it is deleted; by
+        # the second time its address (and so its names) may be another pod's.
+        if self.used.get(net.address) is not net:
+            return
         kill_netns_processes(net.netns)
         self._remove(net)
-        self.used.discard(net.address)
+        del self.used[net.address]
 
     def _remove(self, net: PodNetwork) -> None:
         ip("link", "del", net.host_link, check=False)
