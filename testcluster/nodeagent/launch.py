@@ -158,6 +158,13 @@ def resolve(view: View, path: str, depth: int = 0) -> str:
     return current
 
 
+def _held(path: str) -> str:
+    """A path to `path` that stays valid whatever is mounted over its ancestors: the
+    /proc/self/fd link of a descriptor held open (close-on-exec) until the exec."""
+    fd = os.open(path, os.O_PATH)
+    return f"/proc/self/fd/{fd}"
+
+
 def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
@@ -166,17 +173,23 @@ def main() -> None:
     os.close(fd)
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    view = View(spec["staging"])
+    # The staging directory and the volume sources live under the node's state directory,
+    # which a volume mounted on one of its ancestors (an emptyDir on /tmp when the state is
+    # under /tmp) would hide from the mounts after it: reach them through file descriptors
+    # opened before any mount.
+    os.makedirs(spec["staging"], exist_ok=True)
+    view = View(_held(spec["staging"]))
     for source, target in (spec.get("etc") or {}).items():
         if os.path.exists(target) and not os.path.islink(target):
             mount(source, target, None, MS_BIND)
     mounts = sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/"))
+    sources = [_held(m["source"]) for m in mounts]
     read_only = []
-    for m in mounts:
+    for m, source in zip(mounts, sources, strict=True):
         target = resolve(view, m["target"])
-        is_dir = os.path.isdir(m["source"])
+        is_dir = os.path.isdir(source)
         view.ensure(target, is_dir)
-        mount(m["source"], view.host(target), None, MS_BIND | MS_REC)
+        mount(source, view.host(target), None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             read_only.append(view.host(target))
     # After every mount, as runc does: a volume nested in a read-only one (the router's

@@ -317,6 +317,9 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
     data = state / "data"
     data.mkdir()
     data.chmod(0o777)
+    scratch = state / "scratch"  # an emptyDir on /tmp, an ancestor of the state directory
+    scratch.mkdir()
+    scratch.chmod(0o777)
     termination = state / "termination"
     termination.write_text("")
     termination.chmod(0o666)
@@ -326,6 +329,7 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
         "open('/data/report', 'w').write(f'{os.getuid()} {os.getgid()} {os.getcwd()} ' + "
         "open('/var/run/secrets/kubernetes.io/serviceaccount/token').read() + ' ' + ip)\n"
         "open('/dev/termination-log', 'w').write('bye')\n"
+        "open('/tmp/scratch-file', 'w').write('on the emptyDir')\n"
         "http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, port=8080, bind='0.0.0.0')\n"
     )
     launch = {
@@ -342,6 +346,7 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
             },
             {"source": str(data), "target": "/data-of-a-test-pod/../data"},
             {"source": str(termination), "target": "/dev/termination-log"},
+            {"source": str(scratch), "target": "/tmp"},
         ],
         "uid": 10001,
         "gid": 10001,
@@ -369,6 +374,7 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
                 time.sleep(0.05)
         assert (data / "report").read_text() == "10001 10001 /tmp the-token 10.96.77.20"
         assert termination.read_text() == "bye"
+        assert (scratch / "scratch-file").read_text() == "on the emptyDir"
         for path in ("/data", "/run/secrets/kubernetes.io", "/dev/termination-log"):
             assert not os.path.lexists(path), f"{path} was created on the host"
         assert network.netns_pids(pod.netns) == [proc.pid]
