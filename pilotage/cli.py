@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "retry": ("pilotage.local.cli", "retry", "retry an aborted or rolled-back rollout"),
     "retrain": ("pilotage.local.cli", "retrain", "ask a DriftMonitor to retrain now"),
     "refresh": ("pilotage.local.cli", "refresh", "re-read and re-profile a Dataset"),
+    "dashboard": ("pilotage.dashboard.cli", "main", "serve the web dashboard (local or --kube)"),
     "demo": ("pilotage.local.demo", "main", "play the whole lifecycle end to end"),
     "operator": ("pilotage.operator.cli", "main", "run the Kubernetes operator"),
     "serve": ("pilotage.server.cli", "main", "serve one ONNX model version"),

@@ -3,6 +3,8 @@
 * server and router never reach scikit-learn, skl2onnx, pandas or kopf, so the server
   image stays small;
 * the operator never reaches onnxruntime or scikit-learn;
+* the dashboard never reaches a model library (it reads statuses, model cards and counters;
+  on a cluster it runs from the operator image, which has none);
 * the control core does no I/O: none of its modules imports anything that talks to
   the outside world or reads the clock.
 """
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / "pilotage"
 
 HEAVY_FOR_DATA_PLANE = {"sklearn", "skl2onnx", "pandas", "kopf", "kubernetes", "scipy"}
 HEAVY_FOR_OPERATOR = {"onnxruntime", "sklearn", "skl2onnx"}
+HEAVY_FOR_DASHBOARD = {"onnxruntime", "sklearn", "skl2onnx", "pandas", "scipy"}
 IO_MODULES = {
     "os", "io", "socket", "ssl", "subprocess", "urllib", "http", "httpx", "aiohttp",
     "requests", "sqlite3", "time", "random", "threading", "asyncio", "pathlib", "shutil",
@@ -100,6 +103,11 @@ def test_data_plane_stays_light(package: str) -> None:
 
 def test_operator_never_loads_models() -> None:
     assert _offenders(_modules("operator"), HEAVY_FOR_OPERATOR, transitive=True) == []
+
+
+def test_dashboard_stays_light() -> None:
+    assert _modules("dashboard")
+    assert _offenders(_modules("dashboard"), HEAVY_FOR_DASHBOARD, transitive=True) == []
 
 
 def test_control_core_does_no_io() -> None:

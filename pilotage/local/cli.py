@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,10 @@ KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
 
 class CliError(Exception):
     """A problem to print as one line."""
+
+
+class Forbidden(CliError):
+    """The cluster refused the request for lack of permission (HTTP 403)."""
 
 
 def state_dir(given: str | None) -> Path:
@@ -272,20 +277,73 @@ def action_value(full: bool = False) -> str:
     return f"{FULL_PROMOTION}:{token}" if full else token
 
 
-def _manual(
+@dataclass(frozen=True)
+class ActionTarget:
+    kind: type[Resource]
+    annotation: str
+    with_full: bool = False
+
+
+ACTIONS: dict[str, ActionTarget] = {
+    "promote": ActionTarget(ModelDeployment, ANNOTATION_PROMOTE, with_full=True),
+    "abort": ActionTarget(ModelDeployment, ANNOTATION_ABORT),
+    "retry": ActionTarget(ModelDeployment, ANNOTATION_RETRY),
+    "retrain": ActionTarget(DriftMonitor, ANNOTATION_RETRAIN),
+    "refresh": ActionTarget(Dataset, ANNOTATION_REFRESH),
+}
+"""The manual actions: what `pilotage promote|abort|retry|retrain|refresh` and the
+dashboard's buttons set (both go through `request_action`)."""
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    line: str
+    """What was done, e.g. ``modeldeployment/iris annotated pilotage.dev/promote=… (where)``."""
+    warning: str | None = None
+    """Why the request will have no effect (locally, read from the current status)."""
+
+
+def request_action(
     command: str,
-    annotation: str,
-    argv: list[str],
-    kind: type[Resource] = ModelDeployment,
-    with_full: bool = False,
-) -> int:
+    name: str,
+    namespace: str,
+    *,
+    full: bool = False,
+    store: Store | None = None,
+    kube: bool = False,
+    context: str | None = None,
+) -> ActionOutcome:
+    """Set the action's annotation to a fresh token in the local ``store`` or, with
+    ``kube``, on the cluster of the kubeconfig. Raises `StoreError` or `CliError`."""
+    target = ACTIONS[command]
+    kind, annotation = target.kind, target.annotation
+    value = action_value(full and target.with_full)
+    res: Resource | None = None
+    if kube:
+        from pilotage.local.kube import annotate
+
+        where = annotate(kind, name, namespace, annotation, value, context)
+    else:
+        if store is None:
+            raise CliError("no local state to act on")
+        res = store.set_annotation(kind.KIND, name, annotation, value, namespace)
+        where = str(store.state_dir)
+    warning = _nothing_to_act_on(annotation, res) if res is not None else None
+    return ActionOutcome(
+        f"{kind.KIND.lower()}/{name} annotated {annotation}={value} ({where})", warning
+    )
+
+
+def _manual(command: str, argv: list[str]) -> int:
+    target = ACTIONS[command]
+    kind, annotation = target.kind, target.annotation
     p = argparse.ArgumentParser(
         prog=f"pilotage {command}",
         description=f"Set the {annotation} annotation on a {kind.KIND} to a fresh token "
         "(locally, or with --kube on a cluster).",
     )
     p.add_argument("name", help=f"{kind.KIND} name")
-    if with_full:
+    if target.with_full:
         p.add_argument(
             "--full",
             action="store_true",
@@ -297,23 +355,23 @@ def _manual(
     p.add_argument("--context", help="kubeconfig context (with --kube)")
     _common(p)
     args = p.parse_args(argv)
-    value = action_value(bool(getattr(args, "full", False)))
-    res: Resource | None = None
     try:
-        if args.kube:
-            from pilotage.local.kube import annotate
-
-            where = annotate(kind, args.name, args.namespace, annotation, value, args.context)
-        else:
-            store = _open(args)
-            res = store.set_annotation(kind.KIND, args.name, annotation, value, args.namespace)
-            where = str(state_dir(args.state_dir))
+        outcome = request_action(
+            command,
+            args.name,
+            args.namespace,
+            full=bool(getattr(args, "full", False)),
+            store=None if args.kube else _open(args),
+            kube=args.kube,
+            context=args.context,
+        )
     except (StoreError, CliError) as exc:
         return _fail(command, str(exc))
-    print(f"{kind.KIND.lower()}/{args.name} annotated {annotation}={value} ({where})")
-    if res is not None and (idle := _nothing_to_act_on(annotation, res)) is not None:
+    print(outcome.line)
+    if outcome.warning is not None:
         print(
-            f"pilotage {command}: warning: {idle}; the request will have no effect", file=sys.stderr
+            f"pilotage {command}: warning: {outcome.warning}; the request will have no effect",
+            file=sys.stderr,
         )
     return 0
 
@@ -333,25 +391,25 @@ def _nothing_to_act_on(annotation: str, res: Resource) -> str | None:
 
 
 def promote(argv: list[str]) -> int:
-    return _manual("promote", ANNOTATION_PROMOTE, argv, with_full=True)
+    return _manual("promote", argv)
 
 
 def abort(argv: list[str]) -> int:
-    return _manual("abort", ANNOTATION_ABORT, argv)
+    return _manual("abort", argv)
 
 
 def retry(argv: list[str]) -> int:
-    return _manual("retry", ANNOTATION_RETRY, argv)
+    return _manual("retry", argv)
 
 
 def retrain(argv: list[str]) -> int:
     """`pilotage retrain MONITOR`: the DriftMonitor's manual trigger (one retrain per call)."""
-    return _manual("retrain", ANNOTATION_RETRAIN, argv, kind=DriftMonitor)
+    return _manual("retrain", argv)
 
 
 def refresh(argv: list[str]) -> int:
     """`pilotage refresh DATASET`: profile the Dataset again (e.g. its file changed)."""
-    return _manual("refresh", ANNOTATION_REFRESH, argv, kind=Dataset)
+    return _manual("refresh", argv)
 
 
 def up(argv: list[str]) -> int:

@@ -26,7 +26,7 @@ def annotate(
     context: str | None = None,
 ) -> str:
     """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done."""
-    from pilotage.local.cli import CliError
+    from pilotage.local.cli import CliError, Forbidden
 
     try:
         from kubernetes import client
@@ -49,6 +49,11 @@ def annotate(
             raise CliError(
                 f"{kind.KIND} {name!r} not found in namespace {namespace!r} "
                 f"(or the CRD is not installed)"
+            ) from exc
+        if exc.status == 403:
+            raise Forbidden(
+                f"forbidden: the kubeconfig's user may not patch {kind.PLURAL} "
+                f"in namespace {namespace!r} (HTTP 403)"
             ) from exc
         raise CliError(f"the API server refused the patch: HTTP {exc.status} {exc.reason}") from exc
     except OSError as exc:

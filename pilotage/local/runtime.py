@@ -9,6 +9,7 @@ states change without a store write) has passed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -86,6 +87,10 @@ class Runtime:
         self.stop_event = threading.Event()
         self.ticks = 0
         """Ticks completed: a tick after a store change has reconciled every resource."""
+        self.observers: list[Callable[[Resource, Any], None]] = []
+        """Called with each resource and the observation built for its reconcile (the
+        dashboard's charts read what the loop fetched anyway; an observer's failure is
+        ignored: it must never stop the control loop)."""
 
     # -- observations ------------------------------------------------------------------
 
@@ -222,6 +227,9 @@ class Runtime:
 
     def reconcile(self, res: Resource, now: datetime) -> float | None:
         observation = self.observe(res)
+        for observer in self.observers:
+            with contextlib.suppress(Exception):  # a view must not break the loop
+                observer(res, observation)
         result = RECONCILERS[res.kind](res, observation, now)
         namespace = res.metadata.namespace or "default"
         for action in result.actions:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from pilotage.local.cli import (
     CliError,
@@ -34,6 +34,7 @@ from pilotage.local.store import DEFAULT_NAMESPACE, Store, StoreError
 from pilotage.local.view import SUMMARY_HEADERS, render_table, summary_rows
 
 LOCK_FILE = "up.lock"
+DASHBOARD_PORT = 8470
 
 
 class StateLock:
@@ -147,6 +148,44 @@ class Display:
         self._drawn_lines = len(lines)
 
 
+class Dashboard:
+    """The web dashboard of `pilotage up`: its server thread and its status sampler."""
+
+    def __init__(self, server: Any, sampler: Any) -> None:
+        self.server = server
+        self.sampler = sampler
+        self.url: str = server.url
+
+    def stop(self) -> None:
+        self.sampler.stop()
+        self.server.stop()
+
+
+def start_dashboard(directory: Path, runtime: Runtime, port: int | None) -> Dashboard:
+    """Serve the dashboard on 127.0.0.1 (``port``; by default DASHBOARD_PORT, or any free
+    port when that one is taken) over the same state; the control loop feeds its charts."""
+    from pilotage.dashboard.app import DashboardApp, Sampler
+    from pilotage.dashboard.history import History, runtime_observer
+    from pilotage.dashboard.serve import BackgroundServer
+    from pilotage.dashboard.source import LocalSource
+
+    source = LocalSource(directory)
+    history = History()
+    app = DashboardApp(source, history)
+    if port is not None:
+        server = BackgroundServer(app, "127.0.0.1", port)
+    else:
+        try:
+            server = BackgroundServer(app, "127.0.0.1", DASHBOARD_PORT)
+        except OSError:
+            server = BackgroundServer(app, "127.0.0.1", 0)
+    runtime.observers.append(runtime_observer(history))
+    sampler = Sampler(source, history)
+    sampler.start()
+    server.start()
+    return Dashboard(server, sampler)
+
+
 def build_runtime(directory: Path) -> tuple[Store, Runtime]:
     store = Store(directory)
     platform = LocalPlatform(store, Supervisor(store))
@@ -171,19 +210,35 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--plain", action="store_true", help="print change lines even on a terminal (no live table)"
     )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help=f"port of the web dashboard on 127.0.0.1 (default {DASHBOARD_PORT}, or a free "
+        "port when that one is taken)",
+    )
+    p.add_argument("--no-dashboard", action="store_true", help="do not serve the web dashboard")
     args = p.parse_args(argv)
     directory = state_dir(args.state_dir)
     lock = StateLock(directory)
+    dashboard: Dashboard | None = None
     try:
         resources = load_manifests(args.filename) if args.filename else []
         lock.acquire()
         store, runtime = build_runtime(directory)
+        if not args.no_dashboard:
+            dashboard = start_dashboard(directory, runtime, args.dashboard_port)
         for line in apply_resources(store, resources, args.namespace):
             print(line)
-    except (CliError, StoreError) as exc:
+    except (CliError, StoreError, OSError) as exc:
+        if dashboard is not None:
+            dashboard.stop()
+        lock.release()
         for line in str(exc).splitlines():
             print(f"pilotage up: error: {line}", file=sys.stderr)
         return 1
+    if dashboard is not None:
+        print(f"dashboard: {dashboard.url}")
 
     supervisor = runtime.platform.supervisor
     adopted = [r for r in supervisor.records() if supervisor.running(r)]
@@ -210,6 +265,8 @@ def main(argv: list[str]) -> int:
     try:
         runtime.run(args.interval, display.update)
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         # finished runs stay recorded (their exit status is read later): count the live ones
         running = [r for r in supervisor.records() if supervisor.running(r)]
         print(f"\npilotage up: stopping {len(running)} running process(es)…", flush=True)

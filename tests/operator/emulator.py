@@ -18,7 +18,9 @@ write (create, patch, replace, delete) and the list/watch reads, and adds:
   silently disappears here too);
 * ``/api/v1/namespaces`` (kmock's path parser fails on it) with a seeded ``default``;
 * optionally, bearer-token authentication (``Cluster(token=...)``): a request without
-  ``Authorization: Bearer <token>`` gets 401, as from a real API server.
+  ``Authorization: Bearer <token>`` gets 401, as from a real API server;
+* optionally, an RBAC refusal (``cluster.forbid = {("PATCH", "modeldeployments")}``): such
+  a request gets 403 Forbidden with the API server's message.
 
 kmock internals are touched here; pin kmock exactly and keep tests/operator/test_emulator.py
 (the guard test) green when upgrading.
@@ -154,6 +156,8 @@ class Cluster(kmock.KubernetesEmulator):
     """When set, every request must carry ``Authorization: Bearer <token>``."""
     unauthorized: list[str] = attrs.field(factory=list, init=False)
     """``METHOD path (User-Agent)`` of every request refused for lack of the token."""
+    forbid: set[tuple[str, str]] = attrs.field(factory=set)
+    """(HTTP method, resource plural) pairs answered 403, as RBAC would."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -218,6 +222,18 @@ class Cluster(kmock.KubernetesEmulator):
             status = {"kind": "Status", "apiVersion": "v1", "status": "Failure"}
             body = {**status, "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
             return aiohttp.web.json_response(body, status=401)
+        for method, plural in self.forbid:
+            if raw_request.method == method and re.search(rf"/{plural}(/|$)", raw_request.path):
+                body = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f'{plural} is forbidden: User "tester" cannot {method.lower()} '
+                    f"resource {plural!r}",
+                    "reason": "Forbidden",
+                    "code": 403,
+                }
+                return aiohttp.web.json_response(body, status=403)
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
             return await super().__call__(raw_request)
