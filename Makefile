@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit crds docs clean cluster-bin cluster-up cluster-down
+.PHONY: test demo lint typecheck unit crds docs clean cluster-bin cluster-up cluster-down dashboard-screenshots
 
 # The real control plane the tests run against is built with Go when Go is here.
 HAVE_GO := $(shell command -v go 2>/dev/null)
@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck $(if $(HAVE_GO),cluster-bin)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -p no:cacheprovider
+
+# The dashboard's browser tests (headless Debian chromium) save a screenshot of each page.
+dashboard-screenshots: $(STAMP)
+	PILOTAGE_SCREENSHOTS=$(CURDIR)/build/dashboard-screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/dashboard/test_browser.py
+	@echo "screenshots in build/dashboard-screenshots/"
 
 crds: $(STAMP)
 	$(BIN)/pilotage crds

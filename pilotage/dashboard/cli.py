@@ -24,7 +24,7 @@ def build(source: Source, read_only: bool, loopback_only: bool) -> tuple[Dashboa
     return DashboardApp(source, history, read_only=read_only, loopback_only=loopback_only), sampler
 
 
-def main(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pilotage dashboard",
         description="Serve the web dashboard over a local state directory or, with --kube, "
@@ -33,26 +33,44 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kube", action="store_true", help="read the cluster of the kubeconfig")
     p.add_argument("--context", help="kubeconfig context (with --kube)")
     p.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help="with --kube: use the pod's service account, not a kubeconfig (the chart's pod)",
+    )
+    p.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="with --kube: every namespace"
+    )
+    p.add_argument(
         "--state-dir", help="state directory (default $PILOTAGE_STATE_DIR or ./.pilotage)"
     )
     p.add_argument(
         "-n",
         "--namespace",
-        default=None,
-        help="namespace (default: all locally; default on a cluster)",
+        action="append",
+        help="namespace (repeatable with --kube; default: all in a state directory, "
+        "default on a cluster)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--read-only", action="store_true", help="no action buttons; POSTs refused")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
     source: Any
     try:
         if args.kube:
             from pilotage.dashboard.source import KubeSource
 
-            source = KubeSource(args.namespace or DEFAULT_NAMESPACE, args.context)
+            namespaces = None if args.all_namespaces else args.namespace or [DEFAULT_NAMESPACE]
+            source = KubeSource(namespaces, args.context, args.in_cluster)
         else:
-            source = LocalSource(state_dir(args.state_dir), args.namespace)
+            if args.namespace and len(args.namespace) > 1:
+                raise CliError("one --namespace at most on a state directory")
+            source = LocalSource(
+                state_dir(args.state_dir), args.namespace[0] if args.namespace else None
+            )
         sock = listen(args.host, args.port, "the dashboard")
     except (CliError, StoreError, OSError) as exc:
         print(f"pilotage dashboard: error: {exc}", file=sys.stderr)

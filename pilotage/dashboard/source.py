@@ -119,27 +119,44 @@ class LocalSource:
 
 class KubeSource:
     """A cluster through the user's kubeconfig: reads and acts with the user's own
-    permissions, as `kubectl` does (a 403 is shown, never worked around)."""
+    permissions, as `kubectl` does (a 403 is shown, never worked around).
 
-    def __init__(self, namespace: str, context: str | None = None) -> None:
+    ``namespaces``: the namespaces listed (None: all, which needs a cluster-wide list
+    grant); ``in_cluster``: the pod's service account instead of a kubeconfig.
+    """
+
+    def __init__(
+        self,
+        namespaces: list[str] | None,
+        context: str | None = None,
+        in_cluster: bool = False,
+    ) -> None:
         try:
             from kubernetes import client
 
-            from pilotage.operator.connection import ConnectionError_, kubeconfig_configuration
+            from pilotage.operator.connection import (
+                ConnectionError_,
+                client_configuration,
+                kubeconfig_configuration,
+            )
         except ImportError as exc:
             raise CliError(
                 "--kube needs the kubernetes client: install pilotage[operator]"
             ) from exc
         try:
-            configuration = kubeconfig_configuration(context)
+            configuration = (
+                client_configuration() if in_cluster else kubeconfig_configuration(context)
+            )
         except ConnectionError_ as exc:
             raise CliError(str(exc)) from exc
         self._client = client.ApiClient(configuration)
         self._custom = client.CustomObjectsApi(self._client)
         self._core = client.CoreV1Api(self._client)
-        self.namespace = namespace
+        self.namespaces = namespaces
         self.context = context
-        self.where = f"cluster {configuration.host}, namespace {namespace}"
+        self.in_cluster = in_cluster
+        shown = ", ".join(namespaces) if namespaces else "all namespaces"
+        self.where = f"cluster {configuration.host}, {shown}"
 
     def close(self) -> None:
         self._client.close()
@@ -161,17 +178,23 @@ class KubeSource:
         out: list[dict[str, Any]] = []
         for kind in KINDS:
             plural = PLURALS[kind]
-            try:
-                listed = self._custom.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural
-                )
-            except ApiException as exc:
-                raise self._refused(exc, f"list {plural} in namespace {self.namespace!r}") from exc
-            except OSError as exc:
-                raise SourceError(f"cannot reach the API server: {exc}") from exc
-            for item in listed.get("items") or []:
-                item.setdefault("kind", kind)
-                out.append(item)
+            scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
+            for namespace in scopes:
+                where = f"in namespace {namespace!r}" if namespace else "in all namespaces"
+                try:
+                    if namespace is None:
+                        listed = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+                    else:
+                        listed = self._custom.list_namespaced_custom_object(
+                            GROUP, VERSION, namespace, plural
+                        )
+                except ApiException as exc:
+                    raise self._refused(exc, f"list {plural} {where}") from exc
+                except OSError as exc:
+                    raise SourceError(f"cannot reach the API server: {exc}") from exc
+                for item in listed.get("items") or []:
+                    item.setdefault("kind", kind)
+                    out.append(item)
         return out
 
     def events(self, kind: str, namespace: str, name: str) -> list[Event]:
@@ -195,9 +218,17 @@ class KubeSource:
 
     def act(self, action: str, namespace: str, name: str, full: bool = False) -> ActionResult:
         check_action(action)
+        if self.namespaces and namespace not in self.namespaces:
+            raise SourceError(f"this dashboard shows only {', '.join(self.namespaces)}", 400)
         try:
             outcome = request_action(
-                action, name, namespace, full=full, kube=True, context=self.context
+                action,
+                name,
+                namespace,
+                full=full,
+                kube=True,
+                context=self.context,
+                in_cluster=self.in_cluster,
             )
         except Forbidden as exc:
             raise SourceError(str(exc), 403) from exc

@@ -312,6 +312,7 @@ def request_action(
     store: Store | None = None,
     kube: bool = False,
     context: str | None = None,
+    in_cluster: bool = False,
 ) -> ActionOutcome:
     """Set the action's annotation to a fresh token in the local ``store`` or, with
     ``kube``, on the cluster of the kubeconfig. Raises `StoreError` or `CliError`."""
@@ -322,7 +323,7 @@ def request_action(
     if kube:
         from pilotage.local.kube import annotate
 
-        where = annotate(kind, name, namespace, annotation, value, context)
+        where = annotate(kind, name, namespace, annotation, value, context, in_cluster)
     else:
         if store is None:
             raise CliError("no local state to act on")

@@ -24,20 +24,27 @@ def annotate(
     annotation: str,
     value: str,
     context: str | None = None,
+    in_cluster: bool = False,
 ) -> str:
-    """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done."""
+    """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done.
+    ``in_cluster``: the pod's service account (the dashboard the chart deploys)."""
     from pilotage.local.cli import CliError, Forbidden
 
     try:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        from pilotage.operator.connection import ConnectionError_, kubeconfig_configuration
+        from pilotage.operator.connection import (
+            ConnectionError_,
+            client_configuration,
+            kubeconfig_configuration,
+        )
     except ImportError as exc:
         raise CliError("--kube needs the kubernetes client: install pilotage[operator]") from exc
     # Not config.new_client_from_config: kubernetes 36.0.0 would send no bearer token.
     try:
-        api_client = client.ApiClient(kubeconfig_configuration(context))
+        configuration = client_configuration() if in_cluster else kubeconfig_configuration(context)
+        api_client = client.ApiClient(configuration)
     except ConnectionError_ as exc:
         raise CliError(str(exc)) from exc
     api = client.CustomObjectsApi(api_client)

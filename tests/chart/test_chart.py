@@ -224,7 +224,7 @@ def test_settings_are_exactly_the_operator_variables_and_load(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = OperatorSettings()  # raises on any value the operator would refuse
-    (deployment,) = of_kind(objects, "Deployment")
+    (deployment,) = operator_deployments(objects)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["envFrom"][0]["configMapRef"]["name"].endswith("-settings")
     assert container["ports"][0]["containerPort"] == settings.liveness_port
@@ -262,6 +262,12 @@ def test_images_tags_and_digests() -> None:
     assert image == "ghcr.io/pilotage-dev/pilotage-operator:0.1.0"
 
 
+def operator_deployments(objects: list[Obj]) -> list[Obj]:
+    return [
+        d for d in of_kind(objects, "Deployment") if d["metadata"]["name"].endswith("-operator")
+    ]
+
+
 def test_operator_deployment_is_one_recreated_replica() -> None:
     (deployment,) = of_kind(render(), "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -279,6 +285,8 @@ def test_operator_deployment_is_one_recreated_replica() -> None:
         (("--set", "unknownKey=1"), "unknownKey"),
         (("--set", "analysis.interval=soon"), "analysis/interval"),
         (("--set", "workloads.routerAdminPort=70000"), "routerAdminPort"),
+        (("--set", "dashboard.port=80"), "dashboard/port"),
+        (("--set", "dashboard.readOnly=maybe"), "dashboard/readOnly"),
         (("--set", "operator.replicas=2", "--set", "operator.peering.enabled=false"), "peering"),
     ],
 )

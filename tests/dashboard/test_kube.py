@@ -47,7 +47,7 @@ async def test_dashboard_kube_acts_with_the_users_own_permissions(tmp_path: Path
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api_url(cluster), token)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig)}
         port = free_port()
-        args = pilotage("dashboard", "--kube", "--port", str(port))
+        args = pilotage("dashboard", "--kube", "-n", "default", "--port", str(port))
         proc = Process(args, tmp_path / "dashboard.log", env)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -105,3 +105,20 @@ fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{- define "pilotage.dashboardSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "pilotage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: dashboard
+{{- end -}}
+
+{{- define "pilotage.dashboardLabels" -}}
+{{ include "pilotage.dashboardSelectorLabels" . }}
+app.kubernetes.io/part-of: pilotage
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
