@@ -154,8 +154,14 @@ class Story:
         )
 
     def router_weights(self) -> dict[str, int]:
-        endpoint = self.status("ModelDeployment", "iris")["endpoint"]
-        with urllib.request.urlopen(f"{endpoint}/pilotage/stats", timeout=5) as resp:
+        """The weights the router itself is using (its admin stats, with its admin token)."""
+        (router,) = [r for r in self.store.processes() if r.key == "router/iris"]
+        token = (self.state / "tokens" / "router-iris.admin").read_text().strip()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{router.info['admin_port']}/admin/stats",
+            headers={"authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
             return dict(json.loads(resp.read())["weights"])
 
     def page_weights(self) -> dict[str, int]:
