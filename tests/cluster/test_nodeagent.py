@@ -96,10 +96,12 @@ def job_pod(cluster: Any, ns: str, name: str) -> dict[str, Any]:
     return pods[0]
 
 
-def pod_log(cluster: Any, pod: dict[str, Any], container: str = "main") -> str:
+def pod_log(
+    cluster: Any, pod: dict[str, Any], container: str = "main", state_dir: Path | None = None
+) -> str:
     meta = pod["metadata"]
     path = (
-        cluster.state_dir
+        (state_dir or cluster.state_dir)
         / "pods"
         / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
         / f"{container}.log"
@@ -778,9 +780,17 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
         pid = wait_for(running_pid, "the pod on the second node to run")
         namespaces, links = network.ours(prefix)
         assert len(namespaces) == 1 and len(links) == 1
-        wait_for(
-            lambda: network.netns_pids(namespaces[0]) == [pid], "the container in its netns", 10
-        )
+        deadline = time.monotonic() + 10
+        while network.netns_pids(namespaces[0]) != [pid]:
+            if time.monotonic() > deadline:
+                pod = cluster.get("pod", "on-b", "-n", ns)
+                raise AssertionError(
+                    f"container {pid} not alone in {namespaces[0]}: "
+                    f"{network.netns_pids(namespaces[0])}; etc {sorted(os.listdir('/etc/netns'))}; "
+                    f"log {pod_log(cluster, pod, state_dir=state)!r}; agent log "
+                    f"{(tmp_path / 'agent-b.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.1)
 
         agent.send_signal(signal.SIGKILL)
         agent.wait(timeout=10)
@@ -905,17 +915,12 @@ def test_a_service_created_after_the_pod_resolves_inside_it(cluster: Any, ns: st
         "open('/dev/termination-log', 'w').write(ip)\n"
     )
     apply(cluster, job("resolver", ns, {"image": TRAINER, "command": python(resolve)}))
-    wait_for(
-        lambda: (
-            cluster.get("pods", "-n", ns, "-l", "job-name=resolver")["items"][0]["status"].get(
-                "phase"
-            )
-            == "Running"
-            if cluster.get("pods", "-n", ns, "-l", "job-name=resolver")["items"]
-            else False
-        ),
-        "the resolver to run",
-    )
+
+    def resolver_running() -> bool:
+        pods = cluster.get("pods", "-n", ns, "-l", "job-name=resolver")["items"]
+        return bool(pods) and pods[0].get("status", {}).get("phase") == "Running"
+
+    wait_for(resolver_running, "the resolver to run")  # before the Service exists
     apply(
         cluster,
         {
