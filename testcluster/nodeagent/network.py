@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger("nodeagent.network")
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 
@@ -106,6 +108,7 @@ class Network:
             netns=net.netns,
         )
         net.etc_dir.mkdir(parents=True, exist_ok=True)
+        log.info("set up %s (%s, %s)", net.netns, net.host_link, net.address)
 
     def teardown(self, net: PodNetwork) -> None:
         # A pod's network is released when it finishes and again when it is deleted; by
@@ -117,6 +120,7 @@ class Network:
         del self.used[net.address]
 
     def _remove(self, net: PodNetwork) -> None:
+        log.info("removing %s (%s, %s)", net.netns, net.host_link, net.address)
         ip("link", "del", net.host_link, check=False)
         if (NETNS_DIR / net.netns).exists():
             ip("netns", "del", net.netns, check=False)

@@ -82,9 +82,14 @@ class PodRunner:
     async def _run(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.net = self.agent.network.allocate()
-            self.pod_ip = self.net.address
-            await asyncio.to_thread(self.agent.network.setup, self.net)
+            net = self.agent.network.allocate()
+            self.pod_ip = net.address
+            try:
+                await asyncio.to_thread(self.agent.network.setup, net)
+            finally:
+                # Only now: before, a DNS refresh wrote into the /etc/netns dir that
+                # setup (clearing leftovers of that name) then removed.
+                self.net = net
             self.write_dns()
             self.changed.set()
             await self._prepare_volumes_until_ok()
@@ -715,9 +720,10 @@ class PodRunner:
         resolv = etc / "resolv.conf"
         if not resolv.exists():
             resolv.write_text(spec.resolv_conf(self.namespace, self.agent.domain))
-        if text != self.hosts_text:
+        hosts = etc / "hosts"
+        if text != self.hosts_text or not hosts.exists():
             # In place: running containers have this inode bind-mounted on /etc/hosts.
-            with open(etc / "hosts", "a+") as f:
+            with open(hosts, "a+") as f:
                 f.seek(0)
                 f.truncate()
                 f.write(text)

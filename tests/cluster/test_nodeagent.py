@@ -786,7 +786,8 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
                 pod = cluster.get("pod", "on-b", "-n", ns)
                 raise AssertionError(
                     f"container {pid} not alone in {namespaces[0]}: "
-                    f"{network.netns_pids(namespaces[0])}; etc {sorted(os.listdir('/etc/netns'))}; "
+                    f"{network.netns_pids(namespaces[0])}; etc {sorted(os.listdir('/etc/netns'))} "
+                    f"{sorted(os.listdir('/etc/netns/' + namespaces[0]))}; "
                     f"log {pod_log(cluster, pod, state_dir=state)!r}; agent log "
                     f"{(tmp_path / 'agent-b.log').read_text()[-3000:]}"
                 )

@@ -391,3 +391,57 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
             ["ip", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True
         ).stdout
     )
+
+
+async def test_a_dns_refresh_during_network_setup_does_not_lose_the_hosts_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setup clears leftovers of the namespace's name (its /etc/netns dir included); a
+    Service change refreshing the pod's hosts file meanwhile wrote it there first, so the
+    hosts file was gone and every container start failed to bind it on /etc/hosts."""
+    import asyncio
+    import threading
+    from types import SimpleNamespace
+
+    from testcluster.nodeagent.pods import PodRunner
+
+    monkeypatch.setattr(network, "ETC_NETNS", tmp_path / "etc-netns")
+    in_setup, go_on = threading.Event(), threading.Event()
+
+    class SlowNetwork:
+        def allocate(self) -> network.PodNetwork:
+            return network.PodNetwork("pilx-p2", "pilx-h2", "10.1.0.2")
+
+        def setup(self, net: network.PodNetwork) -> None:
+            in_setup.set()
+            go_on.wait(10)
+            shutil.rmtree(net.etc_dir, ignore_errors=True)  # as Network.setup does
+            net.etc_dir.mkdir(parents=True)
+
+    agent = SimpleNamespace(
+        network=SlowNetwork(),
+        state_dir=tmp_path / "state",
+        domain="cluster.local",
+        all_services=lambda: [],
+        headless_addresses=lambda: {},
+    )
+    pod = {
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {"containers": []},
+    }
+    runner = PodRunner(agent, pod)  # type: ignore[arg-type]
+    volumes_reached = asyncio.Event()
+
+    async def volumes() -> None:
+        volumes_reached.set()
+        await asyncio.Event().wait()
+
+    runner._prepare_volumes_until_ok = volumes  # type: ignore[method-assign]
+    task = asyncio.create_task(runner._run())
+    await asyncio.to_thread(in_setup.wait, 10)
+    runner.write_dns()  # the agent's DNS loop, on a Service event
+    go_on.set()
+    await asyncio.wait_for(volumes_reached.wait(), 10)
+    task.cancel()
+    hosts = tmp_path / "etc-netns" / "pilx-p2" / "hosts"
+    assert hosts.read_text().splitlines()[2] == "10.1.0.2\tweb"
