@@ -286,8 +286,19 @@ needs_root = pytest.mark.skipif(
 
 @pytest.fixture
 def bridge() -> object:
-    name = f"pilu{os.getpid() % 10000}br"  # 'pilu' never collides with a cluster's 'pil<N>'
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    # 'pilv<i>' never collides with a cluster's 'pil<N>' nor a second agent's 'pilu<N>';
+    # the kernel refuses a second link of one name, so taking the name is atomic.
+    for i in range(1000):
+        name = f"pilv{i}br"
+        if (
+            subprocess.run(
+                ["ip", "link", "add", name, "type", "bridge"], capture_output=True
+            ).returncode
+            == 0
+        ):
+            break
+    else:
+        raise AssertionError("no free bridge name pilv<i>br")
     try:
         yield name
     finally:
