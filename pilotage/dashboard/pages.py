@@ -631,6 +631,25 @@ def _confusion(card: Doc) -> str:
     )
 
 
+def _residuals(card: Doc) -> str:
+    res = (card.get("metrics") or {}).get("residuals") or {}
+    edges, counts = res.get("edges") or [], res.get("counts") or []
+    if not counts or len(edges) != len(counts) + 1:
+        return ""
+    labels = [fmt((a + b) / 2) for a, b in itertools.pairwise(edges)]
+    chart = bar_chart(
+        "residuals (true - predicted), test split",
+        labels,
+        {"rows": [float(c) for c in counts]},
+        width=720,
+        chart_id="chart-residuals",
+    )
+    return (
+        f"<section><h2>Residuals</h2><p class='note'>mean {e(fmt(res.get('mean')))}, "
+        f"std {e(fmt(res.get('std')))}</p>{chart}</section>"
+    )
+
+
 def lineage(doc: Doc, docs: Sequence[Doc]) -> str:
     """Dataset → TrainingJob → version → deployment(s) that serve or served it."""
     _, namespace, name = key_of(doc)
@@ -713,24 +732,20 @@ def trainingjob_fragment(
     search = spec.get("search")
     search_part = ""
     if search:
-        trials = ((card or {}).get("metrics") or {}).get("search_trials") or []
-        rows = "".join(
-            f"<tr class='{'best' if t.get('rank') == 1 else ''}'><td>{e(t.get('rank'))}</td>"
-            f"<td>{e(t.get('params'))}</td><td>{e(fmt(t.get('score'), 4))}</td></tr>"
-            for t in trials
+        found = status.get("search") or {}
+        rows = kv_table(
+            [
+                ("type", e(search.get("type", "grid"))),
+                ("parameters", e(search.get("parameters"))),
+                ("folds", e(found.get("folds") or search.get("cvFolds", 5))),
+                ("trials", e(found.get("trials", "-"))),
+                ("scoring", e(found.get("scoring") or "-")),
+                ("best parameters", e(found.get("bestParameters") or "-")),
+                ("best CV score", e(fmt(found.get("bestScore"), 4))),
+            ]
         )
-        search_part = (
-            f"<section><h2>Search</h2><p>{e(search.get('type'))} over {e(search.get('parameters'))}, "
-            f"{e(search.get('cvFolds', 5))}-fold CV</p>"
-            + (
-                "<table class='trials'><thead><tr><th>rank</th><th>parameters</th><th>CV score</th>"
-                f"</tr></thead><tbody>{rows}</tbody></table>"
-                if rows
-                else "<p class='empty'>the model card lists no trials</p>"
-            )
-            + "</section>"
-        )
-    card_part = _confusion(card) if card else ""
+        search_part = f"<section><h2>Search</h2>{rows}</section>"
+    card_part = (_confusion(card) + _residuals(card)) if card else ""
     if card is None and status.get("modelUri"):
         card_part = "<p class='note'>the model card is not readable from here</p>"
     return (

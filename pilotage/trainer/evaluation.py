@@ -124,3 +124,25 @@ def describe_gates(status: GatesStatus) -> str:
         value = "n/a" if r.value is None else f"{r.value:.4g}"
         parts.append(f"{r.metric}={value} (needs {bound})")
     return "gates failed: " + ", ".join(parts)
+
+
+RESIDUAL_BINS = 20
+
+
+def residual_histogram(y_true: Any, y_pred: Any, bins: int = RESIDUAL_BINS) -> dict[str, Any]:
+    """Residuals (true - predicted) on the test split as a histogram, for the model card:
+    ``edges`` (bins + 1, equal width over the observed range), ``counts``, ``mean``, ``std``."""
+    residuals = np.asarray(y_true, dtype=np.float64) - np.asarray(y_pred, dtype=np.float64)
+    residuals = residuals[np.isfinite(residuals)]
+    if residuals.size == 0:
+        return {"edges": [], "counts": [], "mean": None, "std": None}
+    low, high = float(residuals.min()), float(residuals.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(residuals, bins=bins, range=(low, high))
+    return {
+        "edges": [float(e) for e in edges],
+        "counts": [int(c) for c in counts],
+        "mean": float(residuals.mean()),
+        "std": float(residuals.std()),
+    }

@@ -53,6 +53,7 @@ from pilotage.trainer.evaluation import (
     evaluate_gates,
     regression_metrics,
     reported_metrics,
+    residual_histogram,
 )
 from pilotage.trainer.export import PARITY_TOLERANCE, check_parity, onnx_info, to_onnx
 from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_input
@@ -414,7 +415,9 @@ def _train(
         extra["confusion_matrix"] = {"labels": fitted_classes, "matrix": matrix}
         classes = fitted_classes
     else:
-        all_metrics = regression_metrics(y_test, pipeline.predict(x_test))
+        predicted = pipeline.predict(x_test)
+        all_metrics = regression_metrics(y_test, predicted)
+        extra["residuals"] = residual_histogram(y_test, predicted)
     all_metrics = _finite(all_metrics)
     metrics = reported_metrics(all_metrics, list(spec.evaluation.metrics), spec.evaluation.gates)
     gates = evaluate_gates(spec.evaluation.gates, all_metrics)

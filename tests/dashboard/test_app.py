@@ -191,3 +191,51 @@ def test_history_rates_and_quantiles_come_from_counter_differences() -> None:
             "default", "iris", _stats(10 + i, 0, (10 + i, 0, 0, 0, 0, 0)), 6.0 + i
         )
     assert len(history.router_points(key)) == 3
+
+
+async def test_trainingjob_page_shows_residuals_search_and_lineage(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state")
+    store.apply(
+        parse_resource(
+            {
+                "apiVersion": "pilotage.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "reg-v1"},
+                "spec": {
+                    "datasetRef": {"name": "diabetes"},
+                    "model": {"algorithm": "ridge"},
+                    "search": {"type": "grid", "parameters": {"alpha": [0.1, 1.0]}},
+                },
+            }
+        )
+    )
+    uri = (tmp_path / "model").as_uri()
+    store.write_status(
+        "TrainingJob",
+        "reg-v1",
+        {
+            "phase": "Succeeded",
+            "modelVersion": "reg-v1",
+            "modelUri": uri,
+            "search": {"bestParameters": {"alpha": 0.1}, "bestScore": -3.5, "trials": 2},
+        },
+    )
+    cards = {
+        uri: {
+            "task": "regression",
+            "metrics": {
+                "residuals": {
+                    "edges": [-2.0, -1.0, 0.0, 1.0, 2.0],
+                    "counts": [1, 5, 6, 2],
+                    "mean": 0.1,
+                    "std": 0.9,
+                }
+            },
+        }
+    }
+    app = DashboardApp(LocalSource(tmp_path / "state"), History(), card_reader=cards.get)
+    async with _client(app) as client:
+        page = (await client.get("/r/TrainingJob/default/reg-v1")).text
+    assert 'id="chart-residuals"' in page and page.count("<title>rows ") == 4
+    assert "{&#x27;alpha&#x27;: 0.1}" in page and "-3.5" in page
+    assert '<a href="/r/Dataset/default/diabetes">diabetes</a> →' in page

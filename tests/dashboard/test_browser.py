@@ -84,7 +84,17 @@ MONITOR = {
         "window": {"requests": 300},
         "interval": "500ms",
         "minSamples": 100,
-        "onDrift": {"rollback": False},
+        "onDrift": {
+            "rollback": False,
+            "retrain": {
+                "template": {
+                    "spec": {
+                        "datasetRef": {"name": "iris"},
+                        "model": {"algorithm": "logistic_regression"},
+                    }
+                }
+            },
+        },
     },
 }
 
@@ -308,4 +318,21 @@ def test_drift_page_shows_the_shifted_features_above_threshold(story: Story) -> 
     # the histogram of the most drifted feature: baseline and live bars
     story.page.locator("#chart-histogram rect[fill]").first.wait_for()
     assert story.page.locator("#chart-histogram").inner_html().count("<title>live") > 0
+    # the trigger and the retrain it created, which trains
+    retrain = story.page.locator("table.retrains tbody tr").first
+    retrain.wait_for(timeout=30_000)
+    name = story.status("DriftMonitor", "iris-drift")["lastRetrain"]["name"]
+    assert name in retrain.inner_text() and "drift" in retrain.inner_text()
     story.shot("06-drift")
+
+
+def test_pages_load_nothing_from_the_network(story: Story) -> None:
+    """Every request a page makes goes to the dashboard itself: no CDN, no font, no API."""
+    seen: list[str] = []
+    story.page.on("request", lambda request: seen.append(request.url))
+    for path in ("/", "/r/ModelDeployment/default/iris", "/r/DriftMonitor/default/iris-drift"):
+        story.open(path)
+        story.page.wait_for_load_state("networkidle")
+    assert seen
+    elsewhere = [u for u in seen if not u.startswith(story.url) and not u.startswith("data:")]
+    assert elsewhere == []

@@ -78,6 +78,20 @@ def test_every_regressor_converts_with_parity_on_diabetes(tmp_path: Path, algori
     assert card.baseline.predictions.kind == "numeric"
 
 
+def test_regression_card_has_the_residuals_of_the_test_split(tmp_path: Path) -> None:
+    summary, out = _train(tmp_path, "diabetes", "ridge")
+    assert summary["phase"] == "Succeeded", summary["message"]
+    residuals = _card(out).metrics["residuals"]
+    edges, counts = residuals["edges"], residuals["counts"]
+    assert len(edges) == len(counts) + 1 and edges == sorted(edges)
+    test_rows = round(442 * 0.2)  # the split's default test fraction
+    assert abs(sum(counts) - test_rows) <= 1
+    # the histogram agrees with the card's own metrics: |mean| <= MAE, std <= RMSE
+    assert abs(residuals["mean"]) <= summary["metrics"]["mae"]
+    assert residuals["std"] <= summary["metrics"]["rmse"] + 1e-9
+    assert edges[0] <= residuals["mean"] <= edges[-1]
+
+
 @pytest.mark.parametrize(
     ("name", "classes", "floor"),
     [("wine", [0, 1, 2], 0.85), ("breast_cancer", [0, 1], 0.9), ("digits", list(range(10)), 0.9)],
