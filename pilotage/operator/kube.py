@@ -53,11 +53,32 @@ def pilotage(plural: str) -> Res:
 
 
 class KubeError(Exception):
-    """An API call that failed, with the HTTP status and the server's message."""
+    """An API call that failed, with the HTTP status and the server's message, and the call
+    (verb, `group/resource`, namespace) when known."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        verb: str = "",
+        resource: str = "",
+        namespace: str | None = None,
+    ):
         super().__init__(f"{status}: {message}")
         self.status = status
+        self.message = message
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+    def call(self) -> str:
+        """The call that failed, e.g. `create batch/jobs in namespace ml`."""
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f"{self.verb} {self.resource}{where}"
 
 
 class Kube:
@@ -81,8 +102,9 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
     ) -> Obj:
+        resource = res.plural + (f"/{sub}" if sub else "")
         with self._lock:
-            self.calls.add((res.group, res.plural + (f"/{sub}" if sub else ""), verb))
+            self.calls.add((res.group, resource, verb))
         try:
             resp = self.api.call_api(
                 path,
@@ -99,7 +121,10 @@ class Kube:
             message = str(exc.reason)
             with contextlib.suppress(ValueError):
                 message = json.loads(exc.body or "{}").get("message") or message
-            raise KubeError(int(exc.status or 0), message) from None
+            named = f"{res.group}/{resource}" if res.group else resource
+            raise KubeError(
+                int(exc.status or 0), message, verb, named, _namespace_of(path)
+            ) from None
         data = resp.data
         return json.loads(data) if data else {}
 
@@ -143,3 +168,10 @@ class Kube:
                 return False
             raise
         return True
+
+
+def _namespace_of(path: str) -> str | None:
+    parts = path.split("/")
+    if "namespaces" in parts[:-1]:
+        return parts[parts.index("namespaces") + 1]
+    return None

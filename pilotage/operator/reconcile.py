@@ -74,6 +74,8 @@ class Reconciler:
         self.clock = clock
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Conditions a Forbidden condition replaced, put back once the call is allowed.
+        self._replaced: dict[tuple[str, str, str], Any] = {}
         self.kinds: dict[str, tuple[Res, Callable[[Any, Obj, datetime], Result[Any]]]] = {
             "datasets": (DATASETS, self._dataset),
             "trainingjobs": (TRAININGJOBS, self._trainingjob),
@@ -88,6 +90,7 @@ class Reconciler:
     def forget(self, plural: str, namespace: str, name: str) -> None:
         with self._locks_guard:
             self._locks.pop((plural, namespace, name), None)
+        self._replaced.pop((plural, namespace, name), None)
 
     def reconcile(self, plural: str, namespace: str, name: str) -> float | None:
         """Reconcile once; the seconds until the next reconcile (None: only on change)."""
@@ -102,16 +105,25 @@ class Reconciler:
             except ManifestError as exc:
                 self._invalid(res, body, str(exc), now)
                 return None
-            result = step(resource, body, now)
-            for action in result.actions:
-                try:
-                    self.platform.apply(body, action)
-                except KubeError as exc:
-                    message = f"{type(action).__name__} failed: {exc}"
-                    log.warning("%s/%s/%s: %s", plural, namespace, name, message)
-                    self._event(body, Event("Warning", "ActionFailed", message), now)
-                    return ACTION_RETRY_SECONDS
-            self._write_status(res, body, result.status.dump())
+            key = (plural, namespace, name)
+            try:
+                result = step(resource, body, now)
+                for action in result.actions:
+                    try:
+                        self.platform.apply(body, action)
+                    except KubeError as exc:
+                        if exc.forbidden:
+                            raise
+                        message = f"{type(action).__name__} failed: {exc}"
+                        log.warning("%s/%s/%s: %s", plural, namespace, name, message)
+                        self._event(body, Event("Warning", "ActionFailed", message), now)
+                        return ACTION_RETRY_SECONDS
+                self._write_status(res, body, self._permitted(key, result.status.dump()))
+            except KubeError as exc:
+                if not exc.forbidden:
+                    raise
+                self._forbidden(key, res, body, exc, now)
+                return ACTION_RETRY_SECONDS
             for event in result.events:
                 self._event(body, event, now)
             return result.requeue_after
@@ -158,7 +170,11 @@ class Reconciler:
             except ValueError:
                 md = None
         stable = md.status.stable if md is not None and md.status is not None else None
-        card = self.platform.model_card(stable.uri) if stable is not None else None
+        card = (
+            self.platform.model_card(stable.uri, (namespace, target, stable.version))
+            if stable is not None
+            else None
+        )
         router = self.platform.router(namespace, target) if stable is not None else None
         retrain = dm.spec.on_drift.retrain
         dataset = (
@@ -220,16 +236,58 @@ class Reconciler:
         except KubeError as exc:  # an Event is never worth failing a reconcile for
             log.warning("cannot record event %s: %s", event.reason, exc)
 
+    def _forbidden(
+        self, key: tuple[str, str, str], res: Res, body: Obj, exc: KubeError, now: datetime
+    ) -> None:
+        """An API call the operator's RBAC does not allow: Ready=False/Forbidden naming the
+        call, one Warning Event, a log line. Retried; cleared once the call is allowed."""
+        plural, namespace, name = key
+        message = (
+            f"the operator may not {exc.call()} (HTTP 403; grant it in the operator's "
+            f"(Cluster)Role): {exc.message}"
+        )[:1024]
+        log.warning("%s/%s/%s: forbidden: %s", plural, namespace, name, message)
+        status = dict(body.get("status") or {})
+        old = _conditions(status)
+        before = next((c for c in old if c.type == "Ready"), None)
+        if before is not None and (before.reason, before.message) == ("Forbidden", message):
+            return
+        if before is None or before.reason != "Forbidden":
+            self._replaced[key] = status.get("conditions")
+        generation = int(body["metadata"].get("generation") or 1)
+        conditions = summarize(
+            old,
+            ready=False,
+            reason="Forbidden",
+            message=message,
+            reconciling=False,
+            stalled=True,
+            generation=generation,
+            now=format_time(now),
+        )
+        self._event(body, Event("Warning", "Forbidden", message), now)
+        try:
+            self._write_status(res, body, {**status, "conditions": [c.dump() for c in conditions]})
+        except KubeError as write_error:  # e.g. the status subresource is the forbidden one
+            log.warning("%s/%s/%s: cannot record it in status: %s", *key, write_error)
+
+    def _permitted(self, key: tuple[str, str, str], status: dict[str, Any]) -> dict[str, Any]:
+        """`status` as the reconciler left it, without a Forbidden condition it kept only
+        because it did not recompute its conditions: the ones it replaced come back."""
+        replaced = self._replaced.pop(key, None)
+        conditions = status.get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if ready is None or ready.get("reason") != "Forbidden":
+            return status
+        if replaced:
+            return {**status, "conditions": replaced}
+        return {**status, "conditions": [c for c in conditions if c.get("reason") != "Forbidden"]}
+
     def _invalid(self, res: Res, body: Obj, message: str, now: datetime) -> None:
         """A spec the models reject: Ready=False/InvalidSpec, Stalled, naming the field."""
         status = dict(body.get("status") or {})
         generation = int(body["metadata"].get("generation") or 1)
-        old: list[Condition] = []
-        for raw in status.get("conditions") or []:
-            try:
-                old.append(Condition.model_validate(raw))
-            except ValueError:
-                continue
+        old = _conditions(status)
         conditions = summarize(
             old,
             ready=False,
@@ -253,6 +311,16 @@ class Reconciler:
         if before is None or (before.reason, before.message) != ("InvalidSpec", message[:1024]):
             self._event(body, Event("Warning", "InvalidSpec", message[:1024]), now)
         self._write_status(res, body, new)
+
+
+def _conditions(status: dict[str, Any]) -> list[Condition]:
+    out: list[Condition] = []
+    for raw in status.get("conditions") or []:
+        try:
+            out.append(Condition.model_validate(raw))
+        except ValueError:
+            continue
+    return out
 
 
 def _declares_message(kind: Any) -> bool:
