@@ -25,17 +25,20 @@ Test-only. What it does, and what a kubelet does that it does not:
   10 s to 5 min), graceful deletion (SIGTERM to the process group, SIGKILL after the grace
   period, then the pod is deleted with gracePeriodSeconds=0 as the kubelet does).
   Not enforced: resource limits, readOnlyRootFilesystem, capabilities, seccomp,
-  allowPrivilegeEscalation, startup probes, lifecycle hooks; volume contents are written
-  once at pod start (ConfigMap/Secret updates and token rotation are not propagated).
+  allowPrivilegeEscalation, startup probes, lifecycle hooks. ConfigMap, Secret and
+  downward API files are refreshed in place every 2 s, as the kubelet's sync does; the
+  service-account token is issued once (3607 s by default) and not rotated.
 * **Volumes**: ConfigMap, Secret, emptyDir, downwardAPI and projected (serviceAccountToken
   by the TokenRequest API bound to the pod, kube-root-ca.crt, namespace) as files under
   `<state>/pods/<ns>_<pod>_<uid>/volumes/`; a PVC is the host directory
-  `<state>/pvc/<ns>/<claim>` (nothing provisions or binds PVs); hostPath as is.
+  `<state>/pvc/<ns>/<claim>`, and the agent is the provisioner: a pending claim gets a
+  PV pre-bound to it with that directory as hostPath (Retain); hostPath volumes as is.
 * **Logs**: `<state>/pods/<ns>_<pod>_<uid>/<container>.log` (stdout and stderr, restarts
   appended). There is no kubelet API, so `kubectl logs` / the pods/log subresource and
   `kubectl exec` do not work: tests read the files.
 * **Isolation**: each container is started by `launch.py`, which joins the pod's network
-  namespace, unshares a private mount namespace, binds the pod's hosts and resolv.conf over
+  namespace, unshares a private mount namespace and a UTS namespace (hostname: the
+  pod's hostname or name), binds the pod's hosts and resolv.conf over
   /etc/hosts and /etc/resolv.conf and the volumes onto their mountPaths, then drops to the
   container's user and execs. A mountPath missing on the host is never created there: its
   nearest existing ancestor is shadowed inside the mount namespace by a tmpfs holding bind

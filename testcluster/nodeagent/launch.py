@@ -23,6 +23,7 @@ import stat
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_REMOUNT = 32
@@ -38,6 +39,11 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
 
 def mount(
@@ -171,7 +177,9 @@ def main() -> None:
     fd = os.open(spec["netns"], os.O_RDONLY)
     _check(_libc.setns(fd, CLONE_NEWNET), "setns")
     os.close(fd)
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+    if spec.get("hostname"):
+        _sethostname(spec["hostname"])  # its own UTS namespace, as a pod has
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     # The staging directory and the volume sources live under the node's state directory,
     # which a volume mounted on one of its ancestors (an emptyDir on /tmp when the state is

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("nodeagent.pods")
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+REFRESHED = ("configMap", "secret", "projected", "downwardAPI")
+REFRESH_SECONDS = 2.0
 
 
 def now_iso() -> str:
@@ -93,6 +95,8 @@ class PodRunner:
             self.write_dns()
             self.changed.set()
             await self._prepare_volumes_until_ok()
+            if any(k in v for v in self.spec.get("volumes", []) for k in REFRESHED):
+                self.tasks.append(asyncio.create_task(self._refresh_volumes()))
             policy = self.spec.get("restartPolicy", "Always")
             for index, container in enumerate(self.spec.get("initContainers", [])):
                 init_policy = "OnFailure" if policy == "Always" else policy
@@ -136,6 +140,17 @@ class PodRunner:
                 self.changed.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def _refresh_volumes(self) -> None:
+        """As the kubelet's periodic sync: ConfigMap/Secret changes reach running pods."""
+        while not self.stopping and not all(c.final for c in self.main):
+            await asyncio.sleep(REFRESH_SECONDS)
+            if self.stopping:
+                return
+            try:
+                await self.prepare_volumes(refresh=True)
+            except (ConfigError, ApiError, OSError) as exc:  # the kubelet keeps the old files
+                log.info("pod %s: volumes not refreshed: %s", self.key, exc)
 
     async def terminate(self, grace: float) -> None:
         """SIGTERM every container, SIGKILL after `grace` seconds, then release the network."""
@@ -265,7 +280,10 @@ class PodRunner:
                 )
         return out
 
-    async def prepare_volumes(self) -> dict[str, Path]:
+    async def prepare_volumes(self, refresh: bool = False) -> dict[str, Path]:
+        """Materialise the pod's volumes; with `refresh`, bring ConfigMap, Secret, downward
+        API and projected files up to date in place (running containers have the
+        directories bind-mounted) and keep the service-account token already issued."""
         sources = await self.sources()
         security = self.spec.get("securityContext") or {}
         fs_group = security.get("fsGroup")
@@ -308,7 +326,11 @@ class PodRunner:
                 for source in projected.get("sources") or []:
                     if "serviceAccountToken" in source:
                         token = source["serviceAccountToken"]
-                        files[token["path"]] = (await self._token(token), None)
+                        issued = path / token["path"]
+                        if refresh and issued.is_file():
+                            files[token["path"]] = (issued.read_bytes(), None)
+                        else:
+                            files[token["path"]] = (await self._token(token), None)
                     elif "configMap" in source:
                         ref = source["configMap"]
                         files.update(
@@ -352,17 +374,14 @@ class PodRunner:
                     f"volume {name}: volume type {kinds} is not supported by this node agent"
                 )
             if files is not None:
-                if path.exists():
-                    shutil.rmtree(path)
-                path.mkdir(parents=True)
-                path.chmod(0o755)
-                for rel, (content, mode) in files.items():
-                    target = path / rel
-                    if not target.resolve().is_relative_to(path.resolve()):
-                        raise ConfigError(f"volume {name}: path {rel!r} leaves the volume")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(content)
-                    target.chmod(mode if mode is not None else default_mode)
+                if refresh and path.is_dir():
+                    _update_files(path, files, default_mode)
+                else:
+                    if path.exists():
+                        shutil.rmtree(path)
+                    path.mkdir(parents=True)
+                    path.chmod(0o755)
+                    _update_files(path, files, default_mode)
             if fs_group is not None and "hostPath" not in volume:
                 _chown_group(path, int(fs_group))
             paths[name] = path
@@ -455,6 +474,7 @@ class PodRunner:
             "argv": argv,
             "env": env,
             "staging": str(staging),
+            "hostname": self.hostname,
             "traverse": [str(self.agent.venv / "bin" / "python")],
         }
         return launch, termination
@@ -775,6 +795,32 @@ class PodRunner:
                     {"status": status},
                 )
                 self.last_status = status
+
+
+def _update_files(
+    root: Path, files: dict[str, tuple[bytes, int | None]], default_mode: int
+) -> None:
+    """Make `root` hold exactly `files`: changed ones replaced atomically, stale ones removed."""
+    wanted = set()
+    for rel, (content, mode) in files.items():
+        target = root / rel
+        if not target.resolve().is_relative_to(root.resolve()) or target == root:
+            raise ConfigError(f"volume {root.name}: path {rel!r} leaves the volume")
+        wanted.add(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        file_mode = mode if mode is not None else default_mode
+        if target.is_file() and target.read_bytes() == content:
+            target.chmod(file_mode)
+            continue
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.chmod(file_mode)
+        os.replace(tmp, target)
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file() and path not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _port(container: dict[str, Any], port: int | str) -> int:

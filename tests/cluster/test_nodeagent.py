@@ -364,7 +364,8 @@ def test_env_volumes_working_dir_and_security_context_reach_the_process(
         " 'env': {k: os.environ.get(k) for k in ('LEVEL', 'PW', 'POD', 'IP', 'CFG_MODE', 'GREETING', 'KUBERNETES_SERVICE_HOST')},\n"
         " 'files': {p: open(p).read() for p in ('/etc/settings/level', '/etc/creds/password', sa + '/namespace', '/etc/info/labels')},\n"
         " 'token': len(open(sa + '/token').read()), 'ca': open(sa + '/ca.crt').read().startswith('-----BEGIN CERTIFICATE'),\n"
-        " 'settings_gid': st.st_gid, 'scratch': open('/scratch/written').read()}\n"
+        " 'settings_gid': st.st_gid, 'scratch': open('/scratch/written').read(),\n"
+        " 'hostname': __import__('socket').gethostname()}\n"
         "open('/dev/termination-log', 'w').write(json.dumps(out))\n"
     )
     container = {
@@ -430,6 +431,7 @@ def test_env_volumes_working_dir_and_security_context_reach_the_process(
     assert 'job-name="inspect"' in out["files"]["/etc/info/labels"]
     assert out["token"] > 100 and out["ca"] is True
     assert out["settings_gid"] == 3456 and out["scratch"] == "ok"
+    assert out["hostname"] == pod["metadata"]["name"]
     assert not os.path.exists("/work/dir") and not os.path.exists("/etc/settings")
 
 
@@ -969,3 +971,59 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(cluster: An
     )
     assert 2 <= time.monotonic() - began < 20
     assert "ignoring SIGTERM" in pod_log(cluster, pod)
+
+
+def test_configmap_changes_reach_a_running_pods_volume(cluster: Any, ns: str) -> None:
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "routes", "namespace": ns},
+        "data": {"table.yaml": "v1"},
+    }
+    watch = (
+        "import time\n"
+        "seen = [open('/etc/routes/table.yaml').read()]\n"
+        "print('started', flush=True)\n"
+        "while seen[-1] != 'v2':\n"
+        "    time.sleep(0.1); seen.append(open('/etc/routes/table.yaml').read())\n"
+        "open('/dev/termination-log', 'w').write(seen[0] + '->' + seen[-1])\n"
+    )
+    apply(
+        cluster,
+        configmap,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "watcher", "namespace": ns},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": SERVER,
+                        "command": python(watch),
+                        "volumeMounts": [{"name": "routes", "mountPath": "/etc/routes"}],
+                    }
+                ],
+                "volumes": [{"name": "routes", "configMap": {"name": "routes"}}],
+            },
+        },
+    )
+    pod = wait_for(
+        lambda: (
+            (p := cluster.get("pod", "watcher", "-n", ns)).get("status", {}).get("phase")
+            == "Running"
+            and p
+        ),
+        "the watcher to run",
+    )
+    wait_for(lambda: "started" in pod_log(cluster, pod), "the watcher to read v1")
+    apply(cluster, {**configmap, "data": {"table.yaml": "v2"}})
+
+    def finished() -> dict[str, Any] | None:
+        statuses = (
+            cluster.get("pod", "watcher", "-n", ns).get("status", {}).get("containerStatuses") or []
+        )
+        return statuses[0]["state"].get("terminated") if statuses else None
+
+    assert wait_for(finished, "the watcher to see v2", timeout=60)["message"] == "v1->v2"
