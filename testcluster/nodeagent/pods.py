@@ -27,7 +27,7 @@ log = logging.getLogger("nodeagent.pods")
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 REFRESHED = ("configMap", "secret", "projected", "downwardAPI")
-REFRESH_SECONDS = 2.0
+REFRESH_SECONDS = 5.0
 
 
 def now_iso() -> str:

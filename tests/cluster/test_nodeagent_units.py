@@ -456,3 +456,100 @@ async def test_a_dns_refresh_during_network_setup_does_not_lose_the_hosts_file(
     task.cancel()
     hosts = tmp_path / "etc-netns" / "pilx-p2" / "hosts"
     assert hosts.read_text().splitlines()[2] == "10.1.0.2\tweb"
+
+
+async def test_the_informer_resumes_a_dropped_watch_and_relists_on_410_gone(tmp_path: Path) -> None:
+    """Against a fake API server: list at rv 10, a watch that ends after one event
+    (resumed from that event's version), then 410 Gone (relisted: the vanished objects
+    are reported DELETED), then a watch from the new list's version."""
+    import asyncio
+
+    from aiohttp import web
+
+    from testcluster.nodeagent.kube import Informer, Kube
+
+    def pod(name: str, rv: str) -> dict:
+        return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}}
+
+    lists = [
+        {"metadata": {"resourceVersion": "10"}, "items": [pod("a", "5")]},
+        {"metadata": {"resourceVersion": "20"}, "items": [pod("b", "19")]},
+    ]
+    watches: list[tuple[str, str]] = []
+    last_watch, release = asyncio.Event(), asyncio.Event()
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        assert request.query["fieldSelector"] == "spec.nodeName=n1"
+        if request.query.get("watch") != "1":
+            return web.json_response(lists.pop(0))
+        version = request.query["resourceVersion"]
+        watches.append((version, request.query.get("allowWatchBookmarks", "")))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if version == "10":
+            await response.write(
+                json.dumps({"type": "ADDED", "object": pod("c", "11")}).encode() + b"\n"
+            )
+            await response.write(
+                json.dumps(
+                    {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}
+                ).encode()
+                + b"\n"
+            )
+        elif version == "12":
+            gone = {
+                "kind": "Status",
+                "code": 410,
+                "reason": "Expired",
+                "message": "too old resource version",
+            }
+            await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+        else:
+            last_watch.set()
+            await release.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/pods", pods)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "current-context": "c",
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                "clusters": [{"name": "k", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    kube = Kube(kubeconfig)
+    events: list[tuple[str, str]] = []
+    informer = Informer(
+        kube,
+        "/api/v1/pods",
+        lambda kind, obj: events.append((kind, obj["metadata"]["name"])),
+        fieldSelector="spec.nodeName=n1",
+    )
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(last_watch.wait(), 10)
+    finally:
+        task.cancel()
+        release.set()
+        await kube.close()
+        await runner.cleanup()
+    assert [v for v, _ in watches] == ["10", "12", "20"]
+    assert all(bookmarks == "true" for _, bookmarks in watches)
+    assert events == [
+        ("MODIFIED", "a"),
+        ("ADDED", "c"),
+        ("DELETED", "a"),
+        ("DELETED", "c"),
+        ("MODIFIED", "b"),
+    ]
+    assert sorted(informer.items) == ["ns/b"]
