@@ -26,8 +26,9 @@ Test-only. What it does, and what a kubelet does that it does not:
   period, then the pod is deleted with gracePeriodSeconds=0 as the kubelet does).
   Not enforced: resource limits, readOnlyRootFilesystem, capabilities, seccomp,
   allowPrivilegeEscalation, startup probes, lifecycle hooks. ConfigMap, Secret and
-  downward API files are refreshed in place every 5 s, as the kubelet's sync does; the
-  service-account token is issued once (3607 s by default) and not rotated.
+  downward API files are refreshed in place every 5 s, as the kubelet's sync does; a
+  service-account token is requested again at 80 % of its lifetime. Pod-level
+  activeDeadlineSeconds is not enforced (a Job's is, by the Job controller).
 * **Volumes**: ConfigMap, Secret, emptyDir, downwardAPI and projected (serviceAccountToken
   by the TokenRequest API bound to the pod, kube-root-ca.crt, namespace) as files under
   `<state>/pods/<ns>_<pod>_<uid>/volumes/`; a PVC is the host directory

@@ -65,6 +65,8 @@ class PodRunner:
         self.run_task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
         self.launches = 0
+        self.tokens: dict[str, float] = {}
+        """Token file → monotonic time it was issued."""
 
     @property
     def key(self) -> str:
@@ -327,10 +329,15 @@ class PodRunner:
                     if "serviceAccountToken" in source:
                         token = source["serviceAccountToken"]
                         issued = path / token["path"]
-                        if refresh and issued.is_file():
+                        lifetime = int(token.get("expirationSeconds", 3607))
+                        fresh = (
+                            time.monotonic() - self.tokens.get(str(issued), -1e9) < 0.8 * lifetime
+                        )
+                        if refresh and fresh and issued.is_file():
                             files[token["path"]] = (issued.read_bytes(), None)
-                        else:
+                        else:  # as the kubelet: a new token at 80 % of its lifetime
                             files[token["path"]] = (await self._token(token), None)
+                            self.tokens[str(issued)] = time.monotonic()
                     elif "configMap" in source:
                         ref = source["configMap"]
                         files.update(

@@ -553,3 +553,66 @@ async def test_the_informer_resumes_a_dropped_watch_and_relists_on_410_gone(tmp_
         ("MODIFIED", "b"),
     ]
     assert sorted(informer.items) == ["ns/b"]
+
+
+async def test_volumes_refresh_in_place_and_the_token_is_renewed_at_80_percent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from testcluster.nodeagent import pods
+    from testcluster.nodeagent.pods import PodRunner
+
+    issued: list[dict] = []
+    data = {"level": "v1"}
+
+    class FakeKube:
+        async def get(self, path: str) -> dict:
+            assert path == "/api/v1/namespaces/shop/configmaps/settings"
+            return {"data": dict(data)}
+
+        async def post(self, path: str, body: dict) -> dict:
+            assert path == "/api/v1/namespaces/shop/serviceaccounts/reader/token"
+            issued.append(body)
+            return {"status": {"token": f"token-{len(issued)}"}}
+
+    agent = SimpleNamespace(kube=FakeKube(), state_dir=tmp_path)
+    pod = {
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "serviceAccountName": "reader",
+            "containers": [],
+            "volumes": [
+                {
+                    "name": "api",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 1000}},
+                            {"configMap": {"name": "settings"}},
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    now = [1000.0]
+    monkeypatch.setattr(pods.time, "monotonic", lambda: now[0])
+    runner = PodRunner(agent, pod)  # type: ignore[arg-type]
+    volume = (await runner.prepare_volumes())["api"]
+    inode = volume.stat().st_ino
+    assert (volume / "token").read_text() == "token-1" and (volume / "level").read_text() == "v1"
+    assert issued[0]["spec"]["boundObjectRef"] == {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "name": "web",
+        "uid": "u1",
+    }
+
+    data["level"] = "v2"
+    now[0] += 799
+    await runner.prepare_volumes(refresh=True)
+    assert (volume / "token").read_text() == "token-1" and (volume / "level").read_text() == "v2"
+    now[0] += 2  # past 80 % of 1000 s
+    await runner.prepare_volumes(refresh=True)
+    assert (volume / "token").read_text() == "token-2"
+    assert volume.stat().st_ino == inode  # the directory containers have bind-mounted
