@@ -134,10 +134,13 @@ class BlueGreenStrategy(ApiModel):
     """Run the new version beside the old with no user traffic, then switch at once."""
 
     auto_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
-    """Switch 100 % to the new version this long after a healthy analysis;
-    without it the switch waits for a manual promote."""
+    """Switch 100 % to the new version this long after its first passing analysis, if no
+    analysis failed since (an inconclusive one, too few requests, does not reset it; a
+    failed one does). Without SLOs in `spec.analysis` it counts from the preview's
+    readiness. Without it the switch waits for a manual promote."""
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = 30
-    """Keep the old version running this long after the switch, for instant switch-back."""
+    """Keep the old version running this long after the switch, as `status.previous`:
+    an abort meanwhile switches all traffic back to it at once."""
 
 
 class ShadowStrategy(ApiModel):
@@ -353,6 +356,9 @@ class ModelDeploymentStatus(ApiModel):
     """Index of the canary step in progress."""
     step_started: Timestamp | None = None
     """When the current step (or pause, or shadow/blue-green wait) began."""
+    passing_since: Timestamp | None = None
+    """Blue-green: when the candidate's first passing analysis ended, if none failed since;
+    `autoPromotionSeconds` count from it."""
     traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
         default_factory=dict, max_length=8
     )
@@ -360,7 +366,10 @@ class ModelDeploymentStatus(ApiModel):
     traffic_summary: Annotated[str, Field(max_length=128)] = ""
     """Traffic as text for `kubectl get`, e.g. `stable 90 / canary 10`."""
     endpoint: Annotated[str, Field(max_length=2048)] | None = None
-    """URL clients send requests to (the router)."""
+    """URL clients send requests to (the router). It survives restarts of the router and
+    of `pilotage up`; when it cannot (its port was taken), `endpointNote` says why."""
+    endpoint_note: ShortText = ""
+    """Why `endpoint` last changed, and from what (also an `EndpointChanged` event)."""
     last_analysis: AnalysisResult | None = None
     """Latest analysis."""
     history: Annotated[list[HistoryEntry], Field(max_length=20)] = Field(default_factory=list)
@@ -368,7 +377,8 @@ class ModelDeploymentStatus(ApiModel):
     rejected_version: Annotated[str, Field(max_length=63)] | None = None
     """A version that was rolled back or aborted; not retried until `retry` or a new version."""
     previous: ModelRef | None = None
-    """The old stable kept up after a blue-green switch until the scale-down delay passes."""
+    """The old stable kept up after a blue-green switch until the scale-down delay passes;
+    an abort meanwhile makes it stable again at once."""
     scale_down_at: Timestamp | None = None
     """When `previous` is removed."""
     analysis_checkpoint: dict[str, Any] | None = Field(

@@ -179,6 +179,7 @@ class _Reconcile:
         st.candidate = model
         st.current_step = 0 if self.spec.strategy.type == "Canary" else None
         st.step_started = None
+        st.passing_since = None
         st.analysis_checkpoint = None
         st.last_analysis = None
         st.rejected_version = None
@@ -192,6 +193,7 @@ class _Reconcile:
         st.candidate = None
         st.current_step = None
         st.step_started = None
+        st.passing_since = None
         st.analysis_checkpoint = None
 
     def promote(self, how: str) -> None:
@@ -200,13 +202,49 @@ class _Reconcile:
         old, new = st.stable, st.candidate
         st.stable = new
         self.end_rollout()
+        # The analysis was the candidate's: the P99ms column must not show it as the
+        # stable version's latency (history keeps what the promotion rested on).
+        st.last_analysis = None
         if self.spec.strategy.type == "BlueGreen":
             delay = self.spec.strategy.blue_green_or_default().scale_down_delay_seconds
             st.previous = old
             st.scale_down_at = format_time(self.now + timedelta(seconds=delay))
-        message = f"version {new.version} promoted to stable ({how}); {old.version} retired"
+            fate = (
+                f"{old.version} kept as previous for {delay}s (abort switches back to it)"
+                if delay > 0
+                else f"{old.version} scaled down"
+            )
+        else:
+            fate = f"{old.version} scaled down"
+        message = f"version {new.version} promoted to stable ({how}); {fate}"
         self.record(new.version, "Promoted", how, message)
         self.event("Normal", "Promoted", message)
+
+    def switch_back(self) -> None:
+        """Blue-green abort within scaleDownDelaySeconds: the previous version is stable
+        again at once; the version just promoted is rejected like an aborted candidate."""
+        st = self.st
+        assert st.previous is not None and st.stable is not None
+        back, left = st.previous, st.stable
+        if not self.server_ready(back.version):
+            self.event(
+                "Warning",
+                "SwitchBackRefused",
+                f"abort: the server of previous version {back.version} is not ready; "
+                f"{left.version} stays stable",
+            )
+            return
+        st.stable = back
+        st.previous = None
+        st.scale_down_at = None
+        st.last_analysis = None
+        st.rejected_version = left.version
+        message = (
+            f"version {left.version} aborted: manual abort within scaleDownDelaySeconds; "
+            f"traffic switched back to {back.version} at once"
+        )
+        self.record(left.version, "Aborted", "SwitchedBack", message)
+        self.event("Warning", "SwitchedBack", message)
 
     def reject(self, action: Literal["RolledBack", "Aborted"], reason: str, message: str) -> None:
         st = self.st
@@ -238,6 +276,8 @@ class _Reconcile:
             st.handled_actions[ANNOTATION_ABORT] = abort
             if st.candidate is not None:
                 self.reject("Aborted", "Aborted", "manual abort; traffic back to stable")
+            elif st.previous is not None:
+                self.switch_back()
         promote = pending_action(md, ANNOTATION_PROMOTE, st.handled_actions)
         if promote is not None and st.candidate is None:
             st.handled_actions[ANNOTATION_PROMOTE] = promote  # nothing to promote: consume it
@@ -328,8 +368,11 @@ class _Reconcile:
             now=self.now,
         )
         st.last_analysis = result
+        if result.verdict == "Pass" and st.passing_since is None:
+            st.passing_since = self.stamp
         if result.verdict != "Fail":
             return
+        st.passing_since = None
         limit = self.spec.analysis.failure_limit
         if result.failures > limit and self.spec.auto_rollback:
             self.reject(
@@ -368,7 +411,8 @@ class _Reconcile:
         cand = st.candidate
         assert cand is not None
         if not self.server_ready(cand.version):
-            st.step_started = None
+            # The step's clock keeps running (a restart of `pilotage up` stops and starts
+            # the servers): it was only ever started once the candidate was ready.
             self.waiting = f"waiting for the server of candidate {cand.version} to be ready"
             self.wait(RUN_POLL_SECONDS)
             return
@@ -441,19 +485,31 @@ class _Reconcile:
         self.promote("steps completed")
 
     def advance_blue_green(self) -> None:
+        """autoPromotionSeconds count from the first passing analysis with no failed one
+        after it (an inconclusive window, e.g. preview traffic that stopped, does not reset
+        them); without SLOs nothing can pass, so they count from the preview's readiness."""
         seconds = self.spec.strategy.blue_green_or_default().auto_promotion_seconds
         if seconds is None:
             self.paused = True
             self.waiting = "preview ready (header x-pilotage-variant: preview); waiting for promote"
             return
-        remaining = seconds - self.step_elapsed()
+        if has_slos(self.spec.analysis, shadow_mode=False):
+            since = parse_time(self.st.passing_since)
+            if since is None:
+                self.waiting = (
+                    "preview waits for a passing analysis (send it requests with header "
+                    "x-pilotage-variant: preview)"
+                )
+                return
+        else:
+            since = parse_time(self.st.step_started) or self.now
+        remaining = seconds - seconds_between(since, self.now)
         if remaining > 0:
+            due = format_time(since + timedelta(seconds=seconds))
+            self.waiting = f"preview passed analysis; switching at {due} unless an analysis fails"
             self.wait(remaining)
             return
-        if self.healthy_analysis():
-            self.promote("autoPromotionSeconds")
-        else:
-            self.waiting = "preview waits for a passing analysis before switching"
+        self.promote("autoPromotionSeconds")
 
     def advance_shadow(self) -> None:
         shadow = self.spec.strategy.shadow_or_default()
@@ -478,8 +534,14 @@ class _Reconcile:
         if due is not None and self.now < due:
             self.wait(seconds_between(self.now, due))
             return
+        delay = self.spec.strategy.blue_green_or_default().scale_down_delay_seconds
+        message = (
+            f"previous version {st.previous.version} scaled down "
+            f"(scaleDownDelaySeconds {delay} passed); switch-back no longer possible"
+        )
         st.previous = None
         st.scale_down_at = None
+        self.event("Normal", "ScaledDown", message)
 
     def table(self) -> RouteTable | None:
         st = self.st
@@ -625,6 +687,12 @@ def reconcile_modeldeployment(
     r = _Reconcile(md, obs, now)
     st = r.st
     if obs.router is not None and obs.router.endpoint:
+        if st.endpoint and st.endpoint != obs.router.endpoint:
+            why = obs.router.endpoint_problem or "the router was started elsewhere"
+            st.endpoint_note = (
+                f"endpoint moved from {st.endpoint} to {obs.router.endpoint} at {r.stamp}: {why}"
+            )[:1024]
+            r.event("Warning", "EndpointChanged", st.endpoint_note)
         st.endpoint = obs.router.endpoint
     problem = spec_problem(md.spec)
     if not problem:

@@ -339,6 +339,9 @@ class RouterState:
     stats: RouterStats | None = None
     rejection: TableRejection | None = None
     """The last table the router refused, when the shell knows it is not in use."""
+    endpoint_problem: str | None = None
+    """Why the endpoint is not the one the router had before (its port was taken while
+    it was down); None when it kept it."""
 
 
 @dataclass(frozen=True)

@@ -384,6 +384,8 @@ def _nothing_to_act_on(annotation: str, res: Resource) -> str | None:
     state = f"{res.kind} {res.name} is {status.get('phase', 'Pending')}"
     stable = (status.get("stable") or {}).get("version")
     state += f", serving {stable}" if stable else ""
+    if annotation == ANNOTATION_ABORT and status.get("previous") and not status.get("candidate"):
+        return None  # blue-green: switches back to the previous version
     if annotation in (ANNOTATION_PROMOTE, ANNOTATION_ABORT) and not status.get("candidate"):
         return f"{state} with no rollout in progress"
     if annotation == ANNOTATION_RETRY and not status.get("rejectedVersion"):

@@ -151,6 +151,8 @@ class LocalPlatform:
         self.state_dir = store.state_dir
         self.artifacts_dir = self.state_dir / "artifacts"
         self._ready: set[tuple[int, int]] = set()  # (pid, start_ticks) seen ready
+        # (namespace, deployment) -> why its router could not keep its port ("" if it did)
+        self._endpoint_problems: dict[tuple[str, str], str] = {}
 
     @property
     def artifact_uri(self) -> str:
@@ -499,16 +501,36 @@ class LocalPlatform:
                 action.deployment, namespace, record.port if record else None, feedback_token
             )
 
+    def _port_file(self, deployment: str, namespace: str) -> Path:
+        return self._routes_file(deployment, namespace).with_suffix(".port")
+
     def _start_router(
         self, deployment: str, namespace: str, port: int | None, feedback_token: bool = False
     ) -> None:
         """Start the router with an admin port and its tokens: the variant token always
         (the embedded runtime makes its own instead of reading a Secret), the feedback
-        token when the spec names a feedback token Secret."""
+        token when the spec names a feedback token Secret.
+
+        It starts (or restarts) on the port it had: the endpoint clients use survives a
+        crash of the router and a stop and restart of `pilotage up` (the port is kept in
+        ``routes/<deployment>.port``). Only a port another program took meanwhile moves
+        it, and ``router_state`` says so."""
         key = self._router_key(deployment, namespace)
         self.supervisor.stop(key)
-        if port is None or not _port_free(port):
+        port_file = self._port_file(deployment, namespace)
+        if port is None:
+            with contextlib.suppress(OSError, ValueError):
+                port = int(port_file.read_text().strip())
+        problem = ""
+        if port is not None and not _port_free(port):
+            problem = f"port {port} was taken by another program while the router was down"
+            port = None
+        if port is None:
             port = free_port()
+        _atomic_write(port_file, f"{port}\n")
+        self._endpoint_problems[(namespace, deployment)] = (
+            f"{problem}; the router now listens on port {port}" if problem else ""
+        )
         admin_port = free_port()
         while admin_port == port:
             admin_port = free_port()
@@ -591,23 +613,26 @@ class LocalPlatform:
         if record is None:
             return None
         endpoint = f"http://{LOCALHOST}:{record.port}"
+        moved = self._endpoint_problems.get((namespace, deployment)) or None
         if not self.supervisor.running(record):
             # A router whose first table is refused exits at start: say why.
             return RouterState(
                 ready=False,
                 endpoint=endpoint,
                 rejection=self._table_rejection(deployment, namespace, None),
+                endpoint_problem=moved,
             )
         try:
             doc = self._admin_stats(record, deployment, namespace)
         except OSError:
-            return RouterState(ready=False, endpoint=endpoint)
+            return RouterState(ready=False, endpoint=endpoint, endpoint_problem=moved)
         stats = router_stats(doc)
         return RouterState(
             ready=True,
             endpoint=endpoint,
             stats=stats,
             rejection=self._table_rejection(deployment, namespace, stats),
+            endpoint_problem=moved,
         )
 
     def _table_rejection(
@@ -634,8 +659,9 @@ class LocalPlatform:
 
     def remove_router(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.supervisor.stop(self._router_key(deployment, namespace))
+        self._endpoint_problems.pop((namespace, deployment), None)
         routes = self._routes_file(deployment, namespace)
-        for path in (routes, routes.with_suffix(".table.json")):
+        for path in (routes, routes.with_suffix(".table.json"), routes.with_suffix(".port")):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -681,7 +707,11 @@ class LocalPlatform:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a listener could bind the port now. The probe sets SO_REUSEADDR as the
+    router's own socket does (pilotage.listening): a port whose last connections sit in
+    TIME_WAIT after a restart is free to it, one another program listens on is not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOCALHOST, port))
         except OSError:

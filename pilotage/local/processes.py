@@ -117,14 +117,17 @@ class Supervisor:
         self.store.forget_process(key)
 
     def stop_all(self, grace: float = STOP_GRACE_S) -> list[int]:
-        """Stop every running process at once; returns the pids that were stopped.
+        """Stop every running process, routers first; returns the pids that were stopped.
 
         A finished run stays recorded: its exit status and summary are read by the next
         runtime on this state directory, which would otherwise start the run again.
         """
         records = self.store.processes()
         running = [r for r in records if self.running(r)]
-        self._terminate(running, grace)
+        # Routers first: each drains its in-flight requests while the servers behind it
+        # still answer (stopping both at once gave a client in flight a 502).
+        self._terminate([r for r in running if r.role == "router"], grace)
+        self._terminate([r for r in running if r.role != "router"], grace)
         for r in records:
             if r in running or r.role != "run":
                 self.store.forget_process(r.key)

@@ -321,7 +321,11 @@ def test_blue_green_with_slos_needs_a_passing_analysis() -> None:
     md, _ = run(md, observe([V1, V2], ["v1", "v2"]), 300)
     assert md.status is not None and md.status.candidate is not None  # no analysis yet
     fast = stats_of(variant("preview", "v2", 30, seconds=0.01))
-    md, _ = run(md, observe([V1, V2], ["v1", "v2"], fast), 311)
+    md, result = run(md, observe([V1, V2], ["v1", "v2"], fast), 311)
+    assert md.status is not None and md.status.candidate is not None  # passed: 5 s from now
+    assert md.status.passing_since == "2026-01-01T00:05:11Z"
+    assert result.requeue_after is not None and result.requeue_after <= 5
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], fast), 316)
     assert md.status is not None and md.status.candidate is None
     assert md.status.stable is not None and md.status.stable.version == "v2"
 
@@ -361,3 +365,166 @@ def test_invalid_spec_keeps_serving_and_says_which_field() -> None:
     assert ready_reason(md) == "InvalidSpec" and md.status is not None
     assert md.status.message.startswith("spec.analysis.interval")
     assert routes(result) is not None and md.status.traffic == {"stable": 100}
+
+
+BLUE_GREEN_30 = {
+    "type": "BlueGreen",
+    "blueGreen": {"autoPromotionSeconds": 30, "scaleDownDelaySeconds": 60},
+}
+
+
+def _preview(requests: int, seconds: float = 0.01) -> RouterStats:
+    return stats_of(variant("stable", "v1", 0), variant("preview", "v2", requests, seconds=seconds))
+
+
+def test_blue_green_auto_promotion_counts_from_the_first_passing_analysis() -> None:
+    # Pass, Pass, then the preview traffic stops (Inconclusive n=0): the switch still
+    # comes autoPromotionSeconds after the first pass, not after the preview got ready.
+    md = rolling(strategy=BLUE_GREEN_30, analysis=LATENCY)  # preview ready at 200
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(30)), 210)
+    assert md.status is not None and md.status.last_analysis is not None
+    assert md.status.last_analysis.verdict == "Pass"
+    assert md.status.passing_since == "2026-01-01T00:03:30Z"
+    assert "switching at 2026-01-01T00:04:00Z" in md.status.message
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(60)), 220)
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(60)), 230)
+    assert md.status is not None and md.status.last_analysis is not None
+    assert md.status.last_analysis.verdict == "Inconclusive" and md.status.candidate is not None
+    assert md.status.passing_since == "2026-01-01T00:03:30Z"  # not reset by no traffic
+    md, result = run(md, observe([V1, V2], ["v1", "v2"], _preview(60)), 240)
+    assert md.status is not None and md.status.candidate is None
+    assert md.status.stable is not None and md.status.stable.version == "v2"
+    assert [e.reason for e in result.events][:1] == ["Promoted"]
+
+
+def test_a_failed_analysis_restarts_the_blue_green_count() -> None:
+    analysis = {**LATENCY, "failureLimit": 2}
+    md = rolling(strategy=BLUE_GREEN_30, analysis=analysis)
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(30)), 210)  # pass
+    slow = stats_of(
+        variant("stable", "v1", 0),
+        add(variant("preview", "v2", 30, seconds=0.01), variant("preview", "v2", 30, seconds=1.0)),
+    )
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], slow), 220)  # fail
+    assert md.status is not None and md.status.last_analysis is not None
+    assert md.status.last_analysis.verdict == "Fail" and md.status.passing_since is None
+    passed = stats_of(
+        variant("stable", "v1", 0),
+        add(
+            add(
+                variant("preview", "v2", 30, seconds=0.01),
+                variant("preview", "v2", 30, seconds=1.0),
+            ),
+            variant("preview", "v2", 30, seconds=0.01),
+        ),
+    )
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], passed), 230)  # pass again
+    assert md.status is not None and md.status.passing_since == "2026-01-01T00:03:50Z"
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], passed), 250)
+    assert md.status is not None and md.status.candidate is not None  # 20 s < 30 s
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], passed), 260)
+    assert md.status is not None and md.status.candidate is None
+
+
+def _switched(delay: int = 60) -> tuple[ModelDeployment, Any]:
+    strategy = {
+        "type": "BlueGreen",
+        "blueGreen": {"autoPromotionSeconds": 10, "scaleDownDelaySeconds": delay},
+    }
+    md = rolling(strategy=strategy, analysis={"interval": "10s"})
+    md, result = run(md, observe([V1, V2], ["v1", "v2"]), 211)
+    assert md.status is not None and md.status.stable is not None
+    assert md.status.stable.version == "v2"
+    return md, result
+
+
+def test_promoted_event_keeps_previous_then_scaled_down_event() -> None:
+    md, result = _switched()
+    promoted = next(e for e in result.events if e.reason == "Promoted")
+    assert "retired" not in promoted.message
+    assert "v1 kept as previous for 60s (abort switches back to it)" in promoted.message
+    md, result = run(md, observe([V1, V2], ["v1", "v2"]), 240)
+    assert "ScaledDown" not in [e.reason for e in result.events]
+    md, result = run(md, observe([V1, V2], ["v1", "v2"]), 272)
+    scaled = [e for e in result.events if e.reason == "ScaledDown"]
+    assert len(scaled) == 1 and "previous version v1 scaled down" in scaled[0].message
+    assert RemoveServer("iris", "v1") in result.actions
+
+
+def test_abort_within_the_scale_down_delay_switches_back_at_once() -> None:
+    md, _ = _switched()
+    md, result = run(with_annotations(md, abort="a1"), observe([V1, V2], ["v1", "v2"]), 230)
+    assert md.status is not None and md.status.stable is not None
+    assert md.status.stable.version == "v1" and md.status.previous is None
+    table = routes(result)
+    assert table is not None and table.table.weights() == {"stable": 100}
+    assert [v.version for v in table.table.variants] == ["v1"]
+    assert md.status.rejected_version == "v2" and md.status.phase == "Degraded"
+    assert ready_reason(md) == "Aborted" and "switched back to v1" in md.status.message
+    assert [e.reason for e in result.events] == ["SwitchedBack"]
+    assert (
+        md.status.history[-1].action == "Aborted" and md.status.history[-1].reason == "SwitchedBack"
+    )
+    # The spec still wants v2: it is not rolled out again until retry.
+    md, result = run(md, observe([V1, V2], ["v1", "v2"]), 240)
+    assert md.status is not None and md.status.candidate is None
+    assert RemoveServer("iris", "v2") in result.actions
+    # After the delay there is nothing to switch back to: abort does nothing.
+    md, _ = _switched()
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"]), 272)
+    md, result = run(with_annotations(md, abort="a2"), observe([V2], ["v2"]), 280)
+    assert md.status is not None and md.status.stable is not None
+    assert md.status.stable.version == "v2" and result.events == []
+
+
+def test_switch_back_is_refused_when_the_previous_server_is_gone() -> None:
+    md, _ = _switched()
+    md, result = run(with_annotations(md, abort="a1"), observe([V1, V2], ["v2"]), 230)
+    assert md.status is not None and md.status.stable is not None
+    assert md.status.stable.version == "v2"
+    assert [e.reason for e in result.events] == ["SwitchBackRefused"]
+
+
+def test_promotion_clears_the_candidates_analysis() -> None:
+    # The P99ms column (status.lastAnalysis.p99Ms) must not show the last candidate's
+    # latency as the stable version's once it is promoted.
+    strategy = {"type": "BlueGreen", "blueGreen": {"autoPromotionSeconds": 5}}
+    md = rolling(strategy=strategy, analysis=LATENCY)
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(30)), 210)
+    assert md.status is not None and md.status.last_analysis is not None
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(30)), 215)
+    assert md.status is not None and md.status.candidate is None
+    assert md.status.last_analysis is None
+
+
+def test_a_pause_keeps_its_clock_while_the_candidate_server_restarts() -> None:
+    # `pilotage up` stopped and started again: the candidate's server is down a while.
+    steps = [{"setWeight": 50}, {"pause": {"duration": "60s"}}]
+    md = rolling(strategy={"type": "Canary", "canary": {"steps": steps}})
+    assert md.status is not None and md.status.current_step == 1
+    started = md.status.step_started
+    md, _ = run(md, observe([V1, V2], ["v1"]), 230)  # the candidate server is not ready
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"]), 240)
+    assert md.status is not None and md.status.step_started == started
+    md, _ = run(md, observe([V1, V2], ["v1", "v2"]), 261)  # 60 s after the step began
+    assert md.status is not None and md.status.candidate is None
+
+
+def test_a_moved_endpoint_is_said_in_status_and_an_event() -> None:
+    md = healthy()
+    assert md.status is not None and md.status.endpoint == "http://127.0.0.1:9000"
+    obs = observe([V1], ["v1"])
+    moved = replace(
+        obs,
+        router=replace(
+            obs.router, endpoint="http://127.0.0.1:9001", endpoint_problem="port 9000 was taken"
+        ),
+    )
+    md, result = run(md, moved, 10)
+    assert md.status is not None and md.status.endpoint == "http://127.0.0.1:9001"
+    note = md.status.endpoint_note
+    assert "endpoint moved from http://127.0.0.1:9000 to http://127.0.0.1:9001" in note
+    assert "port 9000 was taken" in note
+    assert [e.reason for e in result.events] == ["EndpointChanged"]
+    md, result = run(md, moved, 20)
+    assert result.events == [] and md.status is not None and md.status.endpoint_note == note

@@ -196,6 +196,10 @@ def test_an_action_with_nothing_to_act_on_is_warned_about(tmp_path: Path, manife
         assert run(state, command, "iris").stderr == ""
     store.write_status("ModelDeployment", "iris", {**rolling, "rejectedVersion": "iris-v3"})
     assert run(state, "retry", "iris").stderr == ""
+    # Blue-green after the switch: abort switches back to the previous version.
+    switched = {"phase": "Healthy", "stable": candidate, "previous": stable}
+    store.write_status("ModelDeployment", "iris", switched)
+    assert run(state, "abort", "iris").stderr == ""
 
 
 def test_kube_without_cluster_is_one_clear_line(tmp_path: Path) -> None:
