@@ -22,6 +22,7 @@ from typing import Literal
 
 from pilotage.api.common import parse_duration
 from pilotage.api.modeldeployment import (
+    AnalysisResult,
     HistoryEntry,
     ModelDeployment,
     ModelDeploymentSpec,
@@ -84,6 +85,20 @@ def spec_problem(spec: ModelDeploymentSpec) -> str | None:
     ):
         return "spec.strategy.shadow.duration: must be longer than 0s"
     return None
+
+
+def analysis_text(result: AnalysisResult) -> str:
+    """`Pass (n=120, p99 3.2ms, error rate 0.000, agreement 1.000)`: what was measured."""
+    figures = [f"n={result.requests}"]
+    if result.p99_ms is not None:
+        figures.append(f"p99 {result.p99_ms:.1f}ms")
+    if result.error_rate is not None:
+        figures.append(f"error rate {result.error_rate:.3f}")
+    if result.agreement is not None:
+        figures.append(f"agreement {result.agreement:.3f}")
+    if result.drift_score is not None:
+        figures.append(f"drift score {result.drift_score:.3f}")
+    return f"{result.verdict} ({', '.join(figures)})"
 
 
 class _Reconcile:
@@ -203,7 +218,8 @@ class _Reconcile:
         st.stable = new
         self.end_rollout()
         # The analysis was the candidate's: the P99ms column must not show it as the
-        # stable version's latency (history keeps what the promotion rested on).
+        # stable version's latency; the Promoted entry keeps what the promotion rested on.
+        last = st.last_analysis
         st.last_analysis = None
         if self.spec.strategy.type == "BlueGreen":
             delay = self.spec.strategy.blue_green_or_default().scale_down_delay_seconds
@@ -217,6 +233,8 @@ class _Reconcile:
         else:
             fate = f"{old.version} scaled down"
         message = f"version {new.version} promoted to stable ({how}); {fate}"
+        if last is not None:
+            message += f"; last analysis {analysis_text(last)}"
         self.record(new.version, "Promoted", how, message)
         self.event("Normal", "Promoted", message)
 

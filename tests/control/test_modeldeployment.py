@@ -495,6 +495,8 @@ def test_promotion_clears_the_candidates_analysis() -> None:
     md, _ = run(md, observe([V1, V2], ["v1", "v2"], _preview(30)), 215)
     assert md.status is not None and md.status.candidate is None
     assert md.status.last_analysis is None
+    promoted = md.status.history[-1]
+    assert promoted.action == "Promoted" and "last analysis Pass (n=30, p99 " in promoted.message
 
 
 def test_a_pause_keeps_its_clock_while_the_candidate_server_restarts() -> None:
