@@ -55,8 +55,8 @@ Test-only. What it does, and what a kubelet does that it does not:
   the agent listens on ClusterIP:port (IP_FREEBIND) with an asyncio TCP proxy to the
   Service's ready endpoints (EndpointSlices; round robin; an endpoint that refuses is
   skipped). `default/kubernetes` forwards to the API server (--apiserver), which listens on
-  127.0.0.1 only. TCP only; no NodePort, no session affinity; the client address seen by the
-  backend is the proxy's.
+  127.0.0.1 only. A NodePort listens on the node's InternalIP (10.244.N.1). TCP only;
+  no session affinity; the client address seen by the backend is the proxy's.
 * **DNS** without a DNS server: `/etc/netns/<ns>/hosts` (bound over the pod's /etc/hosts) is
   rewritten in place whenever Services or EndpointSlices change: `svc.ns.svc.<domain>`,
   `svc.ns.svc`, `svc.ns`, plain `svc` for the pod's own namespace (headless Services: their

@@ -62,7 +62,10 @@ class Agent:
         self.kubernetes_ip = str(next(ipaddress.ip_network(service_cidr).hosts()))
         host, _, port = apiserver.rpartition(":")
         self.proxy = ServiceProxy(
-            self.network.add_address, self.network.remove_address, (host, int(port))
+            self.network.add_address,
+            self.network.remove_address,
+            (host, int(port)),
+            node_ip=self.network.gateway,
         )
         self.service_proxy = service_proxy
         self.runners: dict[str, PodRunner] = {}

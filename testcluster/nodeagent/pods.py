@@ -533,34 +533,24 @@ class PodRunner:
             self.changed.set()
             probes = []
             liveness_failed = asyncio.Event()
-            if container.get("readinessProbe"):
-                probes.append(
-                    asyncio.create_task(
-                        self._probe_loop(
-                            container,
-                            container["readinessProbe"],
-                            cs,
-                            launch,
-                            "readiness",
-                            liveness_failed,
-                        )
+            started_ok = asyncio.Event()
+            cs.startup_pending = bool(container.get("startupProbe"))
+            for kind in ("startup", "readiness", "liveness"):
+                if container.get(f"{kind}Probe"):
+                    loop = self._probe_loop(
+                        container,
+                        container[f"{kind}Probe"],
+                        cs,
+                        launch,
+                        kind,
+                        liveness_failed,
+                        started_ok,
                     )
-                )
-            else:
-                cs.ready = True
-            if container.get("livenessProbe"):
-                probes.append(
-                    asyncio.create_task(
-                        self._probe_loop(
-                            container,
-                            container["livenessProbe"],
-                            cs,
-                            launch,
-                            "liveness",
-                            liveness_failed,
-                        )
-                    )
-                )
+                    probes.append(asyncio.create_task(loop))
+            if not cs.startup_pending:
+                started_ok.set()
+            if not container.get("readinessProbe"):
+                probes.append(asyncio.create_task(self._ready_when(started_ok, cs)))
             kill_task = asyncio.create_task(self._kill_on(liveness_failed, proc, container))
             code = await proc.wait()
             network.forget(self.agent.state_dir, proc.pid)
@@ -640,7 +630,10 @@ class PodRunner:
         launch: dict[str, Any],
         kind: str,
         failed: asyncio.Event,
+        started: asyncio.Event,
     ) -> None:
+        if kind != "startup":  # readiness and liveness wait for the startup probe
+            await started.wait()
         await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
         period = float(probe.get("periodSeconds", 10))
         success_needed = int(probe.get("successThreshold", 1))
@@ -652,6 +645,11 @@ class PodRunner:
                 successes, failures = successes + 1, 0
             else:
                 successes, failures = 0, failures + 1
+            if kind == "startup" and ok:
+                cs.startup_pending = False
+                started.set()
+                self.changed.set()
+                return
             if kind == "readiness":
                 if ok and successes >= success_needed and not cs.ready:
                     cs.ready = True
@@ -661,13 +659,20 @@ class PodRunner:
                     self.changed.set()
             elif not ok and failures >= failure_needed:
                 log.info(
-                    "pod %s container %s: liveness probe failed, killing",
+                    "pod %s container %s: %s probe failed, killing",
                     self.key,
                     container["name"],
+                    kind,
                 )
                 failed.set()
                 return
             await asyncio.sleep(period)
+
+    async def _ready_when(self, started: asyncio.Event, cs: ContainerState) -> None:
+        """No readiness probe: ready once started."""
+        await started.wait()
+        cs.ready = True
+        self.changed.set()
 
     async def probe(
         self, container: dict[str, Any], probe: dict[str, Any], launch: dict[str, Any]

@@ -3,7 +3,8 @@
 Each Service with a ClusterIP gets that address as a /32 on the cluster's bridge (pods
 reach it through their default route, the host directly) and an asyncio listener on
 ClusterIP:port that forwards to the Service's ready endpoints (EndpointSlices), round
-robin, trying the next endpoint when one refuses. The `kubernetes` Service of `default`
+robin, trying the next endpoint when one refuses. A NodePort listens on the node's
+InternalIP (the bridge address) only. The `kubernetes` Service of `default`
 forwards to the API server's real address (127.0.0.1:port, unreachable from pods).
 """
 
@@ -85,7 +86,11 @@ class ServiceProxy:
         add_address: Callable[[str], None],
         remove_address: Callable[[str], None],
         apiserver: tuple[str, int],
+        node_ip: str | None = None,
     ):
+        self.node_ip = node_ip
+        """NodePorts listen on this address (the node's InternalIP), never 0.0.0.0: two
+        clusters on one machine may allocate the same nodePort."""
         self.add_address = add_address
         self.remove_address = remove_address
         self.apiserver = apiserver
@@ -135,15 +140,15 @@ class ServiceProxy:
                 for port in svc["spec"].get("ports") or []:
                     if port.get("protocol", "TCP") != "TCP":
                         continue
-                    wanted[(ip, int(port["port"]))] = (
-                        svc["metadata"]["namespace"],
-                        svc["metadata"]["name"],
-                        port,
-                    )
+                    target = (svc["metadata"]["namespace"], svc["metadata"]["name"], port)
+                    wanted[(ip, int(port["port"]))] = target
+                    if self.node_ip and port.get("nodePort"):
+                        wanted[(self.node_ip, int(port["nodePort"]))] = target
             self.wanted = wanted
             for key in [k for k in self.listeners if k not in wanted]:
                 await self.listeners.pop(key).stop()
-            old_ips = {ip for ip, _ in self.listeners}
+            fixed = {self.node_ip} if self.node_ip else set()  # never added nor removed
+            old_ips = {ip for ip, _ in self.listeners} | fixed
             for key in wanted:
                 if key in self.listeners:
                     continue
@@ -158,7 +163,7 @@ class ServiceProxy:
                     log.warning("cannot listen on %s:%s: %s", ip, port, exc)
                     continue
                 self.listeners[key] = listener
-            live_ips = {ip for ip, _ in self.listeners}
+            live_ips = {ip for ip, _ in self.listeners} | fixed
             for ip in {ip for ip, _ in wanted} | old_ips:
                 if ip not in live_ips:
                     await asyncio.to_thread(self.remove_address, ip)

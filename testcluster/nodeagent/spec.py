@@ -320,6 +320,8 @@ class ContainerState:
     pid: int | None = None
     final: bool = False
     """Terminated and will not be started again."""
+    startup_pending: bool = False
+    """Running, but its startupProbe has not passed yet."""
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -328,7 +330,7 @@ class ContainerState:
             "imageID": "",
             "ready": self.ready,
             "restartCount": self.restart_count,
-            "started": "running" in self.state,
+            "started": "running" in self.state and not self.startup_pending,
             "state": self.state,
             "lastState": self.last_state,
         }

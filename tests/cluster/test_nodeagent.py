@@ -1027,3 +1027,77 @@ def test_configmap_changes_reach_a_running_pods_volume(cluster: Any, ns: str) ->
         return statuses[0]["state"].get("terminated") if statuses else None
 
     assert wait_for(finished, "the watcher to see v2", timeout=60)["message"] == "v1->v2"
+
+
+def test_a_startup_probe_holds_started_and_ready_and_a_node_port_reaches_the_pod(
+    cluster: Any, ns: str
+) -> None:
+    gate = "import os, sys\nsys.exit(0 if os.path.exists('/flag/index.html') else 1)\n"
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "slow", "namespace": ns, "labels": {"app": "slow"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": SERVER,
+                        "command": ["python", "-m", "http.server", "8000", "--directory", "/flag"],
+                        "startupProbe": {
+                            "exec": {"command": python(gate)},
+                            "periodSeconds": 1,
+                            "failureThreshold": 120,
+                        },
+                        "volumeMounts": [{"name": "flag", "mountPath": "/flag"}],
+                    }
+                ],
+                "volumes": [{"name": "flag", "emptyDir": {}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "slow", "namespace": ns},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app": "slow"},
+                "ports": [{"port": 80, "targetPort": 8000}],
+            },
+        },
+    )
+
+    def container(started: bool) -> dict[str, Any] | None:
+        pod = cluster.get("pod", "slow", "-n", ns)
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        if (
+            not statuses
+            or "running" not in statuses[0]["state"]
+            or statuses[0]["started"] is not started
+        ):
+            return None
+        return pod
+
+    pod = wait_for(lambda: container(False), "the container to run, not started")
+    assert pod["status"]["containerStatuses"][0]["ready"] is False
+    flag = (
+        cluster.state_dir
+        / "pods"
+        / f"{ns}_slow_{pod['metadata']['uid']}"
+        / "volumes"
+        / "flag"
+        / "index.html"
+    )
+    flag.write_text("awake")
+    pod = wait_for(lambda: container(True), "the startup probe to pass")
+    cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "pod/slow", "--timeout=30s", timeout=60
+    )
+    node_port = cluster.get("service", "slow", "-n", ns)["spec"]["ports"][0]["nodePort"]
+    node = cluster.get("node", cluster.node_name)
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    assert (
+        wait_for(lambda: _get_or_none(f"http://{node_ip}:{node_port}/"), "the NodePort to answer")
+        == b"awake"
+    )
