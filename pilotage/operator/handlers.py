@@ -154,6 +154,10 @@ def kopf_settings(settings: OperatorSettings, priority: int) -> kopf.OperatorSet
     ks.peering.priority = priority
     ks.peering.standalone = settings.standalone
     ks.peering.mandatory = not settings.standalone
+    # Namespaced, the chart grants nothing cluster-scoped: kopf's scanning of namespaces
+    # and CRDs would be refused (nine 403 errors each at every start). It serves the
+    # namespaces it is given and the kinds present at start-up.
+    ks.scanning.disabled = not settings.clusterwide
     ks.watching.server_timeout = 300
     ks.watching.client_timeout = 330
     ks.execution.max_workers = 16

@@ -83,3 +83,14 @@ def test_a_failed_runs_exit_code_comes_from_its_newest_pod() -> None:
     assert termination_exit_code([pod("2026-01-01T00:00:00Z", 2, name="sidecar")]) is None
     assert termination_exit_code([pod("2026-01-01T00:00:00Z", None)]) is None
     assert termination_exit_code([]) is None
+
+
+def test_kopf_scans_namespaces_and_crds_only_when_cluster_wide() -> None:
+    """Namespaced, the chart grants nothing cluster-scoped: kopf's scanning would be
+    refused (403 errors in the operator's log on the real API server)."""
+    from pilotage.operator.handlers import kopf_settings
+    from pilotage.operator.settings import OperatorSettings
+
+    namespaced = OperatorSettings(namespaces=["team-a"], standalone=True)
+    assert kopf_settings(namespaced, 1).scanning.disabled
+    assert not kopf_settings(OperatorSettings(standalone=True), 1).scanning.disabled
