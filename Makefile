@@ -30,7 +30,7 @@ test: lint typecheck $(if $(HAVE_GO),cluster-bin)
 
 # The dashboard's browser tests (headless Debian chromium) save a screenshot of each page.
 dashboard-screenshots: $(STAMP)
-	PILOTAGE_SCREENSHOTS=$(CURDIR)/build/dashboard-screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/dashboard/test_browser.py
+	PILOTAGE_SCREENSHOTS=$(CURDIR)/build/dashboard-screenshots $(BIN)/python -m pytest -q -p no:cacheprovider tests/dashboard/test_browser.py tests/dashboard/test_kube.py
 	@echo "screenshots in build/dashboard-screenshots/"
 
 crds: $(STAMP)

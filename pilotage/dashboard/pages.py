@@ -300,7 +300,7 @@ def _analysis(spec: Doc, status: Doc) -> str:
         )
     rows = "".join(
         f'<tr data-slo="{e(name)}" class="{"pass" if ok else "fail" if ok is False else ""}">'
-        f"<td>{e(name)}</td><td class='measured'>{e(fmt(measured))}{e(unit)}</td>"
+        f"<td>{e(name)}</td><td class='measured'>{e(fmt(measured))}{e(unit) if measured is not None else ''}</td>"
         f"<td class='limit'>{'≥' if name == 'shadow agreement' else '≤'} {e(fmt(limit))}{e(unit)}</td>"
         f"<td>{'pass' if ok else 'FAIL' if ok is False else '-'}</td></tr>"
         for name, unit, measured, limit, ok in slos

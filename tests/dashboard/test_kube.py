@@ -15,6 +15,7 @@ from typing import Any
 import kmock
 import pytest
 
+from tests.dashboard.browser import browser_page, require_chromium, screenshot_dir
 from tests.operator.conftest import api_url
 from tests.operator.emulator import Cluster
 from tests.operator.harness import apply_crds, cluster_call, get, write_kubeconfig
@@ -39,7 +40,19 @@ async def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
     return await asyncio.to_thread(_call, url, body)
 
 
+def click_abort_in_chromium(url: str, tmp: Path) -> str:
+    """Open the deployment's page, press Abort, confirm: the message the page shows."""
+    with browser_page(tmp) as page:
+        page.goto(f"{url}/r/ModelDeployment/default/iris")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator('button.action[data-action="abort"]').click()
+        page.locator("#flash.flash-error").wait_for()
+        page.screenshot(path=str(screenshot_dir() / "07-kube-forbidden.png"), full_page=True)
+        return str(page.locator("#flash").inner_text())
+
+
 async def test_dashboard_kube_acts_with_the_users_own_permissions(tmp_path: Path) -> None:
+    require_chromium()
     token = "dashboard-token-0123456789"
     async with Cluster(token=token) as cluster, kmock.Server(cluster, host="127.0.0.1"):
         await apply_crds(cluster)
@@ -71,6 +84,11 @@ async def test_dashboard_kube_acts_with_the_users_own_permissions(tmp_path: Path
             assert annotations["pilotage.dev/promote"].startswith("full:")
             assert annotations["pilotage.dev/promote"] in json.loads(text)["message"]
 
+            # a rollout in progress, as the operator would write it (it enables Abort)
+            rollout = {"phase": "Paused", "candidate": {"version": "v2", "uri": "file:///m"}}
+            await cluster_call(
+                cluster, "PATCH", f"{BASE}/modeldeployments/iris/status", {"status": rollout}
+            )
             # RBAC forbids the patch: a clean 403, nothing changed
             cluster.forbid = {("PATCH", "modeldeployments")}
             code, text = await call(
@@ -79,6 +97,11 @@ async def test_dashboard_kube_acts_with_the_users_own_permissions(tmp_path: Path
             assert code == 403, text
             error = json.loads(text)["error"]
             assert error.startswith("forbidden:") and "modeldeployments" in error, error
+            annotations = get(cluster, "modeldeployments", "iris")["metadata"]["annotations"]
+            assert "pilotage.dev/abort" not in annotations
+            # the same refusal through the page's button, in chromium: one clean line
+            shown = await asyncio.to_thread(click_abort_in_chromium, url, tmp_path)
+            assert shown == f"abort refused: {error}", shown
             annotations = get(cluster, "modeldeployments", "iris")["metadata"]["annotations"]
             assert "pilotage.dev/abort" not in annotations
 
