@@ -19,16 +19,16 @@ Test-only. What it does, and what a kubelet does that it does not:
   the container waiting with reason `ImageNotRunnable` and a message naming the image.
   env (value, `$(VAR)` expansion, Secret/ConfigMap key refs, fieldRef, envFrom), workingDir,
   runAsUser/runAsGroup/supplementalGroups (set for real before exec), fsGroup (group-owns
-  the volumes), init containers, readiness/liveness probes (httpGet, tcpSocket, exec via
+  the volumes), init containers, startup/readiness/liveness probes (httpGet, tcpSocket, exec via
   nsenter; not grpc), termination message (terminationMessagePath, FallbackToLogsOnError),
   exit codes, restarts per restartPolicy with backoff 1 s doubling to 30 s (the kubelet:
   10 s to 5 min), graceful deletion (SIGTERM to the process group, SIGKILL after the grace
   period, then the pod is deleted with gracePeriodSeconds=0 as the kubelet does).
   Not enforced: resource limits, readOnlyRootFilesystem, capabilities, seccomp,
-  allowPrivilegeEscalation, startup probes, lifecycle hooks. ConfigMap, Secret and
+  allowPrivilegeEscalation, lifecycle hooks. ConfigMap, Secret and
   downward API files are refreshed in place every 5 s, as the kubelet's sync does; a
-  service-account token is requested again at 80 % of its lifetime. Pod-level
-  activeDeadlineSeconds is not enforced (a Job's is, by the Job controller).
+  service-account token is requested again at 80 % of its lifetime. Past a pod's
+  activeDeadlineSeconds its containers are stopped and it fails (DeadlineExceeded).
 * **Volumes**: ConfigMap, Secret, emptyDir, downwardAPI and projected (serviceAccountToken
   by the TokenRequest API bound to the pod, kube-root-ca.crt, namespace) as files under
   `<state>/pods/<ns>_<pod>_<uid>/volumes/`; a PVC is the host directory

@@ -28,6 +28,7 @@ LAUNCHER = str(Path(__file__).with_name("launch.py"))
 SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 REFRESHED = ("configMap", "secret", "projected", "downwardAPI")
 REFRESH_SECONDS = 5.0
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
 
 def now_iso() -> str:
@@ -58,6 +59,8 @@ class PodRunner:
         self.volumes: dict[str, Path] = {}
         self.changed = asyncio.Event()
         self.stopping = False
+        self.halted: str | None = None
+        """Why the pod was stopped for good while it stays (DeadlineExceeded)."""
         self.start_time = (pod.get("status") or {}).get("startTime") or now_iso()
         self.last_status: dict[str, Any] | None = None
         self.hosts_text = ""
@@ -65,6 +68,7 @@ class PodRunner:
         self.run_task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
         self.launches = 0
+        self.created = time.monotonic()
         self.tokens: dict[str, float] = {}
         """Token file → monotonic time it was issued."""
 
@@ -84,6 +88,9 @@ class PodRunner:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        deadline = self.spec.get("activeDeadlineSeconds")
+        if deadline is not None:
+            self.tasks.append(asyncio.create_task(self._deadline(float(deadline))))
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             net = self.agent.network.allocate()
@@ -142,6 +149,23 @@ class PodRunner:
                 self.changed.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+
+    async def _deadline(self, seconds: float) -> None:
+        """spec.activeDeadlineSeconds: past it the containers are stopped and the pod Failed."""
+        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - self.created)))
+        if self.stopping or (self.main and all(c.final for c in self.main)):
+            return
+        self.halted = "DeadlineExceeded"
+        self.changed.set()
+        procs = [p for p in self.procs.values() if p.returncode is None]
+        for proc in procs:
+            _signal(proc, signal.SIGTERM)
+        grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), timeout=grace)
+        for proc in procs:
+            if proc.returncode is None:
+                _signal(proc, signal.SIGKILL)
 
     async def _refresh_volumes(self) -> None:
         """As the kubelet's periodic sync: ConfigMap/Secret changes reach running pods."""
@@ -492,7 +516,7 @@ class PodRunner:
         name = container["name"]
         log_path = self.dir / f"{name}.log"
         delay_restarts = 0
-        while not self.stopping:
+        while not self.stopping and not self.halted:
             try:
                 launch, termination = await self._launch_spec(container)
             except ImageNotRunnable as exc:
@@ -581,7 +605,7 @@ class PodRunner:
                 terminated["signal"] = -code
             if message:
                 terminated["message"] = message
-            if self.stopping or not spec.should_restart(policy, exit_code):
+            if self.stopping or self.halted or not spec.should_restart(policy, exit_code):
                 cs.state = {"terminated": terminated}
                 cs.final = True
                 self.changed.set()
@@ -604,7 +628,7 @@ class PodRunner:
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         end = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < end:
+        while not self.stopping and not self.halted and time.monotonic() < end:
             await asyncio.sleep(min(0.2, end - time.monotonic()))
 
     async def _kill_on(
@@ -765,12 +789,16 @@ class PodRunner:
         return spec.pod_status(
             init=self.init,
             main=self.main,
-            init_failed=self.init_failed,
+            # Past the deadline the pod fails once its containers have stopped.
+            init_failed=self.init_failed
+            or (self.halted is not None and not any("running" in c.state for c in self.main)),
             pod_ip=self.pod_ip,
             host_ip=self.agent.host_ip,
             start_time=self.start_time,
             now=now_iso(),
             previous=self.last_status or (self.pod.get("status") or {}),
+            reason=self.halted,
+            message=DEADLINE_MESSAGE if self.halted else None,
         )
 
     async def _status_loop(self) -> None:

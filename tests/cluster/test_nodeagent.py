@@ -1101,3 +1101,33 @@ def test_a_startup_probe_holds_started_and_ready_and_a_node_port_reaches_the_pod
         wait_for(lambda: _get_or_none(f"http://{node_ip}:{node_port}/"), "the NodePort to answer")
         == b"awake"
     )
+
+
+def test_active_deadline_seconds_stops_the_pod_and_fails_it(cluster: Any, ns: str) -> None:
+    sleeper = "import time\nprint('started', flush=True)\nwhile True: time.sleep(1)\n"
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "bounded", "namespace": ns},
+            "spec": {
+                "activeDeadlineSeconds": 3,
+                "terminationGracePeriodSeconds": 5,
+                "containers": [{"name": "main", "image": TRAINER, "command": python(sleeper)}],
+            },
+        },
+    )
+    failed = wait_for(
+        lambda: (
+            (p := cluster.get("pod", "bounded", "-n", ns)).get("status", {}).get("phase")
+            == "Failed"
+            and p
+        ),
+        "the pod to fail past its deadline",
+        timeout=60,
+    )
+    assert failed["status"]["reason"] == "DeadlineExceeded"
+    state = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["exitCode"] == 128 + signal.SIGTERM
+    assert failed["status"]["containerStatuses"][0]["restartCount"] == 0
