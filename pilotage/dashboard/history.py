@@ -102,7 +102,8 @@ class History:
             analysis = status.get("lastAnalysis") or {}
             if analysis:
                 point["analysis"] = {
-                    k: analysis.get(k) for k in ("time", "p99Ms", "errorRate", "verdict")
+                    k: analysis.get(k)
+                    for k in ("time", "p99Ms", "errorRate", "agreement", "verdict")
                 }
         elif kind == "DriftMonitor":
             features = status.get("features") or []

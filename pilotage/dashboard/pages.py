@@ -258,7 +258,51 @@ def _weights(status: Doc) -> str:
     return f'<div class="weights">{"".join(rows)}</div>'
 
 
-def _analysis(spec: Doc, status: Doc) -> str:
+def _analysis_charts(spec: Doc, points: list[dict[str, Any]], now: float) -> str:
+    """The candidate's measurement at each analysis (one point per analysis time): what a
+    rollout was judged on, on both platforms (it comes from the status)."""
+    seen: dict[str, tuple[float, dict[str, Any]]] = {}
+    for p in points:
+        analysis = p.get("analysis") or {}
+        if analysis.get("time") and analysis["time"] not in seen:
+            seen[analysis["time"]] = (p["t"] - now, analysis)
+    slos = spec.get("analysis") or {}
+
+    def series(field: str) -> dict[str, list[tuple[float, float]]]:
+        pts = [(t, float(a[field])) for t, a in seen.values() if a.get(field) is not None]
+        return {"candidate": pts} if pts else {}
+
+    charts = [
+        line_chart(
+            "candidate p99 at each analysis",
+            series("p99Ms"),
+            unit="ms",
+            threshold=(slos.get("latency") or {}).get("p99Ms"),
+            threshold_label="SLO p99",
+            chart_id="chart-analysis-p99",
+        ),
+        line_chart(
+            "candidate error rate at each analysis",
+            series("errorRate"),
+            threshold=(slos.get("errorRate") or {}).get("max"),
+            chart_id="chart-analysis-errors",
+        ),
+    ]
+    if ((spec.get("strategy") or {}).get("type")) == "Shadow" or slos.get("shadow"):
+        charts.append(
+            line_chart(
+                "shadow agreement at each analysis",
+                series("agreement"),
+                threshold=(slos.get("shadow") or {}).get("minAgreement"),
+                threshold_label="min",
+                y_max=1.0,
+                chart_id="chart-agreement",
+            )
+        )
+    return f"<div class='charts'>{''.join(charts)}</div>"
+
+
+def _analysis(spec: Doc, status: Doc, charts: str = "") -> str:
     analysis_spec = spec.get("analysis") or {}
     last = status.get("lastAnalysis") or {}
     slos: list[tuple[str, str, Any, Any, bool | None]] = []
@@ -325,7 +369,7 @@ def _analysis(spec: Doc, status: Doc) -> str:
         if agreement is not None
         else ""
     )
-    return f"<section><h2>Analysis</h2>{summary}{table}{shadow_line}</section>"
+    return f"<section><h2>Analysis</h2>{summary}{table}{shadow_line}{charts}</section>"
 
 
 def _history(status: Doc) -> str:
@@ -433,7 +477,7 @@ def deployment_fragment(
         + f"<div class='grid'><section><h2>Rollout</h2>{summary}{_steps(spec, status)}</section>"
         + f"<section><h2>Traffic</h2>{_weights(status)}{weights_chart}</section></div>"
         + f"<section><h2>Per variant</h2>{note}<div class='charts'>{rate_chart}{error_chart}{p50_chart}{p99_chart}</div></section>"
-        + _analysis(spec, status)
+        + _analysis(spec, status, _analysis_charts(spec, status_points, now))
         + _history(status)
         + events_table(events)
     )

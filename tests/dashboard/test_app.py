@@ -168,6 +168,21 @@ async def test_the_sampler_feeds_weights_over_time(tmp_path: Path) -> None:
     ]
 
 
+async def test_each_analysis_is_one_point_of_the_analysis_chart(tmp_path: Path) -> None:
+    app, store, history = _app(tmp_path)
+    sampler = Sampler(app.source, history)
+    analyses = [("2026-01-01T00:00:00Z", 40.0), ("2026-01-01T00:00:02Z", 480.0)]
+    for t, (when, p99) in enumerate(analyses * 2):  # each analysis sampled twice
+        analysis = {"time": when, "p99Ms": p99, "verdict": "Pass", "requests": 9}
+        store.write_status("ModelDeployment", "iris", {"lastAnalysis": analysis})
+        sampler.sample(now=float(t * 2))
+    async with _client(app) as client:
+        page = (await client.get("/fragment/r/ModelDeployment/default/iris")).text
+    chart = page.split('id="chart-analysis-p99"')[1].split("</svg>")[0]
+    (line,) = [p for p in chart.split("<polyline")[1:]]
+    assert len(line.split('points="')[1].split('"')[0].split()) == 2
+
+
 def _stats(requests: int, errors: int, counts: tuple[int, ...]) -> RouterStats:
     return RouterStats(variants=(VariantStats("canary", "v2", requests, errors, BOUNDS, counts),))
 
