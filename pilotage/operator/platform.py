@@ -336,18 +336,50 @@ class KubernetesPlatform:
             out.append(parse_server_counters(doc, replica))
         return tuple(out)
 
-    def model_card(self, uri: str) -> ModelCard | None:
-        """model.json of a model directory (the operator needs the artifact store mounted
-        at the same pvcRoot, or S3 credentials, to read it); cached: a card never changes."""
+    def model_card(
+        self, uri: str, served_by: tuple[str, str, str] | None = None
+    ) -> ModelCard | None:
+        """model.json of a model directory; cached: a card never changes.
+
+        Read from the artifact store when the operator can (S3, or the claim mounted at
+        the same pvcRoot), else from a ready server pod of `served_by` (namespace,
+        deployment, version), which loaded it: a claim in a workload namespace cannot be
+        mounted by the operator's pod in another one."""
         if uri not in self._cards:
             try:
                 self._cards[uri] = ModelCard.model_validate_json(
                     read_bytes(join(uri, "model.json"))
                 )
             except (StorageError, ValueError) as exc:
-                log.warning("cannot read the model card at %s: %s", uri, exc)
-                return None
+                card = self._served_card(*served_by) if served_by is not None else None
+                if card is None:
+                    log.warning("cannot read the model card at %s: %s", uri, exc)
+                    return None
+                self._cards[uri] = card
         return self._cards[uri]
+
+    def _served_card(self, namespace: str, deployment: str, version: str) -> ModelCard | None:
+        selector = _selector(build.server_selector(deployment, version))
+        for pod in self.kube.list(PODS, namespace, selector):
+            if not _pod_ready(pod):
+                continue
+            url = self.addresses.pod_url(pod, self.settings.server_port)
+            doc = _http_json(
+                "GET",
+                f"{url}/v1/models/{deployment}/card",
+                None,
+                None,
+                self.settings.http_timeout_seconds,
+            )
+            if doc is None:
+                continue
+            try:
+                card = ModelCard.model_validate(doc)
+            except ValidationError:
+                continue
+            if card.version == version:
+                return card
+        return None
 
     # ---- actions -----------------------------------------------------------------------
 

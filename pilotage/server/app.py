@@ -83,6 +83,7 @@ class ServerApp:
         self.options = options
         self.name = options.name or card.name
         self.version = card.version
+        self.card_body = card.model_dump_json(by_alias=True).encode()
         self.schema = RowSchema(card)
         self.engine = Engine(model, self.schema)
         self.drift = DriftCounter(card, self.schema, options.reservoir_size)
@@ -210,6 +211,12 @@ class ServerApp:
             self._check_model(parts[0], None)
             snapshot = {"model": self.name, "version": self.version, **self.drift.snapshot()}
             await respond(send, 200, dumps(snapshot))
+        elif len(parts) == 2 and parts[1] == "card":
+            # The control plane reads the baseline here: on Kubernetes the artifact claim
+            # lives in the workload's namespace, which the operator's pod cannot mount.
+            require(method, "GET", scope)
+            self._check_model(parts[0], None)
+            await respond(send, 200, self.card_body)
         else:
             raise not_found(f"no such endpoint: {scope['path']}")
 

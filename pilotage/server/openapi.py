@@ -97,6 +97,9 @@ def document(
         "/v1/models/{model_name}/drift": _get(
             "Cumulative drift counters and recent rows", {"$ref": ref + "Drift"}, name, 404
         ),
+        "/v1/models/{model_name}/card": _get(
+            "The model card (model.json) as loaded", obj, name, 404
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",

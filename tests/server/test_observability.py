@@ -118,3 +118,14 @@ def test_metric_names_are_the_contract(iris: Server) -> None:
     } <= names
     # batching is off on this server: no batch-size histogram
     assert "pilotage_server_batch_size_count" not in names
+
+
+def test_the_model_card_is_served_as_loaded(iris: Server) -> None:
+    """The operator reads the baseline here when it cannot mount the artifact store."""
+    from pilotage.api.modelcard import ModelCard
+
+    served = ModelCard.model_validate(httpx.get(iris.url + "/v1/models/flowers/card").json())
+    on_disk = ModelCard.model_validate_json((iris.artifact.directory / "model.json").read_bytes())
+    assert served == on_disk
+    assert served.baseline is not None and served.baseline.features
+    assert httpx.get(iris.url + "/v1/models/other/card").status_code == 404
