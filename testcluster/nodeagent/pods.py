@@ -770,6 +770,8 @@ class PodRunner:
             self.agent.all_services(),
             self.agent.headless_addresses(),
             self.agent.domain,
+            subdomain=str(self.spec.get("subdomain") or ""),
+            host_aliases=self.spec.get("hostAliases"),
         )
         etc = self.net.etc_dir
         etc.mkdir(parents=True, exist_ok=True)

@@ -272,12 +272,21 @@ def hosts_file(
     services: list[dict[str, Any]],
     headless: dict[str, list[str]],
     domain: str,
+    subdomain: str = "",
+    host_aliases: list[dict[str, Any]] | None = None,
 ) -> str:
-    """/etc/hosts of a pod: its own name and every Service (headless: their ready endpoints)."""
+    """/etc/hosts of a pod: its own name (with its subdomain's FQDN), spec.hostAliases and
+    every Service (headless: their ready endpoints)."""
+    own = f"{hostname}.{subdomain}.{namespace}.svc.{domain}\t{hostname}" if subdomain else hostname
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
-        f"{pod_ip}\t{hostname}",
+        f"{pod_ip}\t{own}",
+        *(
+            f"{a['ip']}\t{' '.join(a.get('hostnames') or [])}"
+            for a in host_aliases or []
+            if a.get("ip")
+        ),
     ]
     for svc in sorted(services, key=lambda s: (s["metadata"]["namespace"], s["metadata"]["name"])):
         meta = svc["metadata"]

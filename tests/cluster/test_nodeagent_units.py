@@ -180,6 +180,12 @@ def test_hosts_file_names_services_short_in_own_namespace_only() -> None:
     assert "10.96.3.20\trouter.myns.svc.cluster.local router.myns.svc router.myns router" in lines
     assert "10.96.3.21\tdb.other.svc.cluster.local db.other.svc db.other" in lines
     assert "10.244.3.4\tpeers.myns.svc.cluster.local peers.myns.svc peers.myns peers" in lines
+    aliases = [{"ip": "10.1.2.3", "hostnames": ["db.example", "db"]}]
+    text = spec.hosts_file("10.244.3.9", "web-1", "myns", [], {}, "cluster.local", "peers", aliases)
+    assert text.splitlines()[2:] == [
+        "10.244.3.9\tweb-1.peers.myns.svc.cluster.local\tweb-1",
+        "10.1.2.3\tdb.example db",
+    ]
     resolv = spec.resolv_conf("myns", "cluster.local")
     assert resolv.startswith("search myns.svc.cluster.local svc.cluster.local cluster.local\n")
     assert "nameserver 127.0.0.1" in resolv
