@@ -147,6 +147,8 @@ class DashboardApp:
         doc = self._find(docs, kind, namespace, name)
         events = await asyncio.to_thread(self.source.events, kind, namespace, name)
         now = time.time()
+        # the status just read is the newest sample: the charts end where the page's text is
+        self.history.record_status(doc, now)
         if kind == "ModelDeployment":
             return pages.deployment_fragment(doc, self.history, events, self.read_only, now)
         card = await asyncio.to_thread(pages.model_card_for, doc, docs, self.card)

@@ -254,3 +254,12 @@ async def test_trainingjob_page_shows_residuals_search_and_lineage(tmp_path: Pat
     assert 'id="chart-residuals"' in page and page.count("<title>rows ") == 4
     assert "{&#x27;alpha&#x27;: 0.1}" in page and "-3.5" in page
     assert '<a href="/r/Dataset/default/diabetes">diabetes</a> →' in page
+
+
+async def test_the_charts_end_with_the_status_the_page_shows(tmp_path: Path) -> None:
+    app, store, _ = _app(tmp_path)  # no sampler: only what the page itself read
+    store.write_status("ModelDeployment", "iris", {"traffic": {"stable": 40, "canary": 60}})
+    async with _client(app) as client:
+        page = (await client.get("/fragment/r/ModelDeployment/default/iris")).text
+    chart = page.split('id="chart-weights"')[1].split("</svg>")[0]
+    assert "no data yet" not in chart and 'data-series="canary"' in chart
