@@ -65,6 +65,7 @@ class Network:
         self.gateway = str(hosts[0])
         self.pool = [str(h) for h in hosts[1:]]
         self.used: dict[str, PodNetwork] = {}
+        self.next = 0
 
     def configure_bridge(self) -> None:
         ip("addr", "replace", f"{self.gateway}/{self.cidr.prefixlen}", "dev", self.bridge)
@@ -77,8 +78,13 @@ class Network:
         ip("addr", "del", f"{address}/32", "dev", self.bridge, check=False)
 
     def allocate(self) -> PodNetwork:
-        for address in self.pool:
+        """The next free address after the last one given (round robin, as host-local IPAM
+        does), so a deleted pod's address is not reused while endpoints may still name it."""
+        count = len(self.pool)
+        for step in range(count):
+            address = self.pool[(self.next + step) % count]
             if address not in self.used:
+                self.next = (self.next + step + 1) % count
                 x = address.rsplit(".", 1)[1]
                 net = PodNetwork(f"{self.prefix}p{x}", f"{self.prefix}h{x}", address)
                 self.used[address] = net

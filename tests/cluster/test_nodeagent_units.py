@@ -622,3 +622,15 @@ async def test_volumes_refresh_in_place_and_the_token_is_renewed_at_80_percent(
     await runner.prepare_volumes(refresh=True)
     assert (volume / "token").read_text() == "token-2"
     assert volume.stat().st_ino == inode  # the directory containers have bind-mounted
+
+
+def test_addresses_are_given_round_robin_and_a_released_one_comes_back_last() -> None:
+    net = network.Network("pilx9br", "10.9.0.0/29")  # hosts .1 (gateway) to .6
+    assert net.gateway == "10.9.0.1"
+    first = [net.allocate() for _ in range(3)]
+    assert [n.address for n in first] == ["10.9.0.2", "10.9.0.3", "10.9.0.4"]
+    assert (first[0].netns, first[0].host_link) == ("pilx9-p2", "pilx9-h2")
+    del net.used[first[0].address]  # released (teardown without the ip commands)
+    assert [net.allocate().address for _ in range(3)] == ["10.9.0.5", "10.9.0.6", "10.9.0.2"]
+    with pytest.raises(RuntimeError, match=r"no free address in 10\.9\.0\.0/29"):
+        net.allocate()
