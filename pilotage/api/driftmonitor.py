@@ -141,16 +141,35 @@ class FeatureDrift(ApiModel):
     method: Annotated[str, Field(max_length=32)]
     """Statistic used."""
     score: float
-    """Measured value."""
+    """Measured statistic (PSI, JS distance, normalised Wasserstein, KS D, chi-squared)."""
+    p_value: float | None = None
+    """p-value of a test (ks, chi2); the feature drifts when it is below `threshold`."""
     threshold: float
-    """Threshold applied."""
+    """Threshold applied: to `pValue` for ks and chi2, to `score` for the others."""
     drifted: bool
     """Verdict."""
+
+    def text(self) -> str:
+        """`age psi=0.312`, or for a test `country chi2 p=1.2e-10 < 0.01 (statistic 555.5)`."""
+        return drift_text(self.name, self.method, self.score, self.p_value, self.threshold)
+
+
+def drift_text(
+    name: str, method: str, score: float, p_value: float | None, threshold: float
+) -> str:
+    """One statistic as people read it: the p-value against its threshold for a test
+    (the statistic beside it), the score itself for the distances."""
+    if p_value is None:
+        return f"{name} {method}={score:.3f}"
+    relation = "<" if p_value < threshold else ">="
+    return f"{name} {method} p={p_value:.3g} {relation} {threshold:g} (statistic {score:.4g})"
 
 
 class PredictionDrift(ApiModel):
     score: float
-    """Drift of the prediction distribution."""
+    """Drift of the prediction distribution (the statistic)."""
+    p_value: float | None = None
+    """p-value when the method is a test (ks, chi2)."""
     drifted: bool
     """Verdict."""
 

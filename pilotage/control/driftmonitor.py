@@ -279,6 +279,7 @@ class _Reconcile:
                 name=f.name,
                 method=f.method,
                 score=f.score,
+                p_value=f.p_value,
                 threshold=f.threshold,
                 drifted=f.drifted,
             )
@@ -287,7 +288,11 @@ class _Reconcile:
         st.dataset_drift = report.dataset_drift
         st.drift_score = report.share_drifted
         st.prediction_drift = (
-            PredictionDrift(score=report.prediction.score, drifted=report.prediction.drifted)
+            PredictionDrift(
+                score=report.prediction.score,
+                p_value=report.prediction.p_value,
+                drifted=report.prediction.drifted,
+            )
             if report.prediction is not None
             else None
         )
@@ -317,7 +322,7 @@ class _Reconcile:
 
     def drifted_text(self) -> str:
         drifted = [f for f in self.st.features if f.drifted]
-        shown = ", ".join(f"{f.name} {f.method}={f.score:.3f}" for f in drifted[:5])
+        shown = ", ".join(f.text() for f in drifted[:5])
         return shown + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else "")
 
     # -- live performance --------------------------------------------------------

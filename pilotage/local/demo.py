@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from pilotage.api import Resource, parse_resource
+from pilotage.api.driftmonitor import drift_text
 from pilotage.local.platform import LocalPlatform
 from pilotage.local.processes import Supervisor
 from pilotage.local.runtime import Runtime
@@ -410,7 +411,10 @@ class Demo:
 
         st = self.wait("the DriftMonitor to report drift", drifting, 60)
         features = [f for f in st.get("features") or [] if f.get("drifted")]
-        shown = ", ".join(f"{f['name']} {f['method']} {f['score']:.2f}" for f in features[:4])
+        shown = ", ".join(
+            drift_text(f["name"], f["method"], f["score"], f.get("pValue"), f["threshold"])
+            for f in features[:4]
+        )
         retrain = self.wait(
             "the retraining TrainingJob",
             lambda: self.status("DriftMonitor", MODEL).get("lastRetrain"),

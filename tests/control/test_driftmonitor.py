@@ -262,3 +262,33 @@ def test_invalid_spec_names_the_field() -> None:
     ready = get(result.status.conditions, "Ready")
     assert ready is not None and ready.reason == "InvalidSpec"
     assert ready.message.startswith("spec.schedule")
+
+
+@pytest.mark.parametrize("method", ["chi2", "ks"])
+def test_a_test_based_method_shows_its_p_value_beside_the_statistic(method: str) -> None:
+    # The threshold of chi2 and ks is a p-value: status and the event show the p-value
+    # it is compared with (and the statistic beside it), not the statistic alone.
+    server = Server()
+    dm, _ = step(monitor(method=method, threshold=0.01), observe(server), 0)
+    server.send(400, shifted=True)
+    dm, result = step(dm, observe(server), 60)
+    assert dm.status is not None and dm.status.phase == "Drifting"
+    feature = dm.status.features[0]
+    assert feature.p_value is not None and feature.p_value < 0.01 < feature.score
+    assert feature.threshold == 0.01
+    dumped = dm.status.dump()["features"][0]
+    assert dumped["pValue"] == feature.p_value
+    detected = next(e for e in result.events if e.reason == "DriftDetected")
+    assert f"a {method} p={feature.p_value:.3g} < 0.01 (statistic {feature.score:.4g})" in (
+        detected.message
+    )
+    assert f"{method}={feature.score:.3f}" not in detected.message
+    assert dm.status.prediction_drift is not None
+    # PSI has no p-value: its score is what the threshold is compared with.
+    server = Server()
+    dm, _ = step(monitor(), observe(server), 0)
+    server.send(400, shifted=True)
+    dm, result = step(dm, observe(server), 60)
+    assert dm.status is not None and dm.status.features[0].p_value is None
+    detected = next(e for e in result.events if e.reason == "DriftDetected")
+    assert f"a psi={dm.status.features[0].score:.3f}" in detected.message
