@@ -120,12 +120,12 @@ class CanaryStrategy(ApiModel):
 
     @model_validator(mode="after")
     def _non_decreasing(self) -> CanaryStrategy:
-        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
-        for i, (a, b) in enumerate(itertools.pairwise(weights)):
+        weights = [(i, s.set_weight) for i, s in enumerate(self.steps) if s.set_weight is not None]
+        for (_, a), (i, b) in itertools.pairwise(weights):
             if b < a:
                 raise ValueError(
-                    f"steps: setWeight must not decrease (step weight {b} after {a}, "
-                    f"at weight step {i + 2})"
+                    f"steps[{i}]: setWeight {b} is lower than the setWeight {a} before it "
+                    f"(step {i + 1} of {len(self.steps)}); weights must not decrease"
                 )
         return self
 

@@ -87,6 +87,10 @@ def spec_problem(spec: ModelDeploymentSpec) -> str | None:
     return None
 
 
+def _failed_analyses(count: int) -> str:
+    return f"{count} failed analysis" if count == 1 else f"{count} failed analyses"
+
+
 def analysis_text(result: AnalysisResult) -> str:
     """`Pass (n=120, p99 3.2ms, error rate 0.000, agreement 1.000)`: what was measured."""
     figures = [f"n={result.requests}"]
@@ -396,7 +400,7 @@ class _Reconcile:
             self.reject(
                 "RolledBack",
                 "AnalysisFailed",
-                f"{result.message} ({result.failures} failed analysis, limit {limit})",
+                f"{result.message} ({_failed_analyses(result.failures)}, failureLimit {limit})",
             )
         else:
             self.event(

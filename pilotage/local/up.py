@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import re
 import shutil
 import signal
 import sys
@@ -69,6 +70,9 @@ class StateLock:
             self._file = None
 
 
+COUNT = re.compile(r"\bn=\d+")
+
+
 class Display:
     """The live view: a table redrawn in place on a terminal, change lines otherwise."""
 
@@ -114,8 +118,11 @@ class Display:
             return
         stamp = time.strftime("%H:%M:%S")
         for row in rows:
-            if self._last_rows.get(row[0]) != row:
-                self._last_rows[row[0]] = row
+            # A count that grows every tick (`n=37` while a DriftMonitor fills its first
+            # window) is no change worth a line of its own: compare without it.
+            key = [COUNT.sub("n=…", field) for field in row]
+            if self._last_rows.get(row[0]) != key:
+                self._last_rows[row[0]] = key
                 fields = "  ".join(f for f in row[1:] if f and f != "-")
                 print(f"{stamp} {row[0]}: {fields}", file=self.out)
         for gone in set(self._last_rows) - {row[0] for row in rows}:

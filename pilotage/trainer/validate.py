@@ -118,10 +118,20 @@ def _category_text(value: object) -> str:
 
 
 def _check_column(
-    name: str, values: pd.Series, rule: Column, rows: int, findings: list[Finding]
+    name: str,
+    values: pd.Series,
+    rule: Column,
+    rows: int,
+    findings: list[Finding],
+    mismatched: int = 0,
 ) -> None:
-    nulls = int(values.isna().sum())
-    if nulls == rows:
+    """Findings of one typed column. ``mismatched`` values did not fit the type (they are
+    NaN in ``values``, already reported as typeMismatch): they are not missing values."""
+    empty = int(values.isna().sum())
+    nulls = empty - mismatched
+    if empty == rows and mismatched:
+        return  # every value mismatched: the typeMismatch error says it all
+    if empty == rows:
         findings.append(
             Finding(
                 column=name,
@@ -168,7 +178,14 @@ def _check_column(
                     kind="outOfRange",
                     count=low + high,
                     severity="error",
-                    message=f"{low} below min {rule.min}, {high} above max {rule.max}",
+                    message=", ".join(
+                        part
+                        for part in (
+                            f"{low} below min {rule.min:g}" if low else "",
+                            f"{high} above max {rule.max:g}" if high else "",
+                        )
+                        if part
+                    ),
                 )
             )
     if present.nunique() == 1 and rows > 1:
@@ -257,7 +274,7 @@ def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
                     + (f" ({infinite} infinite)" if infinite else ""),
                 )
             )
-        _check_column(name, values, rule, rows, findings)
+        _check_column(name, values, rule, rows, findings, mismatched)
         typed[name] = values
         rules[name] = rule
 

@@ -119,3 +119,16 @@ def test_an_undeclared_status_field_would_be_caught() -> None:
     example = next(m.doc for m in EXAMPLES if m.doc["kind"] == "ModelDeployment")
     _, errors = admit({**example, "status": {"trafficSummary": "stable 100"}}, crd)
     assert errors == ['unknown field "status.trafficSummary"']
+
+
+def test_a_decreasing_canary_weight_names_the_step() -> None:
+    import pydantic
+
+    from pilotage.api.modeldeployment import CanaryStrategy
+
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 10}]
+    with pytest.raises(pydantic.ValidationError) as info:
+        CanaryStrategy.model_validate({"steps": steps})
+    assert "steps[2]: setWeight 10 is lower than the setWeight 20 before it (step 3 of 3)" in str(
+        info.value
+    )

@@ -233,6 +233,7 @@ def test_failure_limit_tolerates_failures_then_rolls_back() -> None:
     md, result = run(md, observe([V1, V2], ["v1", "v2"], stats_of(add(slow, slow))), 320)
     assert md.status is not None and md.status.candidate is None
     assert md.status.last_analysis is not None and md.status.last_analysis.failures == 2
+    assert "(2 failed analyses, failureLimit 1)" in md.status.history[-1].message
 
 
 def test_without_auto_rollback_a_failing_canary_halts() -> None:

@@ -194,3 +194,22 @@ def test_describe_shows_a_datasets_profile_summary_and_findings() -> None:
     finding = next(line for line in lines if "63 of 1500 values missing" in line)
     assert finding.split()[:4] == ["warning", "missing", "age", "63"]
     assert "summary:" not in text  # the table replaces the YAML list
+
+
+def test_a_growing_sample_count_is_not_a_line_per_tick(tmp_path: Any) -> None:
+    store = _store(tmp_path)
+    dm = {"deploymentRef": {"name": "iris"}}
+    store.apply(parse_resource(_doc("DriftMonitor", "iris-dm", dm)))
+    out = io.StringIO()
+    display = Display(store, out, tty=False, namespace=None)
+    for samples in (0, 12, 40, 75):
+        store.write_status(
+            "DriftMonitor", "iris-dm", {"phase": "InsufficientData", "samples": samples}
+        )
+        display.update(TickReport())
+    lines = [line for line in out.getvalue().splitlines() if "DriftMonitor/iris-dm" in line]
+    assert len(lines) == 1 and "InsufficientData" in lines[0]
+    store.write_status("DriftMonitor", "iris-dm", {"phase": "Healthy", "samples": 300})
+    display.update(TickReport())
+    lines = [line for line in out.getvalue().splitlines() if "DriftMonitor/iris-dm" in line]
+    assert len(lines) == 2 and "Healthy" in lines[1] and "n=300" in lines[1]

@@ -57,3 +57,27 @@ def test_the_control_planes_hyperparameter_table_matches_scikit_learn() -> None:
                 algorithm,
                 task,
             )
+
+
+def test_a_mismatched_cell_is_not_also_a_missing_value(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "flag": ["true", "maybe", "false", None] * 5,
+            "size": [1.0, 2.0, -1.0, 3.0] * 5,
+            "y": [0, 1] * 10,
+        }
+    )
+    schema = [
+        {"name": "flag", "type": "bool"},
+        {"name": "size", "type": "float", "min": 0},
+    ]
+    ds = dataset("d", _csv(tmp_path, frame), target="y", schema=schema)
+    findings = {(f["column"], f["kind"]): f for f in profile(ds, None)["findings"]}
+    assert findings[("flag", "typeMismatch")]["count"] == 5  # the five "maybe"
+    assert findings[("flag", "missing")]["count"] == 5  # the five real nulls only
+    # Only the bound that was crossed, as a number: not "0 above max None".
+    assert findings[("size", "outOfRange")]["message"] == "5 below min 0"
+    every_cell_wrong = pd.DataFrame({"flag": ["maybe"] * 20, "y": [0, 1] * 10})
+    ds = dataset("d", _csv(tmp_path, every_cell_wrong), target="y", schema=schema[:1])
+    kinds = [(f["column"], f["kind"]) for f in profile(ds, None)["findings"]]
+    assert ("flag", "typeMismatch") in kinds and ("flag", "allNull") not in kinds
