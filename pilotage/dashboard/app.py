@@ -40,6 +40,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 16 * 1024
 CARD_CACHE = 64
+CARD_RETRY_S = 30.0
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
@@ -108,18 +109,21 @@ class DashboardApp:
         self.read_only = read_only
         self.loopback_only = loopback_only
         self._card_reader = card_reader
-        self._cards: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._cards: OrderedDict[str, tuple[float, dict[str, Any] | None]] = OrderedDict()
         self._assets = {name: _asset(name) for name in ASSETS}
 
     # -- helpers ---------------------------------------------------------------------------
 
     def card(self, uri: str) -> dict[str, Any] | None:
-        """A model card by URI; cached (a version's card never changes), misses retried."""
-        if uri in self._cards and self._cards[uri] is not None:
+        """A model card by URI; cached (a version's card never changes); a card that could
+        not be read is tried again after ``CARD_RETRY_S``, not on every refresh."""
+        now = time.monotonic()
+        cached = self._cards.get(uri)
+        if cached is not None and (cached[1] is not None or now - cached[0] < CARD_RETRY_S):
             self._cards.move_to_end(uri)
-            return self._cards[uri]
+            return cached[1]
         card = self._card_reader(uri)
-        self._cards[uri] = card
+        self._cards[uri] = (now, card)
         while len(self._cards) > CARD_CACHE:
             self._cards.popitem(last=False)
         return card

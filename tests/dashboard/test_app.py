@@ -263,3 +263,20 @@ async def test_the_charts_end_with_the_status_the_page_shows(tmp_path: Path) -> 
         page = (await client.get("/fragment/r/ModelDeployment/default/iris")).text
     chart = page.split('id="chart-weights"')[1].split("</svg>")[0]
     assert "no data yet" not in chart and 'data-series="canary"' in chart
+
+
+def test_model_cards_are_cached_and_a_missing_one_is_not_read_every_second(
+    tmp_path: Path,
+) -> None:
+    reads: list[str] = []
+    cards = {"file:///present": {"task": "classification"}}
+
+    def reader(uri: str) -> dict[str, Any] | None:
+        reads.append(uri)
+        return cards.get(uri)
+
+    app = DashboardApp(LocalSource(tmp_path / "state"), History(), card_reader=reader)
+    for _ in range(5):
+        assert app.card("file:///present") == {"task": "classification"}
+        assert app.card("file:///missing") is None
+    assert reads == ["file:///present", "file:///missing"]
