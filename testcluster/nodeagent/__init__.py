@@ -35,8 +35,9 @@ Test-only. What it does, and what a kubelet does that it does not:
   `<state>/pvc/<ns>/<claim>`, and the agent is the provisioner: a pending claim gets a
   PV pre-bound to it with that directory as hostPath (Retain); hostPath volumes as is.
 * **Logs**: `<state>/pods/<ns>_<pod>_<uid>/<container>.log` (stdout and stderr, restarts
-  appended). There is no kubelet API, so `kubectl logs` / the pods/log subresource and
-  `kubectl exec` do not work: tests read the files.
+  appended). `kubectl logs` (pods/log: current or --previous run, --tail, -f) works through
+  `kubeletapi.py`, the one kubelet endpoint served (HTTPS on the node's InternalIP, its
+  port in the Node's daemonEndpoints); `kubectl exec`, attach and port-forward do not.
 * **Isolation**: each container is started by `launch.py`, which joins the pod's network
   namespace, unshares a private mount namespace and a UTS namespace (hostname: the
   pod's hostname or name), binds the pod's hosts and resolv.conf over

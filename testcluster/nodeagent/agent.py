@@ -10,12 +10,13 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from testcluster.nodeagent import network
 from testcluster.nodeagent.kube import ApiError, Informer, Kube
+from testcluster.nodeagent.kubeletapi import KubeletApi
 from testcluster.nodeagent.pods import PodRunner, now_iso
 from testcluster.nodeagent.proxy import ServiceProxy
 
@@ -68,6 +69,7 @@ class Agent:
             node_ip=self.network.gateway,
         )
         self.service_proxy = service_proxy
+        self.kubelet = KubeletApi(self.host_ip, self.state_dir, node_name, self.log_source)
         self.runners: dict[str, PodRunner] = {}
         self.services = Informer(self.kube, "/api/v1/services", self._on_service)
         self.slices = Informer(
@@ -86,6 +88,28 @@ class Agent:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def log_source(
+        self, namespace: str, pod: str, container: str, previous: bool
+    ) -> tuple[Path, int, int | None, Callable[[], bool]] | None:
+        """Where `kubectl logs` finds a container's current (or previous) run."""
+        runner = self.runners.get(f"{namespace}/{pod}")
+        if runner is None:  # deleted or run by an earlier agent: the whole file, if any
+            found = sorted(self.state_dir.glob(f"pods/{namespace}_{pod}_*/{container}.log"))
+            return (found[-1], 0, None, lambda: False) if found else None
+        starts = runner.log_starts.get(container, [])
+        path = runner.dir / f"{container}.log"
+        if previous:
+            return (path, starts[-2], starts[-1], lambda: False) if len(starts) > 1 else None
+        if not starts:
+            return None
+        states = {c.name: c for c in runner.init + runner.main}
+
+        def writing() -> bool:
+            cs = states.get(container)
+            return cs is not None and not runner.stopping and "terminated" not in cs.state
+
+        return path, starts[-1], None, writing
 
     # ---- views for pods -----------------------------------------------------------------
 
@@ -269,9 +293,9 @@ class Agent:
             "conditions": conditions,
             "addresses": [
                 {"type": "InternalIP", "address": self.host_ip},
-                {"type": "Hostname", "address": self.node_name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            # No Hostname address: the API server would dial it first (DNS) for pods/log.
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.port}},
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",
@@ -396,6 +420,10 @@ class Agent:
             loop.add_signal_handler(sig, self._stopping.set)
         await asyncio.to_thread(network.cleanup, self.network.bridge, self.state_dir)
         await asyncio.to_thread(self.network.configure_bridge)
+        try:
+            await self.kubelet.start()
+        except OSError as exc:  # kubectl logs will not work; pods still run
+            log.warning("no kubelet API for pod logs: %s", exc)
         await self.register()
         tasks = [
             asyncio.create_task(self.heartbeat()),
@@ -423,5 +451,6 @@ class Agent:
             *(r.stop_status() for r in list(self.runners.values())), return_exceptions=True
         )
         await self.proxy.close()
+        await self.kubelet.stop()
         await self.kube.close()
         await asyncio.to_thread(network.cleanup, self.network.bridge, self.state_dir)

@@ -70,6 +70,8 @@ class PodRunner:
         self.launches = 0
         self.created = time.monotonic()
         self.tokens: dict[str, float] = {}
+        self.log_starts: dict[str, list[int]] = {}
+        """Container → offset in its log file where each run began (for `kubectl logs`)."""
         """Token file → monotonic time it was issued."""
 
     @property
@@ -537,6 +539,7 @@ class PodRunner:
             spec_file.write_text(json.dumps(launch))
             spec_file.chmod(0o600)
             with open(log_path, "ab") as out:
+                self.log_starts.setdefault(name, []).append(out.seek(0, os.SEEK_END))
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-I",

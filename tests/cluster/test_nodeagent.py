@@ -1131,3 +1131,57 @@ def test_active_deadline_seconds_stops_the_pod_and_fails_it(cluster: Any, ns: st
     state = failed["status"]["containerStatuses"][0]["state"]["terminated"]
     assert state["exitCode"] == 128 + signal.SIGTERM
     assert failed["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_kubectl_logs_current_previous_and_follow(cluster: Any, ns: str) -> None:
+    runs = (
+        "import os\n"
+        "n = len(os.listdir('/scratch')); open(f'/scratch/{n}', 'w').close()\n"
+        "print(f'run {n}', flush=True)\n"
+        "raise SystemExit(0 if n == 1 else 1)\n"
+    )
+    ticks = "import time\nfor i in range(4):\n    print('tick', i, flush=True); time.sleep(0.5)\n"
+    scratch = [{"name": "scratch", "mountPath": "/scratch"}]
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "twice", "namespace": ns},
+            "spec": {
+                "restartPolicy": "OnFailure",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": TRAINER,
+                        "command": python(runs),
+                        "volumeMounts": scratch,
+                    }
+                ],
+                "volumes": [{"name": "scratch", "emptyDir": {}}],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "ticker", "namespace": ns},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": TRAINER, "command": python(ticks)}],
+            },
+        },
+    )
+    cluster.kubectl(
+        "wait", "-n", ns, "--for=condition=Ready", "pod/ticker", "--timeout=60s", timeout=90
+    )
+    followed = cluster.kubectl(
+        "logs", "-f", "ticker", "-n", ns, timeout=60
+    )  # returns when it exits
+    assert followed.stdout == "".join(f"tick {i}\n" for i in range(4))
+    wait_for(
+        lambda: cluster.get("pod", "twice", "-n", ns).get("status", {}).get("phase") == "Succeeded",
+        "the second run to succeed",
+    )
+    assert cluster.kubectl("logs", "twice", "-n", ns).stdout == "run 1\n"
+    assert cluster.kubectl("logs", "twice", "-n", ns, "--previous").stdout == "run 0\n"
+    assert cluster.kubectl("logs", "ticker", "-n", ns, "--tail=1").stdout == "tick 3\n"
