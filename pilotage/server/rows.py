@@ -74,6 +74,19 @@ class RowSchema:
                 f"{where}: row {int(row)}: feature {name!r} is null/NaN but not nullable"
             )
 
+    def check_category_nulls(self, feature: FeatureInfo, values: np.ndarray, where: str) -> None:
+        """Reject null and the empty string (which the model reads as null) in a categorical
+        feature the card marks as not nullable."""
+        if feature.nullable:
+            return
+        for row, value in enumerate(values):
+            if value is None:
+                raise bad_request(
+                    f"{where}: row {row}: feature {feature.name!r} is null but not nullable"
+                )
+            if value == "":
+                raise bad_request(_empty_category(f"{where}: row {row}", feature.name))
+
     def empty(self) -> Rows:
         return Rows(
             0,
@@ -105,6 +118,8 @@ class RowSchema:
                 raise bad_request(f"{where}: feature {feature.name!r} is null but not nullable")
             return None
         if isinstance(value, str):
+            if not value and not feature.nullable:
+                raise bad_request(_empty_category(where, feature.name))
             return value
         raise bad_request(
             f"{where}: feature {feature.name!r} is categorical and expects a string, "
@@ -130,6 +145,13 @@ class RowSchema:
                         )
                     numeric[i, self.slot[feature.name]] = x
         return Rows(len(rows), numeric, categorical)
+
+
+def _empty_category(where: str, name: str) -> str:
+    return (
+        f"{where}: feature {name!r} is an empty string, which the model reads as null, "
+        "but it is not nullable"
+    )
 
 
 def _json_type(value: object) -> str:

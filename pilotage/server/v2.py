@@ -195,22 +195,39 @@ def _decode_json(name: str, datatype: str, data: Any, size: int) -> np.ndarray:
     flat = raw.ravel()
     if flat.size != size:
         raise bad_request(f"input {name!r}: 'data' holds {flat.size} elements, shape needs {size}")
+    if flat.size and flat.dtype.kind == "O" and datatype != "BOOL":
+        flat = _with_nulls(name, datatype, flat)
     if flat.size and flat.dtype.kind not in "biuf":
-        raise bad_request(f"input {name!r}: {datatype} data must be numbers")
+        raise bad_request(
+            f"input {name!r}: {datatype} data must be numbers (null for a missing value)"
+        )
     if datatype == "BOOL" and flat.size and flat.dtype.kind != "b":
         raise bad_request(f"input {name!r}: BOOL data must be true/false")
     return flat
 
 
-def _flatten_strings(name: str, data: list[Any]) -> list[str]:
-    out: list[str] = []
+def _with_nulls(name: str, datatype: str, flat: np.ndarray) -> np.ndarray:
+    """Numbers with JSON nulls as NaN (a missing value, as in V1; the schema refuses it
+    where a feature is not nullable); anything else is left for the caller to refuse."""
+    if not any(v is None for v in flat):
+        return flat
+    if not all(v is None or isinstance(v, int | float) for v in flat):
+        return flat
+    try:
+        return np.array([math.nan if v is None else float(v) for v in flat], dtype=np.float64)
+    except OverflowError:
+        raise bad_request(f"input {name!r}: a value does not fit in {datatype}") from None
+
+
+def _flatten_strings(name: str, data: list[Any]) -> list[str | None]:
+    out: list[str | None] = []
     stack: list[Any] = [iter(data)]  # iterative: a deeply nested body must not recurse
     while stack:
         item = next(stack[-1], _END)
         if item is _END:
             stack.pop()
-        elif isinstance(item, str):
-            out.append(item)
+        elif isinstance(item, str) or item is None:
+            out.append(item)  # null: a missing category, refused where not nullable
         elif isinstance(item, list):
             stack.append(iter(item))
         else:
@@ -277,6 +294,7 @@ def rows_from_tensors(tensors: list[Tensor], schema: RowSchema) -> Rows:
                 raise bad_request(
                     f"input {t.name!r}: feature is categorical; send BYTES, not {t.datatype}"
                 )
+            schema.check_category_nulls(feature, t.values, f"input {t.name!r}")
             categorical[slot] = t.values
         else:
             if t.datatype == "BYTES":

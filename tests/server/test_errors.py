@@ -134,7 +134,13 @@ CASES: list[tuple[str, str, Any, int, str]] = [
         400,
         "unknown output 'logits'",
     ),
-    ("v2 null in data", V2, {"inputs": [tensor(data=[1, None, 3, 4])]}, 400, "must be numbers"),
+    (
+        "v2 null in data",
+        V2,
+        {"inputs": [tensor(data=[1, None, 3, 4])]},
+        400,
+        "'sepal_width' is null/NaN but not nullable",
+    ),
     (
         "unknown model v1",
         "/v1/models/wine:predict",
@@ -315,3 +321,76 @@ def test_categorical_feature_type_errors(churn: Server) -> None:
     assert r.status_code == 200, r.text
     drift = httpx.get(churn.url + "/v1/models/churn/drift").json()
     assert drift["features"]["channel"]["__other__"] == 1
+
+
+@pytest.fixture(scope="module")
+def diabetes(start_server: StartServer) -> Iterator[Server]:
+    with start_server("diabetes") as server:
+        yield server
+
+
+def test_v2_takes_null_for_a_nullable_numeric_feature_as_v1_does(diabetes: Server) -> None:
+    row: list[Any] = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, None]
+    v1 = httpx.post(diabetes.url + "/v1/models/diabetes:predict", json={"instances": [row]})
+    assert v1.status_code == 200, v1.text
+    body = {"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": row}]}
+    v2 = httpx.post(diabetes.url + "/v2/models/diabetes/infer", json=body)
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == v1.json()["predictions"]
+    # The binary form of the same missing value: NaN.
+    raw = struct.pack("<10f", *[float("nan") if v is None else v for v in row])
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [1, 10],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
+        }
+    ).encode()
+    binary = httpx.post(
+        diabetes.url + "/v2/models/diabetes/infer",
+        content=header + raw,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert binary.status_code == 200, binary.text
+    assert binary.json()["outputs"][0]["data"] == v1.json()["predictions"]
+    # A string is still no number, and says how to send a missing value.
+    body["inputs"][0]["data"] = [*row[:9], "NaN"]
+    r = httpx.post(diabetes.url + "/v2/models/diabetes/infer", json=body)
+    assert r.status_code == 400 and "null for a missing value" in r.json()["error"]
+
+
+def test_v2_null_in_a_feature_that_is_not_nullable_is_refused(iris: Server) -> None:
+    r = httpx.post(iris.url + V2, json={"inputs": [tensor(data=[5.1, None, 1.4, 0.2])]})
+    assert r.status_code == 400
+    assert "'sepal_width' is null/NaN but not nullable" in r.json()["error"]
+
+
+def test_an_empty_category_is_refused_where_null_is(churn: Server) -> None:
+    # The graph reads a null category as "": an empty string would score exactly as a
+    # null does, so it is refused wherever null is.
+    good = {"amount": 10.0, "channel": "web", "vip": 1, "items": 2}
+    url = churn.url + "/v1/models/churn:predict"
+    r = httpx.post(url, json={"instances": [{**good, "channel": ""}]})
+    assert r.status_code == 400
+    assert "'channel' is an empty string, which the model reads as null" in r.json()["error"]
+    one = {"shape": [1], "datatype": "FP32", "data": [1.0]}
+    inputs = [
+        {"name": "amount", **one},
+        {"name": "channel", "shape": [1], "datatype": "BYTES", "data": [""]},
+        {"name": "vip", **one},
+        {"name": "items", **one},
+    ]
+    r = httpx.post(churn.url + "/v2/models/churn/infer", json={"inputs": inputs})
+    assert r.status_code == 400
+    assert "'channel' is an empty string, which the model reads as null" in r.json()["error"]
+    inputs[1]["data"] = [None]
+    r = httpx.post(churn.url + "/v2/models/churn/infer", json={"inputs": inputs})
+    assert r.status_code == 400 and "'channel' is null but not nullable" in r.json()["error"]
+    inputs[1]["data"] = ["web"]
+    r = httpx.post(churn.url + "/v2/models/churn/infer", json={"inputs": inputs})
+    assert r.status_code == 200, r.text
