@@ -238,9 +238,14 @@ def test_a_deployment_of_ours_serves_a_model_through_a_service_name(
         " headers={'Content-Type': 'application/json'})\n"
         "    out[host] = json.load(urllib.request.urlopen(req, timeout=10))['predictions']\n"
         "out['env'] = os.environ['IRIS_SERVICE_HOST']\n"
+        "ready = f\"http://{os.environ['SERVER_IP']}:8080/v2/health/ready\"\n"
+        "out['direct'] = urllib.request.urlopen(ready, timeout=10).status\n"
         "open('/dev/termination-log', 'w').write(json.dumps(out))\n"
     )
-    env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    env = [
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "SERVER_IP", "value": pod["status"]["podIP"]},  # pod to pod by IP
+    ]
     condition, client_pod = run_job(
         cluster, ns, "client", {"image": TRAINER, "command": python(client), "env": env}
     )
@@ -248,6 +253,7 @@ def test_a_deployment_of_ours_serves_a_model_through_a_service_name(
     answers = json.loads(terminated(client_pod)["message"])
     service = cluster.get("service", "iris", "-n", ns)
     assert answers.pop("env") == service["spec"]["clusterIP"]
+    assert answers.pop("direct") == 200
     assert len(answers) == 3 and len({json.dumps(a) for a in answers.values()}) == 1
     assert len(answers["iris"]) == 2
 
