@@ -298,6 +298,10 @@ class Loop:
             return False
 
         wait_until(done, timeout, 0.05, f"a drift check of {monitor_name}")
+        # the reconcile writes the status, then records its events: once the tick that
+        # wrote the status has ended, its events are in the store too
+        tick = self.runtime.ticks
+        wait_until(lambda: self.runtime.ticks > tick, timeout, 0.01, "the end of that tick")
         return found
 
     def retrained(self, monitor_name: str, timeout: float = 30) -> None:
