@@ -164,6 +164,7 @@ class Agent:
             runner.start()
             return
         runner.pod = pod
+        runner.changed.set()  # another writer's condition (a readiness gate) may have changed
         if deleting and not runner.stopping:
             grace = pod["metadata"].get("deletionGracePeriodSeconds")
             if grace is None:

@@ -804,6 +804,8 @@ class PodRunner:
             previous=self.last_status or (self.pod.get("status") or {}),
             reason=self.halted,
             message=DEADLINE_MESSAGE if self.halted else None,
+            current=(self.pod.get("status") or {}).get("conditions"),
+            readiness_gates=[g["conditionType"] for g in self.spec.get("readinessGates") or []],
         )
 
     async def _status_loop(self) -> None:

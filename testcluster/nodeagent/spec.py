@@ -382,6 +382,15 @@ def pod_phase(init: list[ContainerState], main: list[ContainerState], init_faile
     return "Running"
 
 
+OWN_CONDITIONS = {
+    "PodReadyToStartContainers",
+    "Initialized",
+    "Ready",
+    "ContainersReady",
+    "PodScheduled",
+}
+
+
 def pod_status(
     *,
     init: list[ContainerState],
@@ -394,19 +403,40 @@ def pod_status(
     previous: dict[str, Any],
     message: str | None = None,
     reason: str | None = None,
+    current: list[dict[str, Any]] | None = None,
+    readiness_gates: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The pod's status subresource (phase, conditions, container statuses, IPs)."""
+    """The pod's status subresource (phase, conditions, container statuses, IPs).
+
+    `current` are the conditions the pod has now: those of other writers (readiness gates,
+    DisruptionTarget...) are kept, and Ready also needs every `readiness_gates` type True.
+    """
     phase = pod_phase(init, main, init_failed)
     prev = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
+    foreign = [c for c in current or [] if c.get("type") not in OWN_CONDITIONS]
+    gates_ok = all(
+        any(c.get("type") == gate and c.get("status") == "True" for c in foreign)
+        for gate in readiness_gates or []
+    )
     initialized = all(c.final and c.state.get("terminated", {}).get("exitCode") == 0 for c in init)
-    ready = bool(main) and all(c.ready for c in main) and phase == "Running"
+    containers_ready = bool(main) and all(c.ready for c in main) and phase == "Running"
+    ready = containers_ready and gates_ok
     not_ready_reason = "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+    if containers_ready and not gates_ok:
+        not_ready_reason = "ReadinessGatesNotReady"
     conditions = [
         _condition("PodReadyToStartContainers", pod_ip is not None, now, prev),
         _condition("Initialized", initialized, now, prev, "ContainersNotInitialized"),
         _condition("Ready", ready, now, prev, not_ready_reason),
-        _condition("ContainersReady", ready, now, prev, not_ready_reason),
+        _condition(
+            "ContainersReady",
+            containers_ready,
+            now,
+            prev,
+            "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady",
+        ),
         _condition("PodScheduled", True, now, prev),
+        *foreign,
     ]
     status: dict[str, Any] = {
         "phase": phase,

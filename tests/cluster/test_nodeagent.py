@@ -1191,3 +1191,53 @@ def test_kubectl_logs_current_previous_and_follow(cluster: Any, ns: str) -> None
     assert cluster.kubectl("logs", "twice", "-n", ns).stdout == "run 1\n"
     assert cluster.kubectl("logs", "twice", "-n", ns, "--previous").stdout == "run 0\n"
     assert cluster.kubectl("logs", "ticker", "-n", ns, "--tail=1").stdout == "tick 3\n"
+
+
+def test_a_readiness_gate_holds_ready_and_other_writers_conditions_are_kept(
+    cluster: Any, ns: str
+) -> None:
+    sleeper = "import time\nwhile True: time.sleep(1)\n"
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "gated-by-lb", "namespace": ns},
+            "spec": {
+                "readinessGates": [{"conditionType": "example.com/load-balancer"}],
+                "containers": [{"name": "main", "image": TRAINER, "command": python(sleeper)}],
+            },
+        },
+    )
+
+    def condition(kind: str) -> dict[str, Any] | None:
+        pod = cluster.get("pod", "gated-by-lb", "-n", ns)
+        return next(
+            (c for c in pod.get("status", {}).get("conditions", []) if c["type"] == kind), None
+        )
+
+    wait_for(
+        lambda: (c := condition("ContainersReady")) and c["status"] == "True",
+        "the containers to be ready",
+    )
+    ready = condition("Ready")
+    assert ready is not None and (ready["status"], ready.get("reason")) == (
+        "False",
+        "ReadinessGatesNotReady",
+    )
+    gate = {"type": "example.com/load-balancer", "status": "True"}
+    cluster.kubectl(
+        "patch",
+        "pod",
+        "gated-by-lb",
+        "-n",
+        ns,
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"conditions": [gate]}}),
+    )
+    wait_for(
+        lambda: (c := condition("Ready")) and c["status"] == "True", "Ready once the gate is True"
+    )
+    kept = condition("example.com/load-balancer")
+    assert kept is not None and kept["status"] == "True"

@@ -264,6 +264,28 @@ def test_phase_and_conditions() -> None:
         "ContainersNotReady",
         "t2",
     )
+    running.ready = True
+    gate = {"type": "example.com/gate", "status": "False"}
+    gated = spec.pod_status(
+        init=[],
+        main=[running],
+        init_failed=False,
+        pod_ip="10.244.3.7",
+        host_ip="10.244.3.1",
+        start_time="t0",
+        now="t3",
+        previous=later,
+        current=[*later["conditions"], gate],
+        readiness_gates=["example.com/gate"],
+    )
+    by_type = {c["type"]: c for c in gated["conditions"]}
+    assert by_type["ContainersReady"]["status"] == "True"
+    assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == (
+        "False",
+        "ReadinessGatesNotReady",
+    )
+    assert by_type["example.com/gate"] == gate  # another writer's condition is kept
+    running.ready = False
     scheduled = next(c for c in later["conditions"] if c["type"] == "PodScheduled")
     assert scheduled["lastTransitionTime"] == "t1"
 
