@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
@@ -76,12 +77,21 @@ def parse_content(content: bytes, fmt: str, uri: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{uri} is empty") from exc
     except Exception as exc:  # pandas and pyarrow raise many parser exception types
-        raise DataError(f"cannot parse {uri} as {fmt}: {_first_line(exc)}") from exc
+        raise DataError(f"cannot parse {uri} as {fmt}: {parse_problem(exc)}") from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+_TOKENIZING = re.compile(r"Expected \d+ fields in line \d+, saw \d+")
+
+
+def parse_problem(exc: BaseException) -> str:
+    """What a parser said, without repeating the data: parsers quote the text they choke on,
+    and the text may be a secret (a Dataset pointed at a credentials file)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start} is not UTF-8"
+    found = _TOKENIZING.search(str(exc))
+    if found:
+        return found.group(0).replace("Expected", "expected")
+    return f"the parser refused it ({type(exc).__name__})"
 
 
 def load(source: DataSource) -> LoadedData:

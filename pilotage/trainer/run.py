@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -104,8 +105,20 @@ def _warnings_to(progress: Progress) -> Iterator[None]:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of a library's message, quoted text left out: numpy, pandas and
+    scikit-learn quote the value they choke on, and a value is data, which the status and
+    Events of a resource must not carry (the run's log has the whole line)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return _QUOTED.sub("'…'", text.splitlines()[0]) if text else type(exc).__name__
+
+
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _internal_error(exc: BaseException, say: Progress) -> str:
+    text = str(exc).strip()
+    say(f"internal error: {type(exc).__name__}: {text.splitlines()[0] if text else ''}")
+    return f"internal error: {type(exc).__name__}: {_one_line(exc)}"
 
 
 def _load_and_validate(
@@ -211,7 +224,7 @@ def profile(
     except (TrainingError, StorageError) as exc:
         summary["message"] = str(exc)
     except Exception as exc:  # the run must end with a summary, whatever went wrong
-        summary["message"] = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
+        summary["message"] = _internal_error(exc, say)
     return summary
 
 
@@ -327,7 +340,7 @@ def train(
     except (TrainingError, StorageError) as exc:
         summary["message"] = str(exc)
     except Exception as exc:  # the run must end with a summary, whatever went wrong
-        summary["message"] = f"internal error: {type(exc).__name__}: {_one_line(exc)}"
+        summary["message"] = _internal_error(exc, say)
     if summary["phase"] != "Succeeded":
         summary["modelUri"] = None
     return summary

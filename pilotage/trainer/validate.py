@@ -7,6 +7,7 @@ severity ``error`` make the data unusable; the caller decides how to report them
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,9 @@ from pilotage.trainer.errors import DataError
 NUMERIC_SHARE = 0.9
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
+MAX_SHOWN_NAME = 64
+HASH_LIKE_RUN = 20
+_HASH_LIKE = re.compile(f"[A-Za-z0-9+/=$.]{{{HASH_LIKE_RUN},}}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,30 @@ def target_name(dataset: Dataset) -> str:
     raise DataError(f"Dataset {dataset.name}: spec.target is required for non-builtin sources")
 
 
+def header_is_shown(names: list[str]) -> bool:
+    """Whether the column names read from a file may be repeated in a message.
+
+    A file that is not a table of the declared format (``/etc/shadow``, a credentials file,
+    a private key read as CSV) reads as one column named after its first line, which may be
+    a password hash or a secret key; status and Events would then carry it to everyone who
+    can read the resource. Names are shown only when there are at least two, each at most
+    MAX_SHOWN_NAME characters of printable text with no run of HASH_LIKE_RUN or more
+    characters of the alphabets hashes, keys and tokens are written in.
+    """
+    if len(names) < 2:
+        return False
+    return all(
+        len(n) <= MAX_SHOWN_NAME and n.isprintable() and not _HASH_LIKE.search(n) for n in names
+    )
+
+
 def _columns_list(frame: pd.DataFrame) -> str:
     names = [str(c) for c in frame.columns]
+    if not header_is_shown(names):
+        return (
+            f"{len(names)} column{'s' if len(names) != 1 else ''}; names not shown, as the first "
+            "line does not read as a header"
+        )
     shown = ", ".join(names[:20])
     return shown + (f", … ({len(names)} in all)" if len(names) > 20 else "")
 
@@ -158,14 +184,16 @@ def _check_column(
         if rule.allowed is not None:
             bad = int((~present.isin(rule.allowed)).sum())
             if bad:
-                sample = sorted(set(present[~present.isin(rule.allowed)]))[:3]
+                # The values themselves are never repeated: they are data, and a schema
+                # with an empty allowedValues would otherwise read a column out.
+                distinct = int(present[~present.isin(rule.allowed)].nunique())
                 findings.append(
                     Finding(
                         column=name,
                         kind="notAllowed",
                         count=bad,
                         severity="error",
-                        message=f"{bad} values outside allowedValues, e.g. {sample}",
+                        message=f"{bad} values outside allowedValues ({distinct} distinct)",
                     )
                 )
     else:
@@ -221,7 +249,8 @@ def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
     raw.columns = [str(c) for c in raw.columns]
     if raw.columns.duplicated().any():
         dup = sorted(set(raw.columns[raw.columns.duplicated()]))
-        raise DataError(f"the data has duplicate column names: {', '.join(dup)}")
+        named = f": {', '.join(dup)}" if header_is_shown([str(c) for c in raw.columns]) else ""
+        raise DataError(f"the data has duplicate column names{named}")
     if raw.shape[0] == 0:
         raise DataError("the data has no rows")
     target = target_name(dataset)
