@@ -10,6 +10,7 @@ reads the endpoint and credentials from the usual ``AWS_*`` variables
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -41,14 +42,40 @@ def _parse(uri: str) -> tuple[str, str, str]:
     return parsed.scheme, parsed.netloc, parsed.path
 
 
+# A PersistentVolumeClaim's name is a DNS subdomain (RFC 1123).
+_CLAIM = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def confined(base: Path, relative: str, what: str) -> Path:
+    """``base / relative`` with symlinks resolved, refused unless it stays inside ``base``.
+
+    ``..`` segments, an absolute ``relative`` and a symlink anywhere on the way that leads
+    out of ``base`` (itself resolved, so a base that is a link still works) are all
+    refused with a StorageError naming ``what``.
+    """
+    root = base.resolve()
+    target = (base / relative.lstrip("/")).resolve()
+    if target != root and not target.is_relative_to(root):
+        raise StorageError(f"{what} leads outside {base} (through '..' or a symbolic link)")
+    return target
+
+
 def local_path(uri: str) -> Path | None:
-    """The local filesystem path behind a ``file://`` or ``pvc://`` URI, else None."""
+    """The local filesystem path behind a ``file://`` or ``pvc://`` URI, else None.
+
+    A ``pvc://`` path is confined to its claim's mount (``confined``): ``pvc://../x``,
+    ``pvc://claim/../../x`` and a link inside the claim that points out of it are refused.
+    """
     scheme, netloc, path = _parse(uri)
     if scheme == "file":
         return Path(netloc + path) if netloc else Path(path)
     if scheme == "pvc":
+        if not _CLAIM.fullmatch(netloc) or len(netloc) > 253:
+            raise StorageError(
+                f"{uri}: {netloc!r} is not a PersistentVolumeClaim name (pvc://CLAIM/path)"
+            )
         root = Path(os.environ.get("PILOTAGE_PVC_ROOT", "/mnt/pvc"))
-        return root / netloc / path.lstrip("/")
+        return confined(root / netloc, path, uri)
     return None
 
 

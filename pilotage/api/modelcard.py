@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 OTHER_BIN = "__other__"
 NULL_BIN = "null"
@@ -54,7 +54,10 @@ class TensorInfo(_Card):
 
 
 class OnnxInfo(_Card):
-    file: str = MODEL_FILE
+    file: str = Field(
+        default=MODEL_FILE,
+        description="the graph's file name inside the model directory (no path)",
+    )
     sha256: str
     opset: int
     input_layout: Literal["matrix", "columns"] = Field(
@@ -66,6 +69,13 @@ class OnnxInfo(_Card):
     outputs: list[TensorInfo]
     label_output: str = Field(alias="labelOutput", description="predicted class or value")
     probabilities_output: str | None = Field(default=None, alias="probabilitiesOutput")
+
+    @field_validator("file")
+    @classmethod
+    def _a_file_name(cls, value: str) -> str:
+        if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+            raise ValueError(f"must be a file name inside the model directory, got {value!r}")
+        return value
 
 
 class NumericProfile(_Card):

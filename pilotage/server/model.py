@@ -16,7 +16,7 @@ import onnxruntime as ort
 from pydantic import ValidationError
 
 from pilotage.api.modelcard import CARD_FILE, MODEL_FILE, ModelCard
-from pilotage.storage import StorageError, fetch_directory
+from pilotage.storage import StorageError, confined, fetch_directory
 
 ONNX_TO_NUMPY: dict[str, type] = {
     "tensor(float)": np.float32,
@@ -155,7 +155,12 @@ def load_model(uri: str, cache_dir: Path, threads: int = 1) -> LoadedModel:
     except StorageError as exc:
         raise ModelLoadError(str(exc)) from exc
     card = _read_card(directory)
-    model_path = directory / card.onnx.file
+    try:
+        model_path = confined(
+            directory, card.onnx.file, f"{CARD_FILE}: onnx.file {card.onnx.file!r}"
+        )
+    except StorageError as exc:
+        raise ModelLoadError(f"refusing to serve {uri}: {exc}") from exc
     if not model_path.is_file():
         raise ModelLoadError(f"{model_path} does not exist")
     actual = sha256_of(model_path)
