@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 SCHEMES = ("file", "pvc", "s3", "https", "http")
@@ -91,15 +93,117 @@ def _s3_client() -> Any:
     return boto3.client("s3")
 
 
+READ_TIMEOUT_ENV = "PILOTAGE_READ_TIMEOUT_SECONDS"
+DEFAULT_READ_TIMEOUT_S = 600.0
+_BLOCK = 1 << 20
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def open_regular(path: Path, uri: str) -> BinaryIO:
+    """Open a regular file for reading; anything else is a StorageError before a byte is read.
+
+    The file is opened without blocking, so a FIFO without a writer does not hang here,
+    and refused after ``fstat``: a FIFO would block the reader forever, a device such as
+    ``/dev/zero`` never ends.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise StorageError(f"cannot read {uri}: not a regular file ({_kind(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_timeout() -> float:
+    """Seconds a whole remote read may take: ``$PILOTAGE_READ_TIMEOUT_SECONDS`` (600)."""
+    raw = os.environ.get(READ_TIMEOUT_ENV, "")
+    if not raw.strip():
+        return DEFAULT_READ_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise StorageError(f"{READ_TIMEOUT_ENV}: must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _copy(source: Any, sink: BinaryIO, uri: str, deadline: float) -> None:
+    """Copy in blocks until the source ends; a read past ``deadline`` is a StorageError
+    (the socket timeout only bounds one read, and a server may drip a byte at a time)."""
+    # read1 returns what has arrived (up to a block); read(n) would wait for all n bytes.
+    read = getattr(source, "read1", None) or (lambda n: source.read(min(n, 1 << 16)))
+    while True:
+        block = read(_BLOCK)
+        if not block:
+            return
+        sink.write(block)
+        if time.monotonic() > deadline:
+            raise StorageError(
+                f"cannot read {uri}: not finished after {read_timeout():g} s ({READ_TIMEOUT_ENV})"
+            )
+
+
+def download(uri: str, sink: BinaryIO) -> None:
+    """Stream one object into ``sink`` in blocks, bounded in time (read_timeout)."""
+    scheme, netloc, path = _parse(uri)
+    deadline = time.monotonic() + read_timeout()
+    local = local_path(uri)
+    if local is not None:
+        with open_regular(local, uri) as f:
+            try:
+                _copy(f, sink, uri, deadline)
+            except OSError as exc:
+                raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+        return
+    if scheme == "s3":
+        try:
+            body = _s3_client().get_object(Bucket=netloc, Key=path.lstrip("/"))["Body"]
+            _copy(body, sink, uri, deadline)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot read {uri}: {exc}") from exc
+        return
+    try:
+        with urllib.request.urlopen(uri, timeout=HTTP_TIMEOUT_S) as resp:
+            _copy(resp, sink, uri, deadline)
+    except urllib.error.HTTPError as exc:
+        raise StorageError(f"cannot read {uri}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"cannot read {uri}: {reason}") from exc
+
+
 def read_bytes(uri: str) -> bytes:
-    """Read one object."""
+    """Read one object (a local one must be a regular file; see open_regular)."""
     scheme, netloc, path = _parse(uri)
     local = local_path(uri)
     if local is not None:
-        try:
-            return local.read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+        with open_regular(local, uri) as f:
+            try:
+                return f.read()
+            except OSError as exc:
+                raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
     if scheme == "s3":
         try:
             obj = _s3_client().get_object(Bucket=netloc, Key=path.lstrip("/"))

@@ -8,7 +8,7 @@ and ``nullRate`` is the share of nulls among all rows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -51,7 +51,10 @@ def numeric_profile(values: np.ndarray, bins: int = NUMERIC_BINS) -> NumericProf
 
 def top_categories(values: Iterable[object], limit: int = DEFAULT_MAX_CATEGORIES) -> list[str]:
     """The most frequent categories, most frequent first, ties by name (deterministic)."""
-    counts = Counter(str(v) for v in values if v is not None)
+    return top_of(Counter(str(v) for v in values if v is not None), limit)
+
+
+def top_of(counts: Mapping[str, int], limit: int = DEFAULT_MAX_CATEGORIES) -> list[str]:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [name for name, _ in ranked[:limit]]
 
@@ -60,15 +63,20 @@ def categorical_profile(
     values: Sequence[object], categories: list[str] | None = None
 ) -> CategoricalProfile:
     """Proportions of each category among non-null values, then ``__other__``."""
-    rows = len(values)
     present = [str(v) for v in values if v is not None]
     cats = categories if categories is not None else top_categories(present)
-    counts = Counter(present)
-    known = [counts.get(c, 0) for c in cats]
-    other = len(present) - sum(known)
-    total = max(len(present), 1)
+    return profile_of_counts(Counter(present), len(values), len(present), cats)
+
+
+def profile_of_counts(
+    counts: Mapping[str, int], rows: int, present: int, categories: list[str]
+) -> CategoricalProfile:
+    """categorical_profile from counts: ``present`` values (not null) among ``rows``."""
+    known = [counts.get(c, 0) for c in categories]
+    other = present - sum(known)
+    total = max(present, 1)
     return CategoricalProfile(
-        categories=cats,
+        categories=categories,
         proportions=[_round(c / total) for c in [*known, other]],
-        null_rate=_round(0.0 if rows == 0 else (rows - len(present)) / rows),
+        null_rate=_round(0.0 if rows == 0 else (rows - present) / rows),
     )

@@ -39,8 +39,9 @@ from pilotage.api.modelcard import (
     Task,
 )
 from pilotage.api.trainingjob import GatesStatus, TrainingJob
-from pilotage.storage import StorageError, join, publish_directory
+from pilotage.storage import StorageError, download, join, local_path, publish_directory
 from pilotage.trainer import data as data_mod
+from pilotage.trainer import streaming
 from pilotage.trainer.algorithms import (
     float32_safe_thresholds,
     make_estimator,
@@ -167,43 +168,89 @@ def _column_summary(values: pd.Series, column: Column, role: str) -> dict[str, A
     return out
 
 
+def _stream(dataset: Dataset, say: Progress) -> streaming.Streamed:
+    """Validate and profile a file source in chunks; a remote one is first streamed to a
+    temporary file (disk, not memory), within the read timeout."""
+    uri = dataset.spec.source.uri
+    fmt = data_mod.infer_format(uri, dataset.spec.source.format)
+    say(f"reading {uri} in chunks of {streaming.CHUNK_ROWS} rows")
+    local = local_path(uri)
+    if local is not None:
+        return streaming.profile_file(dataset, local, fmt, uri)
+    with tempfile.TemporaryDirectory(prefix="pilotage-data-") as tmp:
+        copy = Path(tmp) / "data"
+        with copy.open("wb") as sink:
+            download(uri, sink)
+        return streaming.profile_file(dataset, copy, fmt, uri)
+
+
 def profile(
     dataset: Dataset, output_uri: str | None, progress: Progress | None = None
 ) -> dict[str, Any]:
-    """Validate and profile a Dataset; write ``profile.json`` under ``output_uri`` when given."""
+    """Validate and profile a Dataset; write ``profile.json`` under ``output_uri`` when given.
+
+    A file source is read in chunks (pilotage.trainer.streaming), so memory stays flat with
+    the file's size; a builtin data set is small and read whole.
+    """
     say = progress or _quiet
     summary = failed_profile()
     try:
         with _warnings_to(say):
-            loaded, validated = _load_and_validate(dataset, say)
+            if dataset.spec.source.uri.startswith("builtin://"):
+                loaded, validated = _load_and_validate(dataset, say)
+                result = streaming.Streamed(
+                    rows=int(loaded.frame.shape[0]),
+                    columns=int(loaded.frame.shape[1]),
+                    fingerprint=loaded.fingerprint,
+                    findings=validated.findings,
+                    features=validated.features,
+                    target=validated.target,
+                    profiles={
+                        c.name: _profile_of(validated.frame[c.name], c, 50)
+                        for c in [*validated.features, validated.target]
+                    },
+                    summary=[
+                        _column_summary(
+                            validated.frame[c.name],
+                            c,
+                            "target" if c is validated.target else "feature",
+                        )
+                        for c in [validated.target, *validated.features]
+                    ],
+                    task=_infer_task(validated.target, validated.frame[validated.target.name]),
+                )
+            else:
+                result = _stream(dataset, say)
+                say(
+                    f"read {result.rows} rows x {result.columns} columns, "
+                    f"sha256 {result.fingerprint[:12]}"
+                )
+                for f in result.findings:
+                    say(
+                        f"finding: {f.severity} {f.kind} {f.column or '(rows)'}: {f.count} - {f.message}"
+                    )
         summary.update(
-            rows=int(loaded.frame.shape[0]),
-            columns=int(loaded.frame.shape[1]),
-            fingerprint=loaded.fingerprint,
-            findings=[f.dump() for f in validated.findings],
+            rows=result.rows,
+            columns=result.columns,
+            fingerprint=result.fingerprint,
+            findings=[f.dump() for f in result.findings],
         )
-        if validated.errors:
-            raise DataError(describe_errors(validated.errors))
-        columns = [*validated.features, validated.target]
-        target = validated.target
-        summary["target"] = target.name
-        summary["task"] = _infer_task(target, validated.frame[target.name])
-        summary["summary"] = [
-            _column_summary(validated.frame[c.name], c, "target" if c is target else "feature")
-            for c in [target, *validated.features]
-        ]
+        if result.errors:
+            raise DataError(describe_errors(result.errors))
+        columns = [*result.features, result.target]
+        summary["target"] = result.target.name
+        summary["task"] = result.task
+        summary["summary"] = result.summary
         document = {
             "dataset": dataset.name,
             "uri": dataset.spec.source.uri,
-            "fingerprint": loaded.fingerprint,
-            "rows": int(loaded.frame.shape[0]),
-            "target": validated.target.name,
+            "fingerprint": result.fingerprint,
+            "rows": result.rows,
+            "target": result.target.name,
             "columns": {
                 c.name: {
                     "type": c.type,
-                    **_profile_of(validated.frame[c.name], c, 50).model_dump(
-                        by_alias=True, exclude_none=True
-                    ),
+                    **result.profiles[c.name].model_dump(by_alias=True, exclude_none=True),
                 }
                 for c in columns
             },
@@ -216,7 +263,7 @@ def profile(
                 publish_directory(Path(tmp), output_uri)
             summary["profileUri"] = join(output_uri, PROFILE_FILE)
             say(f"wrote {summary['profileUri']}")
-        warnings_count = len(validated.findings)
+        warnings_count = len(result.findings)
         summary["phase"] = "Ready"
         summary["message"] = (
             f"{summary['rows']} rows, {summary['columns']} columns, {warnings_count} warning(s)"

@@ -8,6 +8,7 @@ severity ``error`` make the data unusable; the caller decides how to report them
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,8 +77,8 @@ def header_is_shown(names: list[str]) -> bool:
     )
 
 
-def _columns_list(frame: pd.DataFrame) -> str:
-    names = [str(c) for c in frame.columns]
+def _columns_list(frame: pd.DataFrame | list[str]) -> str:
+    names = [str(c) for c in (frame if isinstance(frame, list) else frame.columns)]
     if not header_is_shown(names):
         return (
             f"{len(names)} column{'s' if len(names) != 1 else ''}; names not shown, as the first "
@@ -143,6 +144,119 @@ def _category_text(value: object) -> str:
     return str(value)
 
 
+DISTINCT_SHOWN = 1000
+"""notAllowed counts distinct values up to this many, then says "more than"."""
+
+
+@dataclass
+class ColumnStats:
+    """What the checks of one typed column need, added chunk by chunk (memory stays flat:
+    counts, one value, and at most DISTINCT_SHOWN + 1 values outside allowedValues)."""
+
+    rows: int = 0
+    nulls: int = 0
+    present: int = 0
+    low: int = 0
+    high: int = 0
+    bad: int = 0
+    bad_values: set[object] = field(default_factory=set)
+    first: object = None
+    varied: bool = False
+    mismatched: int = 0
+    """Values that did not fit the type: NaN in ``values``, reported as typeMismatch, and
+    not missing values."""
+
+    def add(self, values: pd.Series, rule: Column, mismatched: int = 0) -> None:
+        self.rows += len(values)
+        self.mismatched += mismatched
+        present = values.dropna()
+        self.nulls += len(values) - len(present)
+        self.present += len(present)
+        if rule.type == "category":
+            if rule.allowed is not None:
+                outside = present[~present.isin(rule.allowed)]
+                self.bad += len(outside)
+                for value in outside.unique()[: DISTINCT_SHOWN + 1 - len(self.bad_values)]:
+                    self.bad_values.add(value)
+        else:
+            self.low += int((present < rule.min).sum()) if rule.min is not None else 0
+            self.high += int((present > rule.max).sum()) if rule.max is not None else 0
+        if not self.varied and len(present):
+            if self.first is None:
+                self.first = present.iloc[0]
+            self.varied = bool((present != self.first).any())
+
+    def findings(self, name: str, rule: Column) -> list[Finding]:
+        rows, empty = self.rows, self.nulls
+        nulls = empty - self.mismatched
+        if empty == rows and self.mismatched:
+            return []  # every value mismatched: the typeMismatch error says it all
+        if empty == rows:
+            return [
+                Finding(
+                    column=name,
+                    kind="allNull",
+                    count=rows,
+                    severity="error",
+                    message=f"column {name} has no values",
+                )
+            ]
+        out: list[Finding] = []
+        if nulls:
+            out.append(
+                Finding(
+                    column=name,
+                    kind="missing",
+                    count=nulls,
+                    severity="warning" if rule.nullable else "error",
+                    message=f"{nulls} of {rows} values missing"
+                    + ("" if rule.nullable else " in a column declared nullable: false"),
+                )
+            )
+        if self.bad:
+            # The values themselves are never repeated: they are data, and a schema with
+            # an empty allowedValues would otherwise read a column out.
+            distinct = len(self.bad_values)
+            shown = f"more than {DISTINCT_SHOWN}" if distinct > DISTINCT_SHOWN else str(distinct)
+            out.append(
+                Finding(
+                    column=name,
+                    kind="notAllowed",
+                    count=self.bad,
+                    severity="error",
+                    message=f"{self.bad} values outside allowedValues ({shown} distinct)",
+                )
+            )
+        if self.low or self.high:
+            out.append(
+                Finding(
+                    column=name,
+                    kind="outOfRange",
+                    count=self.low + self.high,
+                    severity="error",
+                    message=", ".join(
+                        part
+                        for part in (
+                            f"{self.low} below min {rule.min:g}" if self.low else "",
+                            f"{self.high} above max {rule.max:g}" if self.high else "",
+                        )
+                        if part
+                    ),
+                )
+            )
+        if not self.varied and rows > 1:
+            out.append(
+                Finding(
+                    column=name,
+                    kind="constant",
+                    count=self.present,
+                    severity="warning",
+                    message=f"column {name} has a single value",
+                )
+            )
+        return out
+
+
 def _check_column(
     name: str,
     values: pd.Series,
@@ -151,87 +265,23 @@ def _check_column(
     findings: list[Finding],
     mismatched: int = 0,
 ) -> None:
-    """Findings of one typed column. ``mismatched`` values did not fit the type (they are
-    NaN in ``values``, already reported as typeMismatch): they are not missing values."""
-    empty = int(values.isna().sum())
-    nulls = empty - mismatched
-    if empty == rows and mismatched:
-        return  # every value mismatched: the typeMismatch error says it all
-    if empty == rows:
-        findings.append(
-            Finding(
-                column=name,
-                kind="allNull",
-                count=rows,
-                severity="error",
-                message=f"column {name} has no values",
-            )
-        )
-        return
-    if nulls:
-        findings.append(
-            Finding(
-                column=name,
-                kind="missing",
-                count=nulls,
-                severity="warning" if rule.nullable else "error",
-                message=f"{nulls} of {rows} values missing"
-                + ("" if rule.nullable else " in a column declared nullable: false"),
-            )
-        )
-    present = values.dropna()
-    if rule.type == "category":
-        if rule.allowed is not None:
-            bad = int((~present.isin(rule.allowed)).sum())
-            if bad:
-                # The values themselves are never repeated: they are data, and a schema
-                # with an empty allowedValues would otherwise read a column out.
-                distinct = int(present[~present.isin(rule.allowed)].nunique())
-                findings.append(
-                    Finding(
-                        column=name,
-                        kind="notAllowed",
-                        count=bad,
-                        severity="error",
-                        message=f"{bad} values outside allowedValues ({distinct} distinct)",
-                    )
-                )
-    else:
-        low = int((present < rule.min).sum()) if rule.min is not None else 0
-        high = int((present > rule.max).sum()) if rule.max is not None else 0
-        if low or high:
-            findings.append(
-                Finding(
-                    column=name,
-                    kind="outOfRange",
-                    count=low + high,
-                    severity="error",
-                    message=", ".join(
-                        part
-                        for part in (
-                            f"{low} below min {rule.min:g}" if low else "",
-                            f"{high} above max {rule.max:g}" if high else "",
-                        )
-                        if part
-                    ),
-                )
-            )
-    if present.nunique() == 1 and rows > 1:
-        findings.append(
-            Finding(
-                column=name,
-                kind="constant",
-                count=len(present),
-                severity="warning",
-                message=f"column {name} has a single value",
-            )
-        )
+    """Findings of one typed column (``rows`` long; see ColumnStats)."""
+    stats = ColumnStats()
+    stats.add(values, rule, mismatched)
+    findings.extend(stats.findings(name, rule))
 
 
 def _rule(name: str, series: pd.Series, schema: dict[str, ColumnSchema]) -> Column:
+    return rule_of(name, schema, lambda: _infer_type(series))
+
+
+def rule_of(
+    name: str, schema: dict[str, ColumnSchema], inferred: Callable[[], FeatureType]
+) -> Column:
+    """The column's rule: the schema's declaration, else the inferred type."""
     declared = schema.get(name)
     if declared is None:
-        return Column(name, _infer_type(series))
+        return Column(name, inferred())
     return Column(
         name,
         declared.type,
@@ -242,67 +292,101 @@ def _rule(name: str, series: pd.Series, schema: dict[str, ColumnSchema]) -> Colu
     )
 
 
-def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
-    """Type and check the data; raise DataError when columns the spec names are absent."""
+@dataclass(frozen=True)
+class Plan:
+    """Which columns a Dataset uses, decided from the header alone."""
+
+    target: str
+    features: list[str]
+    schema: dict[str, ColumnSchema]
+
+    @property
+    def checked(self) -> list[str]:
+        """Features, target, then columns only the schema names, in that order."""
+        used = {*self.features, self.target}
+        return [*self.features, self.target, *(n for n in self.schema if n not in used)]
+
+
+def plan(dataset: Dataset, names: list[str]) -> Plan:
+    """Check the header against the spec; raise DataError naming what does not fit."""
     spec = dataset.spec
-    raw = raw.copy()
-    raw.columns = [str(c) for c in raw.columns]
-    if raw.columns.duplicated().any():
-        dup = sorted(set(raw.columns[raw.columns.duplicated()]))
-        named = f": {', '.join(dup)}" if header_is_shown([str(c) for c in raw.columns]) else ""
+    columns = pd.Index(names)
+    if columns.duplicated().any():
+        dup = sorted(set(columns[columns.duplicated()]))
+        named = f": {', '.join(dup)}" if header_is_shown(names) else ""
         raise DataError(f"the data has duplicate column names{named}")
-    if raw.shape[0] == 0:
-        raise DataError("the data has no rows")
     target = target_name(dataset)
-    if target not in raw.columns:
+    if target not in names:
         raise DataError(
-            f"target column {target!r} is not in the data (columns: {_columns_list(raw)})"
+            f"target column {target!r} is not in the data (columns: {_columns_list(names)})"
         )
     if spec.features is not None:
-        unknown = [f for f in spec.features if f not in raw.columns]
+        unknown = [f for f in spec.features if f not in names]
         if unknown:
             raise DataError(
                 f"spec.features names column(s) the data lacks: {', '.join(unknown)} "
-                f"(columns: {_columns_list(raw)})"
+                f"(columns: {_columns_list(names)})"
             )
         if target in spec.features:
             raise DataError(f"the target column {target!r} is also listed in spec.features")
         feature_names = list(spec.features)
     else:
-        feature_names = [c for c in raw.columns if c != target]
+        feature_names = [c for c in names if c != target]
     if not feature_names:
         raise DataError("the data has no feature columns besides the target")
     schema = {c.name: c for c in spec.schema_ or []}
-    unknown_schema = [n for n in schema if n not in raw.columns]
+    unknown_schema = [n for n in schema if n not in names]
     if unknown_schema:
         raise DataError(
             f"spec.schema names column(s) the data lacks: {', '.join(unknown_schema)} "
-            f"(columns: {_columns_list(raw)})"
+            f"(columns: {_columns_list(names)})"
         )
+    return Plan(target, feature_names, schema)
+
+
+def duplicates_finding(duplicates: int, rows: int, max_fraction: float) -> Finding:
+    share = duplicates / rows
+    too_many = share > max_fraction
+    return Finding(
+        kind="duplicates",
+        count=duplicates,
+        severity="error" if too_many else "warning",
+        message=f"{duplicates} rows repeat an earlier row ({share:.1%})"
+        + (f", more than maxDuplicateFraction {max_fraction}" if too_many else ""),
+    )
+
+
+def mismatch_finding(name: str, kind: FeatureType, mismatched: int, infinite: int) -> Finding:
+    return Finding(
+        column=name,
+        kind="typeMismatch",
+        count=mismatched,
+        severity="error",
+        message=f"{mismatched} values are not of type {kind}"
+        + (f" ({infinite} infinite)" if infinite else ""),
+    )
+
+
+def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
+    """Type and check the data; raise DataError when columns the spec names are absent."""
+    spec = dataset.spec
+    raw = raw.copy()
+    raw.columns = [str(c) for c in raw.columns]
+    if raw.shape[0] == 0 and not raw.columns.duplicated().any():
+        raise DataError("the data has no rows")
+    planned = plan(dataset, list(raw.columns))
+    target, feature_names, schema = planned.target, planned.features, planned.schema
 
     rows = int(raw.shape[0])
     findings: list[Finding] = []
     typed: dict[str, pd.Series] = {}
     rules: dict[str, Column] = {}
-    checked = [
-        *feature_names,
-        target,
-        *(n for n in schema if n not in feature_names and n != target),
-    ]
+    checked = planned.checked
     for name in checked:
         rule = _rule(name, raw[name], schema)
         values, mismatched, infinite = _coerce(raw[name], rule.type)
         if mismatched:
-            findings.append(
-                Finding(
-                    column=name,
-                    kind="typeMismatch",
-                    count=mismatched,
-                    severity="error",
-                    message=f"{mismatched} values are not of type {rule.type}"
-                    + (f" ({infinite} infinite)" if infinite else ""),
-                )
-            )
+            findings.append(mismatch_finding(name, rule.type, mismatched, infinite))
         _check_column(name, values, rule, rows, findings, mismatched)
         typed[name] = values
         rules[name] = rule
@@ -310,21 +394,7 @@ def validate(dataset: Dataset, raw: pd.DataFrame) -> ValidatedData:
     frame = pd.DataFrame({name: typed[name] for name in [*feature_names, target]})
     duplicates = int(frame.duplicated().sum())
     if duplicates:
-        share = duplicates / rows
-        too_many = share > spec.max_duplicate_fraction
-        findings.append(
-            Finding(
-                kind="duplicates",
-                count=duplicates,
-                severity="error" if too_many else "warning",
-                message=f"{duplicates} rows repeat an earlier row ({share:.1%})"
-                + (
-                    f", more than maxDuplicateFraction {spec.max_duplicate_fraction}"
-                    if too_many
-                    else ""
-                ),
-            )
-        )
+        findings.append(duplicates_finding(duplicates, rows, spec.max_duplicate_fraction))
     frame = frame[frame[target].notna()].reset_index(drop=True)
     return ValidatedData(frame, [rules[n] for n in feature_names], rules[target], findings)
 
