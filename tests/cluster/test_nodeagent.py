@@ -502,6 +502,8 @@ def test_an_image_not_of_ours_fails_the_container_with_a_clear_reason(
     state = wait_for(waiting, "the ImageNotRunnable reason")
     assert 'image "nginx:1.27"' in state["message"]
     assert cluster.get("pod", "nginx", "-n", ns)["status"]["phase"] == "Pending"
+    # A pod that never started is still deleted promptly (the agent finishes the deletion).
+    cluster.kubectl("delete", "pod", "nginx", "-n", ns, "--wait=true", "--timeout=30s", timeout=60)
 
 
 def test_a_readiness_probe_gates_ready_and_the_service_endpoints(cluster: Any, ns: str) -> None:
