@@ -419,12 +419,14 @@ def deployment_fragment(
     err_slo = (analysis_spec.get("errorRate") or {}).get("max")
     status_points = history.status_points(key)
     router_points = history.router_points(key)
+    since = min((p["t"] - now for p in status_points + router_points), default=None)
     weights_chart = line_chart(
         "traffic weight per variant",
         _series(status_points, now, lambda p: dict(p.get("traffic") or {})),
         unit="%",
         y_max=100,
         chart_id="chart-weights",
+        since=since,
     )
 
     def per_variant(field: str) -> Callable[[dict[str, Any]], dict[str, float | None]]:
@@ -434,18 +436,21 @@ def deployment_fragment(
         "requests/s per variant",
         _series(router_points, now, per_variant("rps")),
         chart_id="chart-rps",
+        since=since,
     )
     error_chart = line_chart(
         "error rate per variant",
         _series(router_points, now, per_variant("errorRate")),
         threshold=err_slo,
         chart_id="chart-errors",
+        since=since,
     )
     p50_chart = line_chart(
         "p50 latency per variant",
         _series(router_points, now, per_variant("p50Ms")),
         unit="ms",
         chart_id="chart-p50",
+        since=since,
     )
     p99_chart = line_chart(
         "p99 latency per variant",
@@ -454,6 +459,7 @@ def deployment_fragment(
         threshold=p99_slo,
         threshold_label="SLO p99",
         chart_id="chart-p99",
+        since=since,
     )
     if not router_points:
         note = (

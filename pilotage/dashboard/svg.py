@@ -62,8 +62,10 @@ def line_chart(
     width: int = 520,
     height: int = 190,
     chart_id: str = "",
+    since: float | None = None,
 ) -> str:
-    """Lines over time (x: seconds, shown as seconds ago), an optional dashed threshold."""
+    """Lines over time (x: seconds relative to now, negative), an optional dashed threshold;
+    ``since`` starts the axis there (so that the charts of one page share their time axis)."""
     left, right, top, bottom = 48, 12, 38, 22
     plot_w, plot_h = width - left - right, height - top - bottom
     points = [p for pts in series.values() for p in pts if p[1] is not None]
@@ -79,7 +81,9 @@ def line_chart(
             ' text-anchor="middle">no data yet</text></svg>'
         )
     t_min = min(p[0] for p in points)
-    t_max = max(p[0] for p in points)
+    if since is not None:
+        t_min = min(t_min, since)
+    t_max = max(max(p[0] for p in points), 0.0) if since is not None else max(p[0] for p in points)
     span = max(t_max - t_min, 1.0)
     top_value = max([p[1] for p in points] + ([threshold * 1.15] if threshold else []))
     v_max = y_max if y_max is not None else _nice_max(top_value)
