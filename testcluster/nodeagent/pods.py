@@ -144,7 +144,7 @@ class PodRunner:
             try:
                 self.volumes = await self.prepare_volumes()
                 return
-            except (ConfigError, ApiError, OSError) as exc:
+            except (ConfigError, ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                 message = f"MountVolume.SetUp failed: {exc}"
                 for cs in self.init + self.main:
                     cs.state = {"waiting": {"reason": "ContainerCreating", "message": message}}
@@ -177,7 +177,8 @@ class PodRunner:
                 return
             try:
                 await self.prepare_volumes(refresh=True)
-            except (ConfigError, ApiError, OSError) as exc:  # the kubelet keeps the old files
+            except (ConfigError, ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                # the kubelet keeps the old files
                 log.info("pod %s: volumes not refreshed: %s", self.key, exc)
 
     async def terminate(self, grace: float) -> None:
@@ -526,7 +527,16 @@ class PodRunner:
                 self.changed.set()
                 await self._sleep_unless_stopping(3600 * 24)
                 return -1
-            except (ConfigError, ApiError, KeyError, TypeError, ValueError) as exc:
+            except (
+                ConfigError,
+                ApiError,
+                aiohttp.ClientError,
+                TimeoutError,
+                OSError,
+                KeyError,
+                TypeError,
+                ValueError,
+            ) as exc:
                 cs.state = {
                     "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)[:1000]}
                 }

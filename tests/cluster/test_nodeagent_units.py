@@ -656,3 +656,37 @@ def test_addresses_are_given_round_robin_and_a_released_one_comes_back_last() ->
     assert [net.allocate().address for _ in range(3)] == ["10.9.0.5", "10.9.0.6", "10.9.0.2"]
     with pytest.raises(RuntimeError, match=r"no free address in 10\.9\.0\.0/29"):
         net.allocate()
+
+
+async def test_an_api_server_hiccup_while_preparing_volumes_is_retried(tmp_path: Path) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from testcluster.nodeagent.pods import PodRunner
+
+    calls = []
+
+    class FlakyKube:
+        async def get(self, path: str) -> dict:
+            calls.append(path)
+            if len(calls) == 1:
+                raise aiohttp.ClientConnectionError("Cannot connect to host 127.0.0.1:6443")
+            return {"data": {"level": "debug"}}
+
+    agent = SimpleNamespace(kube=FlakyKube(), state_dir=tmp_path)
+    pod = {
+        "metadata": {"name": "web", "namespace": "shop", "uid": "u1"},
+        "spec": {
+            "containers": [{"name": "main", "image": "g/pilotage-server:1"}],
+            "volumes": [{"name": "settings", "configMap": {"name": "settings"}}],
+        },
+    }
+    runner = PodRunner(agent, pod)  # type: ignore[arg-type]
+    task = asyncio.create_task(runner._prepare_volumes_until_ok())
+    await asyncio.wait_for(runner.changed.wait(), 5)
+    waiting = runner.main[0].state["waiting"]
+    assert waiting["reason"] == "ContainerCreating" and "Cannot connect" in waiting["message"]
+    await asyncio.wait_for(task, 10)  # retried after a second
+    assert (runner.volumes["settings"] / "level").read_text() == "debug" and len(calls) == 2
