@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from testcluster.nodeagent import network
 from testcluster.nodeagent.kube import ApiError, Informer, Kube
 from testcluster.nodeagent.kubeletapi import KubeletApi
@@ -233,17 +235,28 @@ class Agent:
         await runner.stop_status()
 
     async def _delete_pod(self, pod: dict[str, Any]) -> None:
+        """Finish a deletion (gracePeriodSeconds=0, this uid only), retrying while the API
+        server cannot be reached: a pod left Terminating would hold its namespace forever."""
         meta = pod["metadata"]
-        with contextlib.suppress(ApiError):
-            await self.kube.delete(
-                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
-                {
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "gracePeriodSeconds": 0,
-                    "preconditions": {"uid": meta["uid"]},
-                },
-            )
+        for attempt in range(60):
+            try:
+                await self.kube.delete(
+                    f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                    {
+                        "kind": "DeleteOptions",
+                        "apiVersion": "v1",
+                        "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": meta["uid"]},
+                    },
+                )
+                return
+            except ApiError as exc:
+                if exc.status in (404, 409):  # gone already, or another pod of that name
+                    return
+                log.warning("deleting pod %s/%s: %s", meta["namespace"], meta["name"], exc)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("deleting pod %s/%s: %s", meta["namespace"], meta["name"], exc)
+            await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
 
     # ---- node -----------------------------------------------------------------------------
 

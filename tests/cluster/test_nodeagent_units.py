@@ -690,3 +690,29 @@ async def test_an_api_server_hiccup_while_preparing_volumes_is_retried(tmp_path:
     assert waiting["reason"] == "ContainerCreating" and "Cannot connect" in waiting["message"]
     await asyncio.wait_for(task, 10)  # retried after a second
     assert (runner.volumes["settings"] / "level").read_text() == "debug" and len(calls) == 2
+
+
+async def test_finishing_a_deletion_is_retried_until_the_api_server_answers() -> None:
+    import aiohttp
+
+    from testcluster.nodeagent.agent import Agent
+    from testcluster.nodeagent.kube import ApiError
+
+    calls: list[tuple[str, dict]] = []
+
+    class FlakyKube:
+        async def delete(self, path: str, body: dict) -> dict:
+            calls.append((path, body))
+            if len(calls) == 1:
+                raise aiohttp.ClientConnectionError("connection reset")
+            if len(calls) == 2:
+                raise ApiError(500, "etcd leader changed", "InternalError")
+            return {}
+
+    agent = Agent.__new__(Agent)
+    agent.kube = FlakyKube()  # type: ignore[assignment]
+    await agent._delete_pod({"metadata": {"name": "web", "namespace": "shop", "uid": "u1"}})
+    assert len(calls) == 3
+    path, body = calls[-1]
+    assert path == "/api/v1/namespaces/shop/pods/web"
+    assert body["gracePeriodSeconds"] == 0 and body["preconditions"] == {"uid": "u1"}
