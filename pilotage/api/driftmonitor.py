@@ -213,6 +213,11 @@ class DriftMonitorStatus(ApiModel):
     """Share of drifted features (0..1), read by a deployment's drift SLO."""
     prediction_drift: PredictionDrift | None = None
     """Drift of the prediction distribution."""
+    out_of_schema: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=1000
+    )
+    """Feature → values of the last checked window outside the Dataset schema (below `min`,
+    above `max`, not an int, not a bool); they are scored unless the servers are strict."""
     live: LiveMetrics | None = None
     """Live quality from feedback."""
     consecutive_drifting: int = 0

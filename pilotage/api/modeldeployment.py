@@ -250,6 +250,10 @@ class ServerSpec(ApiModel):
     """Adaptive batching: most requests merged into one inference (1 = off)."""
     max_batch_wait_us: Annotated[int, Field(ge=0, le=100000)] = 500
     """Adaptive batching: longest wait for a batch to fill, in microseconds."""
+    strict_schema: bool = False
+    """Answer 400 to a feature value outside the Dataset schema (below `min`, above `max`,
+    not an int, not a bool). By default such values are scored and counted
+    (`pilotage_feature_out_of_schema_total`, the DriftMonitor's `status.outOfSchema`)."""
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     """Resources of each server pod."""
 

@@ -72,6 +72,7 @@ from pilotage.drift.report import DriftReport
 from pilotage.drift.window import add_windows, window_counts
 
 PREDICTIONS_GROUP = "__predictions__"
+OUT_OF_SCHEMA_GROUP = "__outOfSchema__"
 HANDLED_RETRAIN = "handledRetrain"
 RETRAINED_FOR = "retrainedFor"
 # A live-performance breach no retrain has taken yet (one inside the cooldown): it is
@@ -102,6 +103,7 @@ def _counts(c: ServerCounters) -> Window:
     return {
         **{f: dict(bins) for f, bins in c.features.items()},
         PREDICTIONS_GROUP: dict(c.predictions),
+        OUT_OF_SCHEMA_GROUP: dict(c.out_of_schema),
     }
 
 
@@ -203,6 +205,7 @@ class _Reconcile:
         windows = _replica_windows(cp["counts"], obs.counters)
         window = add_windows(*windows)
         predictions = window.pop(PREDICTIONS_GROUP, {})
+        out_of_schema = {f: n for f, n in window.pop(OUT_OF_SCHEMA_GROUP, {}).items() if n > 0}
         window = {f: bins for f, bins in window.items() if f in obs.baseline.features}
         rows = max((sum(b.values()) for b in window.values()), default=0)
         started = parse_time(cp.get("time")) or self.now
@@ -231,6 +234,7 @@ class _Reconcile:
         )
         cp.update(time=self.stamp, counts=_snapshot(obs.counters))
         self.record(report)
+        self.st.out_of_schema = dict(sorted(out_of_schema.items())[:1000])
 
     def watch_version(self, version: str) -> None:
         """A new model version (or the first look): the previous version's verdict,
@@ -245,6 +249,7 @@ class _Reconcile:
         st.phase = "InsufficientData"
         st.samples = 0
         st.features = []
+        st.out_of_schema = {}
         st.dataset_drift = False
         st.drift_score = None
         st.prediction_drift = None

@@ -589,6 +589,7 @@ class _Reconcile:
             threads=spec.server.threads,
             max_batch_size=spec.server.max_batch_size,
             max_batch_wait_us=spec.server.max_batch_wait_us,
+            strict_schema=spec.server.strict_schema,
             resources=spec.server.resources.dump(),
         )
         wanted = [m for m in (st.stable, st.candidate, st.previous) if m is not None]

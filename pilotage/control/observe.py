@@ -188,4 +188,5 @@ def server_counters(doc: Mapping[str, Any], replica: str) -> ServerCounters:
         rows=_int(doc.get("rows")),
         replica=replica,
         reservoir=_recent_rows(doc.get("reservoir")),
+        out_of_schema=_counts(doc.get("outOfSchema")),
     )

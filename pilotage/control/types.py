@@ -64,6 +64,7 @@ class ServerSettings:
     max_batch_size: int = 1
     max_batch_wait_us: int = 500
     resources: dict[str, Any] = field(default_factory=dict)
+    strict_schema: bool = False
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,8 @@ class ServerCounters:
     reservoir: RecentRows | None = None
     """The replica's recent rows, for exact KS/Wasserstein against the model card's
     training sample; None (bins only) when the shell did not read them."""
+    out_of_schema: Mapping[str, int] = field(default_factory=dict)
+    """feature → values seen outside the Dataset schema (cumulative)."""
 
 
 @dataclass(frozen=True)

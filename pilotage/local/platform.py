@@ -285,6 +285,8 @@ class LocalPlatform:
             "threads": action.settings.threads,
             "maxBatchSize": action.settings.max_batch_size,
             "maxBatchWaitUs": action.settings.max_batch_wait_us,
+            # only when set: servers started before the setting existed are kept
+            **({"strictSchema": True} if action.settings.strict_schema else {}),
         }
         restarted = False
         for record in self.servers(action.deployment, action.version, namespace):
@@ -326,6 +328,7 @@ class LocalPlatform:
             str(action.settings.max_batch_size),
             "--max-batch-wait-us",
             str(action.settings.max_batch_wait_us),
+            *(["--strict-schema"] if action.settings.strict_schema else []),
             "--cache-dir",
             str(self.state_dir / "cache"),
             "--enable-fault-injection",  # the demo slows a canary through /admin/faults

@@ -315,6 +315,7 @@ def build_server_deployment(
             str(s.max_batch_size),
             "--max-batch-wait-us",
             str(s.max_batch_wait_us),
+            *(["--strict-schema"] if s.strict_schema else []),
             "--cache-dir",
             "/tmp/models",
             *(["--enable-fault-injection"] if settings.server_fault_injection else []),

@@ -66,6 +66,7 @@ class ServerOptions:
     inference_thread: bool = False  # onnxruntime on one worker thread, not the loop's
     max_body_bytes: int = 8 * 1024 * 1024
     reservoir_size: int = 1000
+    strict_schema: bool = False  # refuse values outside the Dataset schema with a 400
     fault_injection: bool = False  # off: no /admin/faults (404), no injected faults
     inject_latency_ms: float = 0.0
     inject_error_rate: float = 0.0
@@ -295,6 +296,8 @@ class ServerApp:
                 rows = rows_from_tensors(tensors, self.schema)
             else:
                 rows = rows_from_v1(parse_json(body), self.schema)
+            if self.options.strict_schema:
+                self.schema.check_schema(rows, "inputs" if protocol == "v2" else "instances")
             if batcher is not None:
                 batcher.arriving -= 1
                 queued = True

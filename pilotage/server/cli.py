@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="recent rows kept for drift statistics (default 1000)",
     )
     p.add_argument(
+        "--strict-schema",
+        action="store_true",
+        help="answer 400 to a value outside the Dataset schema (min, max, int, bool); "
+        "by default such values are scored and counted "
+        "(pilotage_feature_out_of_schema_total)",
+    )
+    p.add_argument(
         "--cache-dir",
         type=Path,
         help="where remote model files are downloaded (default: a temporary folder)",
@@ -158,6 +165,7 @@ def main(argv: list[str]) -> int:
         inference_thread=args.inference_thread,
         max_body_bytes=args.max_body_bytes,
         reservoir_size=args.reservoir_size,
+        strict_schema=args.strict_schema,
         fault_injection=args.enable_fault_injection,
         inject_latency_ms=args.inject_latency_ms,
         inject_error_rate=args.inject_error_rate,

@@ -134,6 +134,8 @@ class DriftCounter:
             prediction_profile.edges if isinstance(prediction_profile, NumericProfile) else []
         )
         self.rows_total = 0
+        # per numeric feature: values outside the Dataset schema (min, max, int, bool)
+        self.out_of_schema = np.zeros(len(schema.numeric_features), dtype=np.int64)
         self.recent = RecentRows(schema, reservoir_size)
         self._pending = np.empty((PENDING_ROWS, len(schema.numeric_features)), dtype=np.float32)
         self._pending_rows = 0
@@ -141,6 +143,8 @@ class DriftCounter:
 
     def observe(self, rows: Rows, prediction: Prediction) -> None:
         self.rows_total += rows.count
+        if self.schema.has_rules and rows.count:
+            self.out_of_schema += self.schema.out_of_schema(rows.numeric).sum(axis=0)
         self.recent.add(rows)
         for bins, column in zip(self.category_bins, rows.categorical, strict=True):
             bins.add(column)
@@ -187,10 +191,26 @@ class DriftCounter:
             return dict(self.class_counts)
         return self.prediction_bins.labels()
 
+    def out_of_schema_counts(self) -> dict[str, int]:
+        """Values seen outside the Dataset schema, per numeric feature that has a rule."""
+        schema = self.schema
+        ruled = (
+            np.isfinite(schema.minimum)
+            | np.isfinite(schema.maximum)
+            | schema.integral
+            | schema.boolean
+        )
+        return {
+            f.name: int(n)
+            for f, n, has in zip(schema.numeric_features, self.out_of_schema, ruled, strict=True)
+            if has
+        }
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "rows": self.rows_total,
             "features": self.feature_counts(),
+            "outOfSchema": self.out_of_schema_counts(),
             "predictions": {
                 "kind": "classes" if self.is_classifier else "bins",
                 "counts": self.prediction_counts(),

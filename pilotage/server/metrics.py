@@ -108,6 +108,15 @@ class ServerMetrics:
                 lines.append(
                     f'pilotage_feature_bin_total{{{b},feature="{f}",bin="{_escape(bin_label)}"}} {n}'
                 )
+        lines += [
+            "# HELP pilotage_feature_out_of_schema_total Feature values outside the Dataset "
+            "schema (below min, above max, not an int, not a bool).",
+            "# TYPE pilotage_feature_out_of_schema_total counter",
+        ]
+        for feature, n in self.drift.out_of_schema_counts().items():
+            lines.append(
+                f'pilotage_feature_out_of_schema_total{{{b},feature="{_escape(feature)}"}} {n}'
+            )
         if self.drift.is_classifier:
             lines += [
                 "# HELP pilotage_prediction_total Predictions per class.",

@@ -58,6 +58,24 @@ class RowSchema:
         )
         self.any_non_nullable_numeric = bool(self.non_nullable_numeric.any())
         self.expected = ", ".join(self.names)
+        # The Dataset schema's rules, as float32 (the values arrive as float32): a value
+        # outside them is counted (and refused with strict schema checking).
+        numeric = self.numeric_features
+        with np.errstate(over="ignore"):
+            self.minimum = np.array(
+                [-np.inf if f.min is None else f.min for f in numeric], dtype=np.float32
+            )
+            self.maximum = np.array(
+                [np.inf if f.max is None else f.max for f in numeric], dtype=np.float32
+            )
+        self.integral = np.array([f.type == "int" for f in numeric], dtype=bool)
+        self.boolean = np.array([f.type == "bool" for f in numeric], dtype=bool)
+        self.has_rules = bool(
+            np.isfinite(self.minimum).any()
+            or np.isfinite(self.maximum).any()
+            or self.integral.any()
+            or self.boolean.any()
+        )
 
     # ---- checks shared by every protocol -------------------------------------------
 
@@ -86,6 +104,36 @@ class RowSchema:
                 )
             if value == "":
                 raise bad_request(_empty_category(f"{where}: row {row}", feature.name))
+
+    def out_of_schema(self, numeric: np.ndarray) -> np.ndarray:
+        """[rows, numeric features] True where a present value breaks the feature's rule:
+        below `min`, above `max`, not a whole number (`int`), not 0/1 (`bool`)."""
+        with np.errstate(invalid="ignore"):
+            bad = (numeric < self.minimum) | (numeric > self.maximum)
+            bad |= self.integral & (np.floor(numeric) != numeric)
+            bad |= self.boolean & (numeric != 0) & (numeric != 1)
+        return bad & ~np.isnan(numeric)
+
+    def check_schema(self, rows: Rows, where: str) -> None:
+        """Strict mode: refuse the first value outside the Dataset schema, naming it."""
+        if not self.has_rules or not rows.count:
+            return
+        bad = self.out_of_schema(rows.numeric)
+        if not bad.any():
+            return
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        feature = self.numeric_features[col]
+        value = float(rows.numeric[row, col])
+        if feature.min is not None and value < self.minimum[col]:
+            rule = f"below min {feature.min:g}"
+        elif feature.max is not None and value > self.maximum[col]:
+            rule = f"above max {feature.max:g}"
+        else:
+            rule = f"not a valid {feature.type}"
+        raise bad_request(
+            f"{where}: row {row}: feature {feature.name!r} value {value:.9g} is {rule} "
+            "(out of the Dataset schema; this server checks it strictly)"
+        )
 
     def empty(self) -> Rows:
         return Rows(

@@ -292,3 +292,34 @@ def test_a_test_based_method_shows_its_p_value_beside_the_statistic(method: str)
     assert dm.status is not None and dm.status.features[0].p_value is None
     detected = next(e for e in result.events if e.reason == "DriftDetected")
     assert f"a psi={dm.status.features[0].score:.3f}" in detected.message
+
+
+def test_values_outside_the_dataset_schema_are_counted_per_window() -> None:
+    from dataclasses import replace
+
+    server = Server()
+    counters = server.counters()
+    dm, _ = step(monitor(), observe(server), 0)
+    server.send(300, shifted=False)
+    obs = observe(server)
+    later = replace(obs.counters[0], out_of_schema={"a": 7, "b": 0})
+    dm, _ = step(dm, replace(obs, counters=(later,)), 60)
+    assert dm.status is not None and dm.status.phase == "Healthy"
+    assert dm.status.out_of_schema == {"a": 7}
+    assert dm.status.dump()["outOfSchema"] == {"a": 7}
+    # The next window counts only what came since.
+    server.send(300, shifted=False)
+    obs = observe(server)
+    dm, _ = step(
+        dm, replace(obs, counters=(replace(obs.counters[0], out_of_schema={"a": 9}),)), 120
+    )
+    assert dm.status is not None and dm.status.out_of_schema == {"a": 2}
+    assert counters.out_of_schema == {}
+
+
+def test_the_servers_out_of_schema_counts_are_read() -> None:
+    from pilotage.control.observe import server_counters
+
+    doc = {"rows": 3, "features": {}, "outOfSchema": {"a": 3, "b": "x"}}
+    assert server_counters(doc, "pod-1").out_of_schema == {"a": 3, "b": 0}
+    assert server_counters({"rows": 0}, "pod-1").out_of_schema == {}

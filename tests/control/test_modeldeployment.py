@@ -531,3 +531,12 @@ def test_a_moved_endpoint_is_said_in_status_and_an_event() -> None:
     assert [e.reason for e in result.events] == ["EndpointChanged"]
     md, result = run(md, moved, 20)
     assert result.events == [] and md.status is not None and md.status.endpoint_note == note
+
+
+def test_strict_schema_reaches_the_servers() -> None:
+    _, result = run(deployment(server={"strictSchema": True}), observe([V1], []), 0)
+    [server] = [a for a in result.actions if isinstance(a, EnsureServer)]
+    assert server.settings.strict_schema
+    _, result = run(deployment(), observe([V1], []), 0)
+    [server] = [a for a in result.actions if isinstance(a, EnsureServer)]
+    assert not server.settings.strict_schema

@@ -207,6 +207,21 @@ def test_server_pods_expose_fault_injection_only_when_the_operator_is_told_to() 
     assert "--enable-fault-injection" in args(drills)
 
 
+def test_server_pods_check_the_schema_strictly_only_when_the_spec_asks() -> None:
+    from dataclasses import replace
+
+    from pilotage.control.types import ServerSettings
+
+    server = EnsureServer(deployment="iris", version="v1", model_uri="s3://m/v1", replicas=1)
+
+    def args(action: EnsureServer) -> list[str]:
+        built = build.build_server_deployment(action, MD_OWNER, PVC)
+        return list(built["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--strict-schema" not in args(server)
+    assert "--strict-schema" in args(replace(server, settings=ServerSettings(strict_schema=True)))
+
+
 def test_router_mounts_the_token_secrets_the_spec_names() -> None:
     plain = build.build_router_deployment(EnsureRouter("iris", 1), MD_OWNER, S3)
     args = plain["spec"]["template"]["spec"]["containers"][0]["args"]
