@@ -176,3 +176,23 @@ def pod_logs(cluster: Cluster, namespace: str, prefix: str) -> str:
     for pod_dir in sorted((cluster.state_dir / "pods").glob(f"{namespace}_{prefix}*")):
         texts += [log.read_text(errors="replace") for log in sorted(pod_dir.glob("*.log"))]
     return "\n".join(texts)
+
+
+RELEASE_NS = "pilotage-system"
+
+
+@pytest.fixture(scope="session")
+def operator_installed(cluster: Cluster) -> Iterator[Cluster]:
+    """The chart installed as a user installs it, with fault injection for the rollback
+    drills and a short resync so the tests need not wait for the 30 s default.
+    (test_install.py installs and uninstalls the same release on its own, first.)"""
+    helm(
+        cluster,
+        "install", "pilotage", str(CHART),
+        "-n", RELEASE_NS, "--create-namespace", "--wait", "--timeout", "180s",
+        "--set", "workloads.faultInjection=true",
+        "--set-json", "operator.resyncSeconds=2",
+        "--set-json", "operator.minIntervalSeconds=0.1",
+    )  # fmt: skip
+    yield cluster
+    helm(cluster, "uninstall", "pilotage", "-n", RELEASE_NS, "--wait", check=False)

@@ -14,16 +14,15 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
 
-from tests.cluster.conftest import CHART, Cluster, helm, pod_logs, restricted_namespace
+from tests.cluster.conftest import RELEASE_NS, Cluster, pod_logs, restricted_namespace
 
 NS = "story"
-RELEASE_NS = "pilotage-system"
 T = TypeVar("T")
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]]
 SHIFT = 4.0  # added to every feature: far outside the training data
@@ -156,6 +155,7 @@ class Traffic:
 
     url: str
     shift: float = 0.0
+    model: str = "iris"
     codes: Counter[int] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -168,7 +168,7 @@ class Traffic:
         row = [v + self.shift for v in ROWS[i % len(ROWS)]]
         body = json.dumps({"instances": [row]}).encode()
         request = urllib.request.Request(
-            f"{self.url}/v1/models/iris:predict", body, {"content-type": "application/json"}
+            f"{self.url}/v1/models/{self.model}:predict", body, {"content-type": "application/json"}
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -215,18 +215,9 @@ class Traffic:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Iterator[Cluster]:
-    helm(
-        cluster,
-        "install", "pilotage", str(CHART),
-        "-n", RELEASE_NS, "--create-namespace", "--wait", "--timeout", "180s",
-        "--set", "workloads.faultInjection=true",
-        "--set-json", "operator.resyncSeconds=2",
-        "--set-json", "operator.minIntervalSeconds=0.1",
-    )  # fmt: skip
-    restricted_namespace(cluster, NS)
-    yield cluster
-    helm(cluster, "uninstall", "pilotage", "-n", RELEASE_NS, "--wait", check=False)
+def story(operator_installed: Cluster) -> Cluster:
+    restricted_namespace(operator_installed, NS)
+    return operator_installed
 
 
 def operator_log(cluster: Cluster) -> str:
@@ -247,8 +238,8 @@ def server_pod_ip(cluster: Cluster, version: str) -> str:
     return str(running[0]["status"]["podIP"])
 
 
-def test_the_story_with_kubectl_and_http_only(installed: Cluster) -> None:
-    cluster = installed
+def test_the_story_with_kubectl_and_http_only(story: Cluster) -> None:
+    cluster = story
     started = time.monotonic()
     cluster.kubectl("apply", "-f", "-", input=DATASET_AND_V1)
     for ref in ("dataset/iris", "trainingjob/iris-v1", "modeldeployment/iris"):
