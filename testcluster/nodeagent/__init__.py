@@ -24,7 +24,8 @@ Test-only. What it does, and what a kubelet does that it does not:
   exit codes, restarts per restartPolicy with backoff 1 s doubling to 30 s (the kubelet:
   10 s to 5 min), graceful deletion (SIGTERM to the process group, SIGKILL after the grace
   period, then the pod is deleted with gracePeriodSeconds=0 as the kubelet does).
-  Not enforced: resource limits, readOnlyRootFilesystem, capabilities, seccomp,
+  Not enforced: resource limits (the cgroups of this machine belong to the sandbox),
+  readOnlyRootFilesystem, capabilities, seccomp,
   allowPrivilegeEscalation, lifecycle hooks. ConfigMap, Secret and
   downward API files are refreshed in place every 5 s, as the kubelet's sync does; a
   service-account token is requested again at 80 % of its lifetime. Past a pod's
