@@ -24,7 +24,12 @@ def api_url(cluster: Cluster) -> str:
     return str(cluster.servers[0].url).rstrip("/")
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+# A deadline, not a timing: generous, because a loaded machine (two cores shared with a
+# second `make test`) slows every step; a passing wait returns as soon as it holds.
+DEADLINE = 60.0
+
+
+async def eventually(check: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
     """Await until ``check()`` returns something truthy (without blocking the loop)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -57,11 +62,11 @@ async def running_kopf(
     waiter: Awaitable[Any] = asyncio.wait(
         [task, asyncio.ensure_future(ready.wait())], return_when=asyncio.FIRST_COMPLETED
     )
-    await asyncio.wait_for(waiter, 10)
+    await asyncio.wait_for(waiter, DEADLINE)
     if task.done():
         task.result()
     try:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(task, DEADLINE)

@@ -21,7 +21,7 @@ from pilotage.operator.app import OperatorApp, build_operator
 from pilotage.operator.platform import Addresses
 from pilotage.operator.settings import OperatorSettings
 from pilotage.router.table import RoutingError, parse_table
-from tests.operator.conftest import api_url, eventually
+from tests.operator.conftest import DEADLINE, api_url, eventually
 from tests.operator.emulator import Cluster
 from tests.operator.manifests import BASE, CRDS, NS, dataset, summary, training_job
 
@@ -324,7 +324,7 @@ async def operator(
     stop, ready = asyncio.Event(), asyncio.Event()
     app.kopf_settings.watching.reconnect_backoff = 0.1
     task = asyncio.create_task(kopf.operator(**app.run_kwargs(), stop_flag=stop, ready_flag=ready))
-    await asyncio.wait_for(ready.wait(), 10)
+    await asyncio.wait_for(ready.wait(), DEADLINE)
     try:
         yield app
     finally:

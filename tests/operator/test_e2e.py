@@ -120,7 +120,7 @@ async def test_operator_process_runs_training_and_stops_on_sigterm(tmp_path: Pat
             # ---- SIGTERM: a clean, quick stop ------------------------------------------------
             started = time.monotonic()
             os.killpg(proc.pid, signal.SIGTERM)
-            code = await asyncio.to_thread(proc.popen.wait, 15)
+            code = await asyncio.to_thread(proc.popen.wait, 60)
             stopped_in = time.monotonic() - started
             assert code == 0, proc.log()[-3000:]
         finally:

@@ -127,9 +127,7 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
         await cluster_call(
             cluster, "POST", f"{BASE}/modeldeployments", model_deployment(strategy, analysis)
         )
-        await eventually(
-            lambda: md_status(cluster).get("phase") == "Healthy", what="Healthy on v1", timeout=60
-        )
+        await eventually(lambda: md_status(cluster).get("phase") == "Healthy", what="Healthy on v1")
         secret = cluster.get("v1/secrets", NS, names.router_token_secret_name("iris"))
         assert secret is not None
         token = base64.b64decode(secret["data"]["token"]).decode()
@@ -148,7 +146,6 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
         await eventually(
             lambda: md_status(cluster).get("traffic") == {"stable": 50, "canary": 50},
             what="canary at 50 %",
-            timeout=60,
         )
         stats = await get_json(f"{admin}/admin/stats", token)
         assert stats["weights"] == {"stable": 50, "canary": 50}
@@ -164,7 +161,6 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
                     and md_status(cluster)["lastAnalysis"]
                 ),
                 what="a passing analysis on the router's real stats",
-                timeout=30,
             )
             assert passed["requests"] >= 3 and passed["p99Ms"] < P99_SLO_MS
             assert traffic.versions["iris-v1"] > 0 and traffic.versions["iris-v2"] > 0
@@ -175,7 +171,6 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
             md = await eventually(
                 lambda: md_status(cluster).get("phase") == "Degraded" and md_status(cluster),
                 what="rolled back",
-                timeout=30,
             )
             stats = await get_json(f"{admin}/admin/stats", token)
             assert stats["weights"].get("canary", 0) == 0 and stats["weights"]["stable"] == 100
@@ -193,7 +188,10 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
         assert md["lastAnalysis"]["verdict"] == "Fail"
         assert md["lastAnalysis"]["p99Ms"] > P99_SLO_MS
         assert md["traffic"].get("canary", 0) == 0 and md["stable"]["version"] == "iris-v1"
-        (rolled_back,) = events(cluster, "RolledBack")
+        # Events are posted after the status write they follow.
+        (rolled_back,) = await eventually(
+            lambda: events(cluster, "RolledBack"), what="the RolledBack Event"
+        )
         assert str(P99_SLO_MS) in rolled_back["message"]
 
         canary_seen = [r for r in stats["retired"] if r["version"] == "iris-v2"] or [

@@ -203,7 +203,6 @@ async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
                         and status(cluster, "modeldeployments", "iris")
                     ),
                     what="rolled back",
-                    timeout=20,
                 )
             finally:
                 feeder.cancel()
@@ -236,7 +235,10 @@ async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
         assert md["lastAnalysis"]["verdict"] == "Fail" and md["lastAnalysis"]["failures"] == 1
         assert md["lastAnalysis"]["p99Ms"] > 50
         assert md["history"][-1]["action"] == "RolledBack"
-        (rolled_back,) = events(cluster, "RolledBack")
+        # Events are posted after the status write they follow.
+        (rolled_back,) = await eventually(
+            lambda: events(cluster, "RolledBack"), what="the RolledBack Event"
+        )
         assert rolled_back["type"] == "Warning" and "50" in rolled_back["message"]
         await eventually(
             lambda: (
