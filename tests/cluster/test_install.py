@@ -154,6 +154,9 @@ def test_install_runs_the_operator_as_a_pod_and_a_dataset_becomes_ready(
     mounts = [m["mountPath"] for m in container["volumeMounts"]]
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
     assert "/pilotage-operator:" in container["image"]
+    # in-cluster config: no kubeconfig anywhere, only the token (test 3 sees the API
+    # server name the chart's ServiceAccount as the caller)
+    assert "KUBECONFIG" not in {e["name"] for e in container.get("env", [])}
 
     restricted_namespace(cluster, "ml-smoke")
     ds = ready_dataset(cluster, "ml-smoke", "iris")
