@@ -60,12 +60,17 @@ class Listener:
             writer.close()
             return
         up_reader, up_writer = upstream
-        await asyncio.gather(
-            _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
-        )
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            for end in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    end.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction; its EOF is passed on as a half-close, so the other direction
+    keeps flowing (both sockets are closed once both directions are done)."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
@@ -73,11 +78,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         if writer.can_write_eof():
             writer.write_eof()
     except (OSError, RuntimeError):
-        pass
-    finally:
-        if reader.at_eof():
-            with contextlib.suppress(Exception):
-                writer.close()
+        writer.close()  # a reset: tear the other side down too
 
 
 class ServiceProxy:

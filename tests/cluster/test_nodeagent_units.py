@@ -716,3 +716,46 @@ async def test_finishing_a_deletion_is_retried_until_the_api_server_answers() ->
     path, body = calls[-1]
     assert path == "/api/v1/namespaces/shop/pods/web"
     assert body["gracePeriodSeconds"] == 0 and body["preconditions"] == {"uid": "u1"}
+
+
+async def test_the_service_proxy_skips_a_refusing_endpoint_and_keeps_a_half_closed_connection(
+    tmp_path: Path,
+) -> None:
+    """A client that sends its request and shuts down its write side (as `nc -N` or a
+    streaming upload does) still gets the whole answer through the proxy."""
+    import asyncio
+
+    from testcluster.nodeagent.proxy import Listener
+
+    async def answer_after_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await reader.read()  # until the client's EOF
+        await asyncio.sleep(0.1)
+        writer.write(f"got {len(body)} bytes".encode())
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(answer_after_eof, "127.0.0.1", 0)
+    up_port = upstream.sockets[0].getsockname()[1]
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    dead_port = refusing.getsockname()[1]
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    proxy_port = probe.getsockname()[1]
+    probe.close()
+    listener = Listener(
+        "127.0.0.1", proxy_port, lambda: [("127.0.0.1", dead_port), ("127.0.0.1", up_port)]
+    )
+    await listener.start()
+    try:
+        for _ in range(2):  # round robin starts once on each endpoint; the dead one is skipped
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port)
+            writer.write(b"x" * 100_000)
+            await writer.drain()
+            writer.write_eof()
+            assert await asyncio.wait_for(reader.read(), 5) == b"got 100000 bytes"
+            writer.close()
+    finally:
+        await listener.stop()
+        upstream.close()
+        refusing.close()
