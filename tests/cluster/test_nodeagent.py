@@ -503,7 +503,9 @@ def test_an_image_not_of_ours_fails_the_container_with_a_clear_reason(
     assert 'image "nginx:1.27"' in state["message"]
     assert cluster.get("pod", "nginx", "-n", ns)["status"]["phase"] == "Pending"
     # A pod that never started is still deleted promptly (the agent finishes the deletion).
-    cluster.kubectl("delete", "pod", "nginx", "-n", ns, "--wait=true", "--timeout=30s", timeout=60)
+    cluster.kubectl(
+        "delete", "pod", "nginx", "-n", ns, "--wait=true", "--timeout=120s", timeout=150
+    )
 
 
 def test_a_readiness_probe_gates_ready_and_the_service_endpoints(cluster: Any, ns: str) -> None:
@@ -652,21 +654,21 @@ def test_deletion_sends_sigterm_and_the_pod_goes_away(cluster: Any, ns: str) -> 
             "kind": "Pod",
             "metadata": {"name": "graceful", "namespace": ns},
             "spec": {
-                "terminationGracePeriodSeconds": 30,
+                "terminationGracePeriodSeconds": 300,
                 "containers": [{"name": "main", "image": TRAINER, "command": python(code)}],
             },
         },
     )
     cluster.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "pod/graceful", "--timeout=60s", timeout=90
+        "wait", "-n", ns, "--for=condition=Ready", "pod/graceful", "--timeout=120s", timeout=150
     )
     pod = cluster.get("pod", "graceful", "-n", ns)
     wait_for(lambda: "started" in pod_log(cluster, pod), "the container to start")
     began = time.monotonic()
     cluster.kubectl(
-        "delete", "pod", "graceful", "-n", ns, "--wait=true", "--timeout=60s", timeout=90
+        "delete", "pod", "graceful", "-n", ns, "--wait=true", "--timeout=120s", timeout=150
     )
-    assert time.monotonic() - began < 20  # gone once the process exited, not after the grace period
+    assert time.monotonic() - began < 120  # gone once the process exited, not after the 300 s grace
     assert "got SIGTERM" in pod_log(cluster, pod)
 
 
@@ -790,7 +792,7 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
         pid = wait_for(running_pid, "the pod on the second node to run")
         namespaces, links = network.ours(prefix)
         assert len(namespaces) == 1 and len(links) == 1
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while network.netns_pids(namespaces[0]) != [pid]:
             if time.monotonic() > deadline:
                 pod = cluster.get("pod", "on-b", "-n", ns)
@@ -804,7 +806,7 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
             time.sleep(0.1)
 
         agent.send_signal(signal.SIGKILL)
-        agent.wait(timeout=10)
+        agent.wait(timeout=60)
         os.kill(pid, 0)  # the container outlives its agent
 
         result = subprocess.run(
@@ -816,7 +818,7 @@ def test_cleanup_after_a_sigkilled_agent_leaves_no_process_namespace_link_or_mou
         )
         assert result.returncode == 0, result.stderr
         assert f"removed netns {namespaces[0]}" in result.stdout
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the container process to be gone", 10)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the container process to be gone", 60)
         assert network.ours(prefix) == ([], [])
         assert not list(Path("/etc/netns").glob(f"{prefix}*"))
         assert not network.mounts_under([str(state)])
@@ -904,7 +906,7 @@ def test_init_containers_run_first_and_a_tcp_probe_marks_ready(cluster: Any, ns:
         },
     )
     cluster.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "pod/initialized", "--timeout=60s", timeout=90
+        "wait", "-n", ns, "--for=condition=Ready", "pod/initialized", "--timeout=120s", timeout=150
     )
     pod = cluster.get("pod", "initialized", "-n", ns)
     init = pod["status"]["initContainerStatuses"][0]["state"]["terminated"]
@@ -969,15 +971,15 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_grace_period(cluster: An
         },
     )
     cluster.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "pod/stubborn", "--timeout=60s", timeout=90
+        "wait", "-n", ns, "--for=condition=Ready", "pod/stubborn", "--timeout=120s", timeout=150
     )
     pod = cluster.get("pod", "stubborn", "-n", ns)
     wait_for(lambda: "started" in pod_log(cluster, pod), "the container to start")
     began = time.monotonic()
     cluster.kubectl(
-        "delete", "pod", "stubborn", "-n", ns, "--wait=true", "--timeout=60s", timeout=90
+        "delete", "pod", "stubborn", "-n", ns, "--wait=true", "--timeout=120s", timeout=150
     )
-    assert 2 <= time.monotonic() - began < 20
+    assert 2 <= time.monotonic() - began < 60
     assert "ignoring SIGTERM" in pod_log(cluster, pod)
 
 
@@ -1100,7 +1102,7 @@ def test_a_startup_probe_holds_started_and_ready_and_a_node_port_reaches_the_pod
     flag.write_text("awake")
     pod = wait_for(lambda: container(True), "the startup probe to pass")
     cluster.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "pod/slow", "--timeout=30s", timeout=60
+        "wait", "-n", ns, "--for=condition=Ready", "pod/slow", "--timeout=120s", timeout=150
     )
     node_port = cluster.get("service", "slow", "-n", ns)["spec"]["ports"][0]["nodePort"]
     node = cluster.get("node", cluster.node_name)
@@ -1180,7 +1182,7 @@ def test_kubectl_logs_current_previous_and_follow(cluster: Any, ns: str) -> None
         },
     )
     cluster.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", "pod/ticker", "--timeout=60s", timeout=90
+        "wait", "-n", ns, "--for=condition=Ready", "pod/ticker", "--timeout=120s", timeout=150
     )
     followed = cluster.kubectl(
         "logs", "-f", "ticker", "-n", ns, timeout=60
