@@ -168,11 +168,20 @@ def _readyz(state: ClusterState) -> bool:
 
 
 def _node_ready(state: ClusterState) -> bool:
+    """The node is Ready and schedulable: its not-ready taint is lifted (the node controller
+    does that a moment after Ready) and the default namespace's ServiceAccount exists (pods
+    created before the controller made it are refused)."""
     status, body = _https(state, f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
         return False
-    conditions = json.loads(body).get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    node = json.loads(body)
+    conditions = node.get("status", {}).get("conditions", [])
+    if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+        return False
+    taints = node.get("spec", {}).get("taints") or []
+    if any(t.get("key", "").startswith("node.kubernetes.io/not-ready") for t in taints):
+        return False
+    return _https(state, "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
 
 
 def running(directory: Path) -> ClusterState | None:
