@@ -108,8 +108,13 @@ def judge(
     drift_score: float | None,
     failures_before: int,
     now: datetime,
+    unavailable: str | None = None,
 ) -> AnalysisResult:
-    """Verdict of one interval: Inconclusive below minRequests, Fail on any SLO breach."""
+    """Verdict of one interval: Inconclusive below minRequests, Fail on any SLO breach.
+
+    ``unavailable`` (why the candidate's server cannot start) fails the interval whatever
+    was measured: no request can reach a server that does not run.
+    """
     volume = measured.requests if not shadow_mode else max(measured.requests, measured.comparisons)
     result = AnalysisResult(
         time=format_time(now),
@@ -121,6 +126,11 @@ def judge(
         verdict="Inconclusive",
         failures=failures_before,
     )
+    if unavailable:
+        result.verdict = "Fail"
+        result.failures = failures_before + 1
+        result.message = unavailable
+        return result
     if volume < spec.min_requests:
         result.message = f"{volume} request(s) < minRequests {spec.min_requests}: no verdict"
         return result

@@ -126,3 +126,19 @@ def reconciled_conditions(
         generation=generation,
         now=now,
     )
+
+
+RESTART_BACKOFF_BASE_S = 1.0
+RESTART_BACKOFF_CAP_S = 60.0
+CRASH_LOOP_CRASHES = 3
+"""A server that has exited this many times in a row without becoming ready is failing
+(crash-looping); Kubernetes says CrashLoopBackOff after a similar count."""
+
+
+def restart_backoff(crashes: int) -> float:
+    """Seconds to wait before starting a server again after its ``crashes``-th exit in a row
+    without becoming ready: 1, 2, 4, … up to 60 (as the kubelet doubles from 10 s to 5 min,
+    shorter because a local restart is cheap)."""
+    if crashes <= 0:
+        return 0.0
+    return min(RESTART_BACKOFF_BASE_S * 2 ** min(crashes - 1, 30), RESTART_BACKOFF_CAP_S)

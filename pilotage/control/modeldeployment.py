@@ -60,6 +60,8 @@ from pilotage.control.types import (
 
 HISTORY_LIMIT = 20
 TABLE_REJECTED = "RoutingTableRejected"
+SERVER_FAILING = "ServerFailing"
+"""A variant's server exits each time it is started (reason of Ready=False)."""
 FULL_PROMOTION = "full"
 
 
@@ -122,12 +124,22 @@ class _Reconcile:
         self.paused = False
         self.halted = False
         self.waiting = ""
+        self.failing = ""
+        """Why the candidate's server cannot start, when it cannot."""
         self.unresolved: Unresolved | None = None
 
     # -- observations ------------------------------------------------------------
 
     def server_ready(self, version: str) -> bool:
         return any(s.version == version and s.ready for s in self.obs.servers)
+
+    def server_failure(self, version: str) -> str | None:
+        """Why the version's server cannot start (crash loop), or None."""
+        for s in self.obs.servers:
+            if s.version == version and s.failing and not s.ready:
+                restarts = f" (restarted {s.restarts} times)" if s.restarts else ""
+                return f"server of version {version} cannot start: {s.message}{restarts}"
+        return None
 
     def router_ready(self) -> bool:
         return self.obs.router is not None and self.obs.router.ready
@@ -388,6 +400,7 @@ class _Reconcile:
             drift_score=self.drift_score(),
             failures_before=failures,
             now=self.now,
+            unavailable=self.server_failure(cand.version),
         )
         st.last_analysis = result
         if result.verdict == "Pass" and st.passing_since is None:
@@ -432,10 +445,18 @@ class _Reconcile:
         st = self.st
         cand = st.candidate
         assert cand is not None
+        last = st.last_analysis
+        failure = self.server_failure(cand.version)
+        if failure and last is not None and last.failures > self.spec.analysis.failure_limit:
+            self.halted = True  # autoRollback is off: wait for a person
+            return
         if not self.server_ready(cand.version):
             # The step's clock keeps running (a restart of `pilotage up` stops and starts
             # the servers): it was only ever started once the candidate was ready.
-            self.waiting = f"waiting for the server of candidate {cand.version} to be ready"
+            self.failing = failure or ""
+            self.waiting = (
+                failure or f"waiting for the server of candidate {cand.version} to be ready"
+            )
             self.wait(RUN_POLL_SECONDS)
             return
         if st.step_started is None:
@@ -445,7 +466,6 @@ class _Reconcile:
             if is_full_promotion(promote) or self.spec.strategy.type != "Canary":
                 self.promote("manual")
                 return
-        last = st.last_analysis
         if last is not None and last.failures > self.spec.analysis.failure_limit:
             self.halted = True  # autoRollback is off: wait for a person
             return
@@ -645,6 +665,8 @@ class _Reconcile:
                 )
             if rejection:
                 return refused
+            if self.failing:
+                return ("Progressing", False, SERVER_FAILING, self.failing, False)
             if self.paused:  # every pause says why in self.waiting
                 return ("Paused", False, "Paused", self.waiting, False)
             detail = self.waiting or f"rolling out {cand}: {st.traffic_summary or 'no traffic yet'}"
@@ -685,6 +707,9 @@ class _Reconcile:
                 f"{unresolved.message}; serving {st.stable.version}",
                 False,
             )
+        failure = self.server_failure(st.stable.version)
+        if failure:
+            return ("Degraded", False, SERVER_FAILING, failure, False)
         if not self.server_ready(st.stable.version):
             return (
                 "Progressing",
@@ -724,7 +749,8 @@ def reconcile_modeldeployment(
         r.drift_rollback()
         if st.candidate is not None:
             current = r.table()
-            if current is not None and r.server_ready(st.candidate.version):
+            cand = st.candidate.version
+            if current is not None and (r.server_ready(cand) or r.server_failure(cand)):
                 r.analyse(current)
             if st.candidate is not None:
                 r.advance(promote)
@@ -748,6 +774,8 @@ def reconcile_modeldeployment(
         r.event("Warning", "InvalidSpec", problem)
     if reason == TABLE_REJECTED and st.message != r.old.message[:1024]:
         r.event("Warning", TABLE_REJECTED, message)
+    if reason == SERVER_FAILING and st.message != r.old.message[:1024]:
+        r.event("Warning", SERVER_FAILING, message)
     if phase == "Healthy" and r.old.phase != "Healthy":
         r.event("Normal", "Healthy", message)
     r.wait(STEADY_POLL_SECONDS)

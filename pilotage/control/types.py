@@ -276,6 +276,10 @@ class ServerState:
     version: str
     ready: bool
     message: str = ""
+    failing: bool = False
+    """The version's server cannot start: it exits again each time it is restarted (a
+    crash loop; on Kubernetes a pod in CrashLoopBackOff). ``message`` says why."""
+    restarts: int = 0
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from pilotage.api import parse_resource
+from pilotage.control.common import CRASH_LOOP_CRASHES, restart_backoff
 from pilotage.control.observe import router_stats, server_counters
 from pilotage.control.types import (
     Action,
@@ -141,6 +142,17 @@ class ServerInfo:
     pid: int
 
 
+@dataclass
+class Crash:
+    """A server replica that exited without becoming ready, and how often in a row."""
+
+    pid: int
+    count: int
+    at: float
+    """time.monotonic() when its exit was first seen."""
+    message: str
+
+
 class LocalPlatform:
     """Carries out control actions with local processes; observes them for the reconcilers."""
 
@@ -148,6 +160,8 @@ class LocalPlatform:
         self.store = store
         self.supervisor = supervisor
         self.python = python
+        self._crashes: dict[str, Crash] = {}
+        """Server replicas (by process key) that exited since they were last ready."""
         self.state_dir = store.state_dir
         self.artifacts_dir = self.state_dir / "artifacts"
         self._ready: set[tuple[int, int]] = set()  # (pid, start_ticks) seen ready
@@ -289,12 +303,24 @@ class LocalPlatform:
             **({"strictSchema": True} if action.settings.strict_schema else {}),
         }
         restarted = False
+        now = time.monotonic()
         for record in self.servers(action.deployment, action.version, namespace):
             replica = int(record.key.rsplit("/", 1)[1])
             if replica >= action.replicas or record.info.get("settings") != settings:
                 self.supervisor.stop(record.key)
+                self._crashes.pop(record.key, None)
                 restarted = True
             elif not self.supervisor.running(record):
+                # Restarted after an exponential backoff (control.restart_backoff); the dead
+                # record stays meanwhile, so that server_states can say why it is down.
+                crash = self._crashes.get(record.key)
+                if crash is None or crash.pid != record.pid:
+                    count = (crash.count if crash else 0) + 1
+                    message = _last_line(Path(record.log_path))
+                    crash = Crash(record.pid, count, now, message)
+                    self._crashes[record.key] = crash
+                if now < crash.at + restart_backoff(crash.count):
+                    continue
                 self.supervisor.stop(record.key)
         have = {
             int(r.key.rsplit("/", 1)[1])
@@ -388,6 +414,7 @@ class LocalPlatform:
         except OSError:
             return False
         self._ready.add(ident)
+        self._crashes.pop(record.key, None)  # ready again: the next exit starts a new count
         return True
 
     def server_states(
@@ -401,12 +428,25 @@ class LocalPlatform:
         for version, records in by_version.items():
             down = [r for r in records if not self._ready_now(r, "/v2/health/ready")]
             message = ""
+            crashes = [self._crashes[r.key] for r in records if r.key in self._crashes]
+            worst = max(crashes, key=lambda c: c.count, default=None)
             if down:
                 dead = [r for r in down if not self.supervisor.running(r)]
-                message = (
-                    f"server exited: {_last_line(Path(dead[0].log_path))}" if dead else "starting"
+                if dead:
+                    message = f"server exited: {_last_line(Path(dead[0].log_path))}"
+                elif worst is not None:
+                    message = f"starting again after it exited: {worst.message}"
+                else:
+                    message = "starting"
+            states.append(
+                ServerState(
+                    version=version,
+                    ready=not down,
+                    message=message,
+                    failing=bool(down) and worst is not None and worst.count >= CRASH_LOOP_CRASHES,
+                    restarts=worst.count if worst is not None else 0,
                 )
-            states.append(ServerState(version=version, ready=not down, message=message))
+            )
         return states
 
     def server_url(

@@ -325,6 +325,9 @@ def build_server_deployment(
         "resources": resources(s.resources),
         "securityContext": container_security_context(),
         "volumeMounts": [cache_mount, *storage.mounts],
+        # A server that refuses its model says why in its last log line; the kubelet keeps
+        # it in lastState.terminated.message, where the operator reads a crash loop's cause.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         **_probes("http"),
     }
     template = {

@@ -112,6 +112,24 @@ def termination_result(pods: list[Obj], container: str = "trainer") -> Mapping[s
     return None
 
 
+def crash_loop(pods: list[Obj]) -> tuple[bool, int, str]:
+    """Whether any of a server's pods is in CrashLoopBackOff, the most restarts of one of
+    their containers, and why the last one exited (its termination message's last line,
+    else its exit code)."""
+    looping, restarts, why = False, 0, ""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            restarts = max(restarts, int(cs.get("restartCount") or 0))
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            looping = looping or waiting.get("reason") == "CrashLoopBackOff"
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            if last:
+                lines = [ln for ln in str(last.get("message") or "").splitlines() if ln.strip()]
+                code = f"exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
+                why = f"server exited: {lines[-1].strip()}" if lines else f"server {code}"
+    return looping, restarts, why
+
+
 def termination_exit_code(pods: list[Obj], container: str = "trainer") -> int | None:
     """The exit code of the newest pod's terminated container (None when unknown)."""
     newest = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
@@ -271,6 +289,7 @@ class KubernetesPlatform:
             names.LABEL_ROLE: names.ROLE_SERVER,
         }
         states = []
+        pods = self.kube.list(PODS, namespace, _selector(labels))
         for dep in self.kube.list(DEPLOYMENTS, namespace, _selector(labels)):
             version = (dep["metadata"].get("annotations") or {}).get(names.ANNOTATION_MODEL_VERSION)
             if version is None:
@@ -283,7 +302,25 @@ class KubernetesPlatform:
                 dep["metadata"].get("generation") or 0
             )
             is_ready = current and wanted > 0 and ready >= wanted and updated >= wanted
-            states.append(ServerState(version, is_ready, f"{ready}/{wanted} pods ready"))
+            match = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            mine = [
+                p
+                for p in pods
+                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in match.items())
+            ]
+            looping, restarts, why = crash_loop(mine)
+            message = f"{ready}/{wanted} pods ready"
+            if looping and not is_ready:
+                message = f"{why or 'the container exits'} (CrashLoopBackOff)"
+            states.append(
+                ServerState(
+                    version,
+                    is_ready,
+                    message,
+                    failing=looping and not is_ready,
+                    restarts=restarts,
+                )
+            )
         return tuple(states)
 
     def router(self, namespace: str, deployment: str) -> RouterState | None:

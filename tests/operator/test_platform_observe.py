@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp.web
 from kubernetes import client as k8s
 
-from pilotage.control.types import RecentRows
+from pilotage.control.types import EnsureServer, RecentRows
 from pilotage.operator import build
 from pilotage.operator.kube import Kube
 from pilotage.operator.platform import Addresses, KubernetesPlatform
@@ -155,3 +155,48 @@ async def test_server_counters_carry_the_reservoir_per_ready_pod(cluster: Cluste
     assert one.reservoir == RecentRows(
         ("petal_length", "petal_width"), ((1.4, 0.2), (5.0, None), (1.3, 0.2))
     )
+
+
+def _crash_looping_status(restarts: int, message: str) -> dict[str, Any]:
+    """A pod status as the kubelet writes it for a container that exits at every start."""
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [
+            {
+                "name": "server",
+                "ready": False,
+                "restartCount": restarts,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": message}},
+            }
+        ],
+    }
+
+
+async def test_a_crash_looping_server_pod_makes_its_version_failing(cluster: Cluster) -> None:
+    """Issue 16, item 15: the operator reads CrashLoopBackOff from the server's pods, with
+    the cause from the termination message (the server's last log line)."""
+    settings = OperatorSettings(standalone=True, liveness_port=None)
+    platform = platform_for(cluster)
+    owner = {
+        "apiVersion": "pilotage.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "iris", "namespace": NS, "uid": "0000-1111"},
+    }
+    action = EnsureServer("iris", "iris-v1", "pvc://artifacts/iris-v1", 1)
+    dep = build.build_server_deployment(action, owner, settings)
+    await cluster_call(cluster, "POST", f"/apis/apps/v1/namespaces/{NS}/deployments", dep)
+    pod = await server_pod(cluster, "iris-iris-v1-abc", ready=False)
+    log = "loading model\npilotage serve: error: refusing to serve pvc://artifacts/iris-v1: sha256 of model.onnx is 1f but model.json says 9a (corrupt or tampered artifact)\n"
+    await cluster_call(
+        cluster,
+        "PATCH",
+        f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}/status",
+        {"status": _crash_looping_status(5, log)},
+    )
+    (state,) = await asyncio.to_thread(platform.servers, NS, "iris")
+    assert state.version == "iris-v1" and not state.ready and state.failing
+    assert state.restarts == 5
+    assert state.message.startswith("server exited: pilotage serve: error: refusing to serve")
+    assert state.message.endswith("(CrashLoopBackOff)")
