@@ -9,6 +9,7 @@ categorical bins are the categories, ``__other__`` and ``null``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,17 @@ from pilotage.server.engine import Prediction
 from pilotage.server.rows import Rows, RowSchema
 
 PENDING_ROWS = 1024
+# The longest category value the reservoir keeps as sent. A longer one that is not a known
+# category (it counts as __other__ anyway) is kept as its first characters plus a hash,
+# so that distinct values stay distinct but a client cannot fill the reservoir (and the
+# /drift answer) with megabytes per row.
+MAX_KEPT_CATEGORY = 64
+_KEPT_PREFIX = 40
+
+
+def bounded_category(value: str) -> str:
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{value[:_KEPT_PREFIX]}…#{digest}"
 
 
 class NumericBins:
@@ -72,9 +84,13 @@ class CategoryBins:
 class RecentRows:
     """The last ``capacity`` rows, oldest first when read."""
 
-    def __init__(self, schema: RowSchema, capacity: int) -> None:
+    def __init__(
+        self, schema: RowSchema, capacity: int, known: list[set[str]] | None = None
+    ) -> None:
         self.schema = schema
         self.capacity = capacity
+        # per categorical feature: the categories kept whatever their length
+        self.known = known or [set() for _ in schema.categorical_features]
         self.numeric = np.zeros((capacity, len(schema.numeric_features)), dtype=np.float32)
         self.categorical = [np.empty(capacity, dtype=object) for _ in schema.categorical_features]
         self.written = 0
@@ -92,9 +108,19 @@ class RecentRows:
         first = min(n, self.capacity - pos)
         self.numeric[pos : pos + first] = rows.numeric[start : start + first]
         self.numeric[: n - first] = rows.numeric[start + first : start + n]
-        for ring, column in zip(self.categorical, rows.categorical, strict=True):
-            ring[pos : pos + first] = column[start : start + first]
-            ring[: n - first] = column[start + first : start + n]
+        for ring, column, known in zip(self.categorical, rows.categorical, self.known, strict=True):
+            kept = column[start : start + n]
+            long = [
+                i
+                for i, v in enumerate(kept)
+                if v is not None and len(v) > MAX_KEPT_CATEGORY and v not in known
+            ]
+            if long:
+                kept = kept.copy()
+                for i in long:
+                    kept[i] = bounded_category(kept[i])
+            ring[pos : pos + first] = kept[:first]
+            ring[: n - first] = kept[first:n]
         self.written += n
 
     def rows(self) -> list[list[Any]]:
@@ -136,7 +162,9 @@ class DriftCounter:
         self.rows_total = 0
         # per numeric feature: values outside the Dataset schema (min, max, int, bool)
         self.out_of_schema = np.zeros(len(schema.numeric_features), dtype=np.int64)
-        self.recent = RecentRows(schema, reservoir_size)
+        self.recent = RecentRows(
+            schema, reservoir_size, [set(b.categories) for b in self.category_bins]
+        )
         self._pending = np.empty((PENDING_ROWS, len(schema.numeric_features)), dtype=np.float32)
         self._pending_rows = 0
         self._pending_predictions = np.empty(PENDING_ROWS, dtype=np.float64)

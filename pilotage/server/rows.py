@@ -135,6 +135,20 @@ class RowSchema:
             "(out of the Dataset schema; this server checks it strictly)"
         )
 
+    def check_numeric(self, numeric: np.ndarray, where: str) -> None:
+        """One rule for every protocol: no rows is refused, a value is finite or null
+        (NaN, only where nullable). ±Inf cannot reach a V1 model (JSON has no infinity,
+        orjson refuses 1e999) and must not reach it through V2 binary data either."""
+        if numeric.shape[0] == 0:
+            raise bad_request(f"{where}: no rows (send at least one row)")
+        if numeric.size and np.isinf(numeric).any():
+            row, col = np.argwhere(np.isinf(numeric))[0]
+            name = self.numeric_features[int(col)].name
+            raise bad_request(
+                f"{where}: row {int(row)}: feature {name!r} is infinite (send a finite number)"
+            )
+        self.check_numeric_nulls(numeric, where)
+
     def empty(self) -> Rows:
         return Rows(
             0,

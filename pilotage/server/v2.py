@@ -300,7 +300,9 @@ def rows_from_tensors(tensors: list[Tensor], schema: RowSchema) -> Rows:
             if t.datatype == "BYTES":
                 raise bad_request(f"input {t.name!r}: feature is numeric; send FP32, not BYTES")
             numeric[:, slot] = _to_float32(t)
-    schema.check_numeric_nulls(numeric, "inputs")
+    if count == 0:
+        raise bad_request(f"input {tensors[0].name!r}: shape {tensors[0].shape} has no rows")
+    schema.check_numeric(numeric, "inputs")
     return Rows(count, numeric, categorical)
 
 
@@ -326,7 +328,7 @@ def _rows_from_matrix(t: Tensor, schema: RowSchema) -> Rows:
     if t.datatype == "BYTES":
         raise bad_request(f"input {t.name!r}: features are numeric; send FP32, not BYTES")
     matrix = _to_float32(t).reshape(t.shape[0], n)
-    schema.check_numeric_nulls(matrix, f"input {t.name!r}")
+    schema.check_numeric(matrix, f"input {t.name!r}")
     return Rows(t.shape[0], matrix, [])
 
 
