@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from pilotage.guard import BodyBudget, declared_length
 from pilotage.router.feedback import FeedbackError, apply_feedback
 from pilotage.router.metrics import render_metrics
 from pilotage.router.shadow import ShadowCopy
@@ -105,30 +106,63 @@ def _valid_request_id(value: bytes) -> bool:
     )
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when it exceeds MAX_BODY_BYTES.
+class BodyRefused(Exception):
+    """A body the router will not read: ``status`` 413 (too large) or 503 (no budget)."""
 
-    Raises ClientGone when the client disconnects before the end of the body: a
-    truncated prefix must never be forwarded (it would be scored and counted).
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class BodyReader:
+    """Reads request bodies within the per-request limit and the process's budget.
+
+    A declared Content-Length over the limit is refused before anything is read, and so
+    is one that the budget of bodies in flight cannot hold; a chunked body is counted as
+    it arrives. What a request reserved is released by ``release`` when it is done.
     """
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
-    size = len(body)
-    while message.get("more_body"):
+
+    def __init__(self, max_body_bytes: int, budget: BodyBudget):
+        self.max_body_bytes = max_body_bytes
+        self.budget = budget
+
+    def too_large(self) -> str:
+        return f"body: larger than {self.max_body_bytes} bytes (--max-body-bytes)"
+
+    async def read(self, scope: Scope, receive: Receive, held: list[int]) -> bytes:
+        """The whole body; ``held[0]`` grows by the bytes reserved (release them later).
+
+        Raises BodyRefused, or ClientGone when the client disconnects before the end of
+        the body: a truncated prefix must never be forwarded (it would be scored)."""
+        declared = declared_length(scope["headers"])
+        if declared is not None:
+            if declared > self.max_body_bytes:
+                raise BodyRefused(413, self.too_large())
+            if not self.budget.reserve(declared):
+                raise BodyRefused(503, self.budget.busy_message())
+            held[0] += declared
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+        parts = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyRefused(413, self.too_large())
+            if size > held[0]:  # chunked (or longer than declared): count as it comes
+                if not self.budget.reserve(size - held[0]):
+                    raise BodyRefused(503, self.budget.busy_message())
+                held[0] = size
+            parts.append(chunk)
+        return b"".join(parts)
 
 
 async def _send_json(
@@ -188,13 +222,18 @@ class RouterApp:
         admin_token: AdminToken | None = None,
         feedback_token: AdminToken | None = None,
         variant_token: AdminToken | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        budget: BodyBudget | None = None,
     ):
+        self.bodies = BodyReader(max_body_bytes, budget or BodyBudget())
         self.state = state
         self.admin_port = admin_port
         self.admin_token = admin_token
         self.feedback_token = feedback_token
         self.variant_token = variant_token
-        self._local: dict[tuple[str, str], Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+        self._local: dict[
+            tuple[str, str], Callable[[Scope, Receive, Send, list[int]], Awaitable[None]]
+        ] = {
             ("GET", "/metrics"): self._metrics,
             ("GET", "/pilotage/stats"): self._public_stats,
             ("GET", "/pilotage/healthz"): self._healthz,
@@ -209,18 +248,24 @@ class RouterApp:
         if self.admin_port is not None and scope["server"][1] == self.admin_port:
             await self._admin(scope, receive, send)
             return
+        held = [0]
         try:
             handler = self._local.get((scope["method"], scope["path"]))
             if handler is not None:
-                await handler(scope, receive, send)
+                await handler(scope, receive, send, held)
                 return
             if scope["path"].startswith(_PRIVATE_PREFIXES):
                 # the servers' own admin endpoints (fault injection...) are not for clients
                 await _send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
                 return
-            await self._proxy(scope, receive, send)
+            await self._proxy(scope, receive, send, held)
         except ClientGone:
             self.state.registry.incomplete_bodies += 1
+        except BodyRefused as exc:
+            await _send_json(send, exc.status, {"error": str(exc)})
+        finally:
+            if held[0]:
+                self.bodies.budget.release(held[0])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -232,7 +277,7 @@ class RouterApp:
                 return
 
     # ---- the hot path -------------------------------------------------------------
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
         started = time.perf_counter()
         active = self.state.active  # read once: this request keeps this table
         sticky_name = active.sticky_header
@@ -284,10 +329,7 @@ class RouterApp:
         else:
             route = active.pick(sticky_key)
 
-        body = await _read_body(receive)
-        if body is None:
-            await _send_json(send, 413, {"error": f"body: larger than {MAX_BODY_BYTES} bytes"})
-            return
+        body = await self.bodies.read(scope, receive, held)
         forward.append(b"x-pilotage-request-id: %s\r\n" % request_id)
         headers = b"".join(forward)
         method_str: str = scope["method"]
@@ -433,12 +475,14 @@ class RouterApp:
         )
 
     # ---- router-local public endpoints -------------------------------------------
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
         await _send_text(
             send, 200, render_metrics(self.state), b"text/plain; version=0.0.4; charset=utf-8"
         )
 
-    async def _public_stats(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _public_stats(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
         # upstream URLs and reload errors are internals: the stats live on the admin port
         await _send_json(
             send,
@@ -449,22 +493,21 @@ class RouterApp:
             },
         )
 
-    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
         await _send_json(send, 200, {"status": "ok", "generation": self.state.generation})
 
-    async def _public_feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _public_feedback(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
         if self.feedback_token is not None:
             verdict = _bearer_verdict(scope, self.feedback_token)
             if verdict != 200:
                 await self._refuse(send, verdict, "feedback")
                 return
-        await self._feedback(scope, receive, send)
+        await self._feedback(scope, receive, send, held)
 
-    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            await _send_json(send, 413, {"error": f"body: larger than {MAX_BODY_BYTES} bytes"})
-            return
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
+        body = await self.bodies.read(scope, receive, held)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -491,12 +534,20 @@ class RouterApp:
             await _send_json(send, 403, {"error": f"authorization: token not accepted ({what})"})
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        held = [0]
         try:
-            await self._admin_call(scope, receive, send)
+            await self._admin_call(scope, receive, send, held)
         except ClientGone:
             return
+        except BodyRefused as exc:
+            await _send_json(send, exc.status, {"error": str(exc)})
+        finally:
+            if held[0]:
+                self.bodies.budget.release(held[0])
 
-    async def _admin_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _admin_call(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
         verdict = _bearer_verdict(scope, self.admin_token)
         if verdict != 200:
             await self._refuse(send, verdict, "admin API")
@@ -509,11 +560,11 @@ class RouterApp:
                 {"generation": self.state.generation, **self.state.active.table.to_document()},
             )
         elif key == ("PUT", "/admin/routes"):
-            await self._put_routes(receive, send)
+            await self._put_routes(scope, receive, send, held)
         elif key == ("GET", "/admin/stats"):
             await _send_json(send, 200, self.state.stats_json())
         elif key == ("POST", "/admin/feedback"):
-            await self._feedback(scope, receive, send)
+            await self._feedback(scope, receive, send, held)
         elif scope["path"] in ("/admin/routes", "/admin/stats", "/admin/feedback"):
             await _send_json(
                 send, 405, {"error": f"method {scope['method']} not allowed on {scope['path']}"}
@@ -528,11 +579,10 @@ class RouterApp:
                 },
             )
 
-    async def _put_routes(self, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            await _send_json(send, 413, {"error": "body: routing document too large"})
-            return
+    async def _put_routes(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
+        body = await self.bodies.read(scope, receive, held)
         try:
             table = parse_table(decode_document(body))
         except RoutingError as exc:

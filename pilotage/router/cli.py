@@ -11,8 +11,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pilotage import guard
+from pilotage.guard import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_INFLIGHT_BODY_BYTES,
+    BodyBudget,
+    Limits,
+    guarded_protocol,
+)
 from pilotage.listening import listen
-from pilotage.router.app import AdminToken, RouterApp
+from pilotage.router.app import MAX_BODY_BYTES, AdminToken, RouterApp
 from pilotage.router.state import RouterState
 from pilotage.router.table import RoutingError, load_table_file
 from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS
@@ -85,6 +94,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recent-answers", type=int, default=10_000, help="answers remembered for feedback"
     )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=MAX_BODY_BYTES,
+        help=f"larger request bodies get 413, a larger Content-Length at once (default {MAX_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--max-inflight-body-bytes",
+        type=int,
+        default=DEFAULT_INFLIGHT_BODY_BYTES,
+        help="request bodies held at once, all requests together; past it 503 "
+        f"(default {DEFAULT_INFLIGHT_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=guard.DEFAULT_MAX_CONNECTIONS,
+        help="client connections open at once; more are answered 503 and closed "
+        f"(default {guard.DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        help=f"seconds a client has to send a request's headers (default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        help=f"seconds a client has to send a request's whole body (default {DEFAULT_BODY_TIMEOUT_S:g})",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -136,10 +177,13 @@ async def _serve(
         admin_token=token,
         feedback_token=_optional_token(args.feedback_token_file, FEEDBACK_TOKEN_ENV),
         variant_token=_optional_token(args.variant_token_file, VARIANT_TOKEN_ENV),
+        max_body_bytes=args.max_body_bytes,
+        budget=BodyBudget(args.max_inflight_body_bytes),
     )
+    limits = Limits(args.header_timeout, args.body_timeout, args.max_connections)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=guarded_protocol(limits),
         lifespan="off",
         access_log=False,
         server_header=False,
@@ -174,6 +218,11 @@ def main(argv: list[str]) -> int:
             ("--shadow-queue", args.shadow_queue, 1),
             ("--shadow-workers", args.shadow_workers, 1),
             ("--recent-answers", args.recent_answers, 0),
+            ("--max-body-bytes", args.max_body_bytes, 1024),
+            ("--max-inflight-body-bytes", args.max_inflight_body_bytes, 1024),
+            ("--max-connections", args.max_connections, 1),
+            ("--header-timeout", args.header_timeout, 0.1),
+            ("--body-timeout", args.body_timeout, 0.1),
         ):
             if value < least:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")

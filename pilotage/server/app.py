@@ -18,8 +18,10 @@ from typing import Any
 
 import orjson
 
+from pilotage.guard import DEFAULT_INFLIGHT_BODY_BYTES, BodyBudget
 from pilotage.server import openapi
 from pilotage.server.batching import Batcher, Call, timed_call
+from pilotage.server.bounds import JsonShape
 from pilotage.server.drift import DriftCounter
 from pilotage.server.engine import Engine, Prediction
 from pilotage.server.errors import RequestError, bad_request, not_found
@@ -27,6 +29,7 @@ from pilotage.server.faults import Faults
 from pilotage.server.metrics import ServerMetrics
 from pilotage.server.model import LoadedModel
 from pilotage.server.responses import (
+    CLOSE_JSON_HEADERS,
     JSON_HEADERS,
     TEXT_HEADERS,
     dumps,
@@ -36,7 +39,7 @@ from pilotage.server.responses import (
 )
 from pilotage.server.rows import Rows, RowSchema
 from pilotage.server.v1 import rows_from_v1
-from pilotage.server.v2 import parse_request, rows_from_tensors, split_binary
+from pilotage.server.v2 import parse_request, precheck_header, rows_from_tensors, split_binary
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +51,8 @@ log = logging.getLogger("pilotage.server")
 SERVER_NAME = "pilotage"
 EXTENSIONS = ["binary_tensor_data"]
 V1_PREFIX = "/v1/models/"
+# Rows from which an inference runs on a thread rather than on the event loop.
+OFF_LOOP_ROWS = 256
 V2_PREFIX = "/v2/models/"
 
 
@@ -65,6 +70,8 @@ class ServerOptions:
     max_batch_wait_us: int = 500
     inference_thread: bool = False  # onnxruntime on one worker thread, not the loop's
     max_body_bytes: int = 8 * 1024 * 1024
+    max_inflight_body_bytes: int = DEFAULT_INFLIGHT_BODY_BYTES
+    max_rows: int = 10_000
     reservoir_size: int = 1000
     strict_schema: bool = False  # refuse values outside the Dataset schema with a 400
     fault_injection: bool = False  # off: no /admin/faults (404), no injected faults
@@ -87,6 +94,7 @@ class ServerApp:
         self.card_body = card.model_dump_json(by_alias=True).encode()
         self.schema = RowSchema(card)
         self.engine = Engine(model, self.schema)
+        self.budget = BodyBudget(options.max_inflight_body_bytes)
         self.drift = DriftCounter(card, self.schema, options.reservoir_size)
         self.batching = options.max_batch_size > 1
         self.metrics = ServerMetrics(self.name, self.version, self.drift, self.batching)
@@ -284,18 +292,28 @@ class ServerApp:
             batcher.arriving += 1
         queued = False
         status = 200
+        held = [0]
         try:
             require(method, "POST", scope)
             self._check_model(name, version)
             body, header_length = await read_body_and_header(
-                scope, receive, self.options.max_body_bytes
+                scope,
+                receive,
+                self.options.max_body_bytes,
+                self.budget,
+                held,
+                (self.options.max_rows, len(self.schema.names)),
+                self._precheck if protocol == "v2" else None,
             )
+            max_rows = self.options.max_rows
             if protocol == "v2":
                 json_part, binary = split_binary(body, header_length)
-                tensors, wanted, request_id = parse_request(parse_json(json_part), binary)
+                tensors, wanted, request_id = parse_request(
+                    parse_json(json_part), binary, self.schema, max_rows
+                )
                 rows = rows_from_tensors(tensors, self.schema)
             else:
-                rows = rows_from_v1(parse_json(body), self.schema)
+                rows = rows_from_v1(parse_json(body), self.schema, max_rows)
             if self.options.strict_schema:
                 self.schema.check_schema(rows, "inputs" if protocol == "v2" else "instances")
             if batcher is not None:
@@ -306,6 +324,12 @@ class ServerApp:
                 await inject_faults(faults)
             if batcher is not None:
                 prediction = await batcher.submit(rows)
+            elif rows.count >= OFF_LOOP_ROWS:
+                # a large call runs on a thread (onnxruntime releases the GIL): health
+                # probes and small requests keep being answered meanwhile
+                call = await asyncio.to_thread(timed_call, self.engine.predict, rows)
+                self.record(call)
+                prediction = call.prediction
             else:
                 prediction = self.score(rows)
             if protocol == "v2":
@@ -314,17 +338,27 @@ class ServerApp:
                 await self._send_v1(send, prediction)
         except RequestError as exc:
             status = exc.status
-            await respond(send, status, error_body(exc.message))
+            headers = CLOSE_JSON_HEADERS if exc.close else JSON_HEADERS
+            await respond(send, status, error_body(exc.message), headers)
         except ClientGone:
             status = 499
         except Exception:
             status = 500  # answered by _http's catch-all: count it as what the client gets
             raise
         finally:
+            if held[0]:
+                self.budget.release(held[0])
             if batcher is not None and not queued:
                 batcher.arriving -= 1
             self.metrics.in_flight -= 1
             self.metrics.count_request(protocol, status, time.perf_counter() - started)
+
+    def _precheck(self, header: bytes) -> None:
+        try:
+            doc = orjson.loads(header)
+        except orjson.JSONDecodeError:
+            return  # said precisely once the body is in
+        precheck_header(doc, self.schema, self.options.max_rows)
 
     def score(self, rows: Rows) -> Prediction:
         """One onnxruntime call on the loop thread, timed and counted into the drift bins."""
@@ -452,36 +486,88 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def read_body_and_header(
-    scope: Scope, receive: Receive, limit: int
+    scope: Scope,
+    receive: Receive,
+    limit: int,
+    budget: BodyBudget | None = None,
+    held: list[int] | None = None,
+    rows_bound: tuple[int, int] | None = None,
+    precheck: Callable[[bytes], None] | None = None,
 ) -> tuple[bytes, str | None]:
-    """The whole request body (at most ``limit`` bytes) and the V2 binary header, if any."""
+    """The whole request body (at most ``limit`` bytes) and the V2 binary header, if any.
+
+    With a ``budget``, the declared Content-Length is reserved before anything is read
+    (503 when it does not fit) and a chunked body as it arrives; ``held[0]`` grows by
+    what was reserved, for the caller to release. With ``rows_bound`` (most rows, number
+    of features) a JSON body is measured as it arrives and refused (413) as soon as it
+    holds more rows than that, before it is parsed. With ``precheck``, the JSON header
+    of a binary V2 body is checked as soon as it is in, before the binary data.
+    A refusal made before the end of the body closes the connection."""
     header_length: str | None = None
+    declared: int | None = None
     for key, value in scope["headers"]:
         if key == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise RequestError(
-                    413, f"body too large: {int(value)} bytes; this server accepts at most {limit}"
-                )
+            if value.isdigit():
+                declared = int(value)
+                if declared > limit:
+                    raise RequestError(
+                        413,
+                        f"body too large: {declared} bytes; this server accepts at most {limit}",
+                        close=True,
+                    )
         elif key == b"inference-header-content-length":
             header_length = value.decode("latin-1")
+    if budget is not None and held is not None and declared is not None:
+        if not budget.reserve(declared):
+            raise RequestError(503, budget.busy_message(), close=True)
+        held[0] += declared
+    header_at: int | None = None
+    if precheck is not None and header_length is not None and header_length.isdigit():
+        header_at = int(header_length)
+    shape = JsonShape() if rows_bound is not None and header_length is None else None
+
+    def measure(chunk: bytes) -> None:
+        if shape is not None and rows_bound is not None:
+            shape.feed(chunk)
+            if shape.too_many_rows(*rows_bound):
+                raise RequestError(
+                    413,
+                    f"too many rows: this server scores at most {rows_bound[0]} rows per "
+                    "request (--max-rows); split the request",
+                    close=True,
+                )
+
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone
     body: bytes = message.get("body", b"")
+    measure(body)
     if not message.get("more_body", False):
         return body, header_length
     chunks = [body]
     size = len(body)
     while True:
+        if header_at is not None and precheck is not None and size >= header_at:
+            try:
+                precheck(b"".join(chunks)[:header_at])
+            except RequestError as exc:
+                exc.close = True
+                raise
+            header_at = None
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
+        measure(chunk)
         size += len(chunk)
         if size > limit:
             raise RequestError(
-                413, f"body too large: over {limit} bytes, the most this server accepts"
+                413, f"body too large: over {limit} bytes, the most this server accepts", True
             )
+        if budget is not None and held is not None and size > held[0]:
+            if not budget.reserve(size - held[0]):
+                raise RequestError(503, budget.busy_message(), close=True)
+            held[0] = size
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks), header_length

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from pilotage import guard
 from pilotage.listening import listen
 from pilotage.server.app import ServerApp, ServerOptions
 from pilotage.server.model import ModelLoadError, load_model
@@ -69,6 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bounded(int, 1024, 1 << 31),
         default=8 * 1024 * 1024,
         help="larger request bodies get 413 (default 8 MiB)",
+    )
+    p.add_argument(
+        "--max-rows",
+        type=_bounded(int, 1, 10_000_000),
+        default=10_000,
+        help="rows scored per request at most; more get 413, a JSON body while it arrives "
+        "(default 10000)",
+    )
+    p.add_argument(
+        "--max-inflight-body-bytes",
+        type=_bounded(int, 1024, 1 << 40),
+        default=guard.DEFAULT_INFLIGHT_BODY_BYTES,
+        help="request bodies held at once, all requests together; past it 503 "
+        f"(default {guard.DEFAULT_INFLIGHT_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_bounded(int, 1, 1_000_000),
+        default=guard.DEFAULT_MAX_CONNECTIONS,
+        help="client connections open at once; more are answered 503 and closed "
+        f"(default {guard.DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_bounded(float, 0.1, 3600),
+        default=guard.DEFAULT_HEADER_TIMEOUT_S,
+        help="seconds a client has to send a request's headers "
+        f"(default {guard.DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_bounded(float, 0.1, 3600),
+        default=guard.DEFAULT_BODY_TIMEOUT_S,
+        help="seconds a client has to send a request's whole body "
+        f"(default {guard.DEFAULT_BODY_TIMEOUT_S:g})",
     )
     p.add_argument(
         "--reservoir-size",
@@ -164,6 +200,8 @@ def main(argv: list[str]) -> int:
         max_batch_wait_us=args.max_batch_wait_us,
         inference_thread=args.inference_thread,
         max_body_bytes=args.max_body_bytes,
+        max_inflight_body_bytes=args.max_inflight_body_bytes,
+        max_rows=args.max_rows,
         reservoir_size=args.reservoir_size,
         strict_schema=args.strict_schema,
         fault_injection=args.enable_fault_injection,
@@ -186,7 +224,8 @@ def main(argv: list[str]) -> int:
         file=sys.stderr,
         flush=True,
     )
-    return run_uvicorn(app, listener)
+    limits = guard.Limits(args.header_timeout, args.body_timeout, args.max_connections)
+    return run_uvicorn(app, listener, limits)
 
 
 # Objects allocated (not freed) between two generation-0 collections. Python's default,
@@ -206,7 +245,7 @@ def settle_collector() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
-def run_uvicorn(app: ServerApp, listener: socket.socket) -> int:
+def run_uvicorn(app: ServerApp, listener: socket.socket, limits: guard.Limits | None = None) -> int:
     import uvicorn
 
     class _GracefulServer(uvicorn.Server):
@@ -231,7 +270,7 @@ def run_uvicorn(app: ServerApp, listener: socket.socket) -> int:
         host=host,
         port=port,
         loop=loop,
-        http="httptools",
+        http=guard.guarded_protocol(limits or guard.Limits()),
         access_log=False,
         log_level="info",
         lifespan="on",

@@ -13,6 +13,7 @@ from pilotage.server.v2 import LABEL_OUTPUT, PROBABILITIES_OUTPUT, OutputRequest
 
 JSON = orjson.OPT_SERIALIZE_NUMPY
 JSON_HEADERS = [(b"content-type", b"application/json")]
+CLOSE_JSON_HEADERS = [*JSON_HEADERS, (b"connection", b"close")]
 TEXT_HEADERS = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
 
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from pilotage.server.errors import bad_request
+from pilotage.server.errors import RequestError, bad_request
 from pilotage.server.rows import Rows, RowSchema, _json_type
 
 
-def rows_from_v1(body: Any, schema: RowSchema) -> Rows:
+def rows_from_v1(body: Any, schema: RowSchema, max_rows: int | None = None) -> Rows:
     if not isinstance(body, dict):
         raise bad_request(f"request body must be a JSON object, got {_json_type(body)}")
     if "instances" not in body:
@@ -19,6 +19,12 @@ def rows_from_v1(body: Any, schema: RowSchema) -> Rows:
     instances = body["instances"]
     if not isinstance(instances, list) or not instances:
         raise bad_request("'instances' must be a non-empty array")
+    if max_rows is not None and len(instances) > max_rows:
+        raise RequestError(
+            413,
+            f"too many rows: {len(instances)} instances; this server scores at most "
+            f"{max_rows} per request (--max-rows); split the request",
+        )
     rows = [_as_list(inst, i, schema) for i, inst in enumerate(instances)]
     if schema.all_numeric:
         fast = _numeric_fast_path(rows, len(schema.names))

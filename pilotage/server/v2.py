@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pilotage.server.errors import bad_request
+from pilotage.server.errors import RequestError, bad_request
 from pilotage.server.rows import Rows, RowSchema, _json_type
 
 NUMERIC_DATATYPES: dict[str, np.dtype[Any]] = {
@@ -73,18 +73,33 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes |
     return body[:length], body[length:]
 
 
-def parse_request(body: Any, binary: bytes | None) -> tuple[list[Tensor], OutputRequest, Any]:
-    """Validate the V2 request object; return its tensors, the output request and its id."""
+def parse_request(
+    body: Any,
+    binary: bytes | None,
+    schema: RowSchema | None = None,
+    max_rows: int | None = None,
+) -> tuple[list[Tensor], OutputRequest, Any]:
+    """Validate the V2 request object; return its tensors, the output request and its id.
+
+    With a ``schema``, each tensor's name, datatype and shape are checked against the
+    model (and its rows against ``max_rows``) before its data is decoded: a wrong
+    datatype or an oversized tensor costs nothing to refuse."""
     if not isinstance(body, dict):
         raise bad_request(f"request body must be a JSON object, got {_json_type(body)}")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise bad_request("'inputs' must be a non-empty array of tensors")
+    names: list[str] = []  # every input's name, known before any data is decoded
+    for spec in inputs:
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            if spec["name"] in names:
+                raise bad_request(f"input {spec['name']!r} appears more than once")
+            names.append(spec["name"])
     offset = 0
     tensors: list[Tensor] = []
     seen: set[str] = set()
     for i, spec in enumerate(inputs):
-        tensor, offset = _parse_tensor(spec, i, binary, offset)
+        tensor, offset = _parse_tensor(spec, i, binary, offset, schema, max_rows, names)
         if tensor.name in seen:
             raise bad_request(f"input {tensor.name!r} appears more than once")
         seen.add(tensor.name)
@@ -97,7 +112,82 @@ def parse_request(body: Any, binary: bytes | None) -> tuple[list[Tensor], Output
     return tensors, _parse_outputs(body), body.get("id")
 
 
-def _parse_tensor(spec: Any, i: int, binary: bytes | None, offset: int) -> tuple[Tensor, int]:
+def precheck_header(doc: Any, schema: RowSchema, max_rows: int) -> None:
+    """The JSON header of a binary request, checked against the model before the binary
+    data after it is even received: a wrong datatype or an oversized tensor is refused
+    without reading megabytes. Anything else is left to ``parse_request``."""
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list):
+        return
+    names = [s["name"] for s in inputs if isinstance(s, dict) and isinstance(s.get("name"), str)]
+    if len(names) != len(inputs) or len(set(names)) != len(names):
+        return
+    for spec in inputs:
+        shape, datatype = spec.get("shape"), spec.get("datatype")
+        if (
+            isinstance(shape, list)
+            and shape
+            and all(type(d) is int and d >= 0 for d in shape)
+            and datatype in DATATYPES
+        ):
+            _check_against_model(spec["name"], datatype, shape, schema, max_rows, names)
+
+
+def _check_against_model(
+    name: str,
+    datatype: str,
+    shape: list[int],
+    schema: RowSchema,
+    max_rows: int | None,
+    names: list[str],
+) -> None:
+    """The checks rows_from_tensors makes, made before any data is decoded."""
+    if name in schema.index:
+        feature = schema.features[schema.index[name]]
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise bad_request(
+                f"input {name!r}: a feature tensor must have shape [N] or [N, 1], got {shape}"
+            )
+        if feature.type == "category" and datatype != "BYTES":
+            raise bad_request(f"input {name!r}: feature is categorical; send BYTES, not {datatype}")
+        if feature.type != "category" and datatype == "BYTES":
+            raise bad_request(f"input {name!r}: feature is numeric; send FP32, not BYTES")
+    elif len(names) == 1:
+        n = len(schema.names)
+        if not schema.all_numeric:
+            raise bad_request(
+                f"unknown input {name!r}: this model has categorical features, "
+                f"send one tensor per feature ({schema.expected})"
+            )
+        if len(shape) != 2 or shape[1] != n:
+            raise bad_request(
+                f"input {name!r} must have shape [N, {n}] (features: {schema.expected}), got {shape}"
+            )
+        if datatype == "BYTES":
+            raise bad_request(f"input {name!r}: features are numeric; send FP32, not BYTES")
+    else:
+        unknown = [n for n in names if n not in schema.index]
+        raise bad_request(
+            f"unknown input(s) {', '.join(map(repr, unknown))}: send one [N, "
+            f"{len(schema.names)}] tensor or one tensor per feature ({schema.expected})"
+        )
+    if max_rows is not None and shape[0] > max_rows:
+        raise RequestError(
+            413,
+            f"too many rows: input {name!r} has {shape[0]} rows; this server scores at most "
+            f"{max_rows} per request (--max-rows); split the request",
+        )
+
+
+def _parse_tensor(
+    spec: Any,
+    i: int,
+    binary: bytes | None,
+    offset: int,
+    schema: RowSchema | None = None,
+    max_rows: int | None = None,
+    names: list[str] | None = None,
+) -> tuple[Tensor, int]:
     if not isinstance(spec, dict):
         raise bad_request(f"inputs[{i}] must be an object, got {_json_type(spec)}")
     name = spec.get("name")
@@ -115,6 +205,8 @@ def _parse_tensor(spec: Any, i: int, binary: bytes | None, offset: int) -> tuple
         raise bad_request(
             f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(DATATYPES)})"
         )
+    if schema is not None:
+        _check_against_model(name, datatype, shape, schema, max_rows, names or [name])
     size = math.prod(shape)
     parameters = spec.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -157,6 +249,11 @@ def _decode_binary(name: str, datatype: str, raw: bytes, size: int) -> np.ndarra
             except UnicodeDecodeError:
                 raise bad_request(f"input {name!r}: element is not valid UTF-8") from None
             pos += length
+            if len(items) > size:  # stop decoding as soon as it cannot fit the shape
+                raise bad_request(
+                    f"input {name!r}: binary data holds more than {size} elements, "
+                    f"shape needs {size}"
+                )
         values = np.empty(len(items), dtype=object)
         values[:] = items
     else:

@@ -50,7 +50,8 @@ def test_the_loop_answers_while_a_slow_call_runs(
     forest: Artifact, tmp_path: Path, batching: list[str]
 ) -> None:
     x = np.tile(forest.frame.to_numpy(dtype=np.float32), (TILES, 1))
-    args = ["--inference-thread", "--max-body-bytes", str(64 << 20), *batching]
+    args = ["--inference-thread", "--max-body-bytes", str(64 << 20), "--max-rows", "50000"]
+    args += batching
     with serve(forest, tmp_path, *args) as server, ThreadPoolExecutor(2) as pool:
         assert inference_running(server.url) == 0
         slow = pool.submit(binary_request, server.url, x)
