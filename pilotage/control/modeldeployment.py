@@ -736,7 +736,7 @@ def reconcile_modeldeployment(
     st = r.st
     if obs.router is not None and obs.router.endpoint:
         if st.endpoint and st.endpoint != obs.router.endpoint:
-            why = obs.router.endpoint_problem or "the router was started elsewhere"
+            why = obs.router.endpoint_problem or "the router was restarted on another port"
             st.endpoint_note = (
                 f"endpoint moved from {st.endpoint} to {obs.router.endpoint} at {r.stamp}: {why}"
             )[:1024]
