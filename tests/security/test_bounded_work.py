@@ -67,9 +67,10 @@ def attacking(url: str, mode: str, n: int, summary: dict[str, Any]) -> Iterator[
 
 def within_3x(url: str, mode: str, n: int, warm: Any = None) -> dict[str, Any]:
     """The attack's summary once a small request's p99 under attack stayed within 3x of
-    its p99 without (up to 3 tries: other processes share this machine's two cores)."""
+    its p99 without (up to 5 tries: other processes share this machine's two cores; a
+    loop held by the attack is 10-100x, not a little over 3x)."""
     ratios = []
-    for _ in range(3):
+    for _ in range(5):
         base = p99(url)
         summary: dict[str, Any] = {}
         with attacking(url, mode, n, summary):
@@ -78,9 +79,10 @@ def within_3x(url: str, mode: str, n: int, warm: Any = None) -> dict[str, Any]:
             loaded = p99(url)
             health = p99(url, "/metrics")
         ratios.append((loaded / base, base, loaded, health))
+        print(f"{mode}: p99 {base * 1000:.1f} ms without, {loaded * 1000:.1f} ms under attack")
         if loaded <= 3 * base:
             return summary
-    raise AssertionError(f"p99 under attack / p99 without, 3 tries: {ratios}")
+    raise AssertionError(f"p99 under attack / p99 without, 5 tries: {ratios}")
 
 
 @pytest.fixture(scope="module")
