@@ -121,7 +121,10 @@ def test_summary_matches_the_status_fields(tmp_path: Path) -> None:
         "onnxParity",
         "datasetFingerprint",
         "message",
+        "task",  # the task trained (inferred or given), shown by describe
+        "search",  # the search's outcome (issue 15.10); null without a search
     }
+    assert summary["task"] == "classification" and summary["search"] is None
     status = TrainingJobStatus.model_validate(summary)
     assert status.phase == "Succeeded" and status.model_version == "run-1"
     assert status.onnx_parity is not None and status.gates is not None and status.gates.passed
