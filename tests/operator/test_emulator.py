@@ -258,3 +258,43 @@ async def test_kopf_runs_a_handler_once_per_change(cluster: Cluster, namespaced:
             what="the widget is gone (finalizer released)",
         )
     assert calls == [1, 2, 0]
+
+
+async def test_the_fake_kubelet_outlives_a_deployment_deleted_under_it(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Deployment listed, then deleted before the kubelet writes its status (the
+    operator removing a server), is skipped: the kubelet used to die of the 404 and leave
+    every later Deployment unready (the flaky abort/retry and blue-green tests)."""
+    from tests.operator.harness import running_kubelet
+
+    phantom = {
+        "metadata": {"name": "gone", "namespace": "default", "generation": 1},
+        "spec": {"replicas": 1, "template": {"metadata": {"labels": {}}, "spec": {}}},
+    }
+    listed = Cluster.list
+
+    def with_phantom(self: Cluster, resource: str, namespace: str | None = None) -> list[Any]:
+        found = listed(self, resource, namespace)
+        return [phantom, *found] if resource == "apps/v1/deployments" else found
+
+    monkeypatch.setattr(Cluster, "list", with_phantom)
+    deployment = {
+        "metadata": {"name": "later", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "later"}},
+            "template": {"metadata": {"labels": {"app": "later"}}, "spec": {"containers": []}},
+        },
+    }
+    async with running_kubelet(cluster):
+        await call(cluster, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment)
+        await eventually(
+            lambda: (
+                (cluster.get("apps/v1/deployments", "default", "later") or {})
+                .get("status", {})
+                .get("readyReplicas")
+                == 1
+            ),
+            what="the later Deployment ready",
+        )

@@ -106,6 +106,9 @@ async def test_canary_on_real_router_and_servers_rolls_back_on_injected_latency(
         artifact_uri="pvc://artifacts/pilotage",
         resync_seconds=5,
         min_interval_seconds=0.05,
+        # the router admin API is served by this test's own event loop, which also runs
+        # the emulated API server: on a loaded machine 2 s (the default) timed it out
+        http_timeout_seconds=15,
     )
     kubelet = ProcessKubelet(cluster, tmp_path / "pods", pvc)
     # /admin/faults exists only on a server started for it: the canary's pod is.

@@ -55,6 +55,9 @@ async def test_full_story(cluster: Cluster, tmp_path: Path) -> None:
         router_admin_port=admin_port,
         resync_seconds=5,
         min_interval_seconds=0.05,
+        # the router admin API is served by this test's own event loop, which also runs
+        # the emulated API server: on a loaded machine 2 s (the default) timed it out
+        http_timeout_seconds=15,
     )
     router = FakeRouterAdmin(cluster, NS, "iris")
     api_calls: set[tuple[str, str, str]] = set()

@@ -73,6 +73,9 @@ async def serving_v1(
         router_admin_port=admin_port,
         resync_seconds=1,  # a new TrainingJob reaches the deployment at its next resync
         min_interval_seconds=0.05,
+        # the router admin API is served by this test's own event loop, which also runs
+        # the emulated API server: on a loaded machine 2 s (the default) timed it out
+        http_timeout_seconds=15,
     )
     router = FakeRouterAdmin(cluster, NS, "iris")
     async with router.serving(admin_port), running_kubelet(cluster), operator(cluster, settings):
