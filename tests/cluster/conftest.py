@@ -1,5 +1,5 @@
-"""One real control plane per test session (per xdist worker: the whole directory is
-one xdist group, so one worker runs it), built from Go modules and started by
+"""One real control plane per test session (per xdist worker: every module here marks
+itself `xdist_group("cluster")`, so one worker runs them all), built from Go modules and started by
 `testcluster.up` in a temporary directory, so a cluster a developer started with
 `make cluster-up` is never touched."""
 
@@ -23,13 +23,6 @@ from testcluster.state import ClusterState
 from testcluster.up import up
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 def unavailable() -> str | None:

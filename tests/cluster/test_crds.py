@@ -18,6 +18,9 @@ from tests.api.files import (
 )
 from tests.cluster.conftest import Cluster
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 KINDS = sorted(load_crds())
 PLURALS = {kind: crd["spec"]["names"]["plural"] for kind, crd in load_crds().items()}
 NAMESPACE = "crd-checks"

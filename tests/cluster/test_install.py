@@ -23,6 +23,9 @@ import pytest
 
 from tests.cluster.conftest import CHART, Cluster, helm, pod_logs, restricted_namespace
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 RELEASE = "pilotage"
 SYSTEM = "pilotage-system"
 DEPLOYMENT = "pilotage-operator"

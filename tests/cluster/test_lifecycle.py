@@ -10,9 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from testcluster import build, versions
 from testcluster.state import alive, read_state
 from tests.cluster.conftest import Cluster
+
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,6 +20,9 @@ import pytest
 from testcluster.nodeagent import network
 from tests.support.models import build_model
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 SERVER = "ghcr.io/pilotage-dev/pilotage-server:0.1.0"
 TRAINER = "ghcr.io/pilotage-dev/pilotage-trainer:0.1.0"
 OPERATOR = "ghcr.io/pilotage-dev/pilotage-operator:0.1.0"

@@ -18,6 +18,9 @@ import pytest
 from testcluster.nodeagent import network, spec
 from testcluster.nodeagent.spec import ConfigError, ContainerState, ImageNotRunnable, Sources
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 VENV = Path("/venv")
 POD = {
     "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"}},

@@ -22,6 +22,9 @@ import pytest
 
 from tests.cluster.conftest import RELEASE_NS, Cluster, pod_logs, restricted_namespace
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 NS = "story"
 T = TypeVar("T")
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]]

@@ -15,6 +15,9 @@ import pytest
 from tests.cluster.conftest import Cluster, restricted_namespace
 from tests.cluster.test_story import ROWS, Traffic, condition, wait_for
 
+# one cluster per session: every test of this directory runs on the same xdist worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 NS = "strategies"
 TOKEN = "preview-testers-token"
 
