@@ -98,7 +98,8 @@ DEFAULT_READ_TIMEOUT_S = 600.0
 _BLOCK = 1 << 20
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, for an error message."""
     for test, name in (
         (stat.S_ISFIFO, "a FIFO"),
         (stat.S_ISCHR, "a character device"),
@@ -125,7 +126,7 @@ def open_regular(path: Path, uri: str) -> BinaryIO:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise StorageError(f"cannot read {uri}: not a regular file ({_kind(mode)})")
+            raise StorageError(f"cannot read {uri}: not a regular file ({file_kind(mode)})")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -18,6 +18,7 @@ from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.api.resource import Resource
 from pilotage.api.trainingjob import TrainingJob
+from pilotage.storage import file_kind
 
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls for cls in (Dataset, TrainingJob, ModelDeployment, DriftMonitor)
@@ -198,7 +199,7 @@ def read_limited(path: str | Path, limit: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file ({_file_kind(info.st_mode)})")
+            raise OSError(errno.EINVAL, f"not a regular file ({file_kind(info.st_mode)})")
         if info.st_size > limit:
             raise ValueError(f"{info.st_size} bytes, more than the limit of {limit}")
         os.set_blocking(fd, True)
@@ -216,19 +217,6 @@ def read_limited(path: str | Path, limit: int) -> bytes:
         return data
     finally:
         os.close(fd)
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 def read_manifest_text(path: str | Path) -> str:
