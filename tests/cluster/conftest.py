@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ def unavailable() -> str | None:
 @dataclass
 class Cluster:
     state: ClusterState
+    installed_at: float = 0.0  # when operator_installed ran helm install (time.time())
 
     @property
     def kubeconfig(self) -> Path:
@@ -162,11 +164,14 @@ def restricted_namespace(
         cluster.kubectl("apply", "-f", "-", input=json.dumps(claim_doc))
 
 
-def pod_logs(cluster: Cluster, namespace: str, prefix: str) -> str:
-    """Every container log of the pods of `namespace` whose name starts with `prefix`
-    (the node agent has no kubelet API: `kubectl logs` cannot work)."""
+def pod_logs(cluster: Cluster, namespace: str, prefix: str, since: float = 0.0) -> str:
+    """Every container log of the pods of `namespace` whose name starts with `prefix`,
+    started at or after `since` (a time.time()); the directories of earlier pods stay on
+    the node after they are deleted."""
     texts = []
     for pod_dir in sorted((cluster.state_dir / "pods").glob(f"{namespace}_{prefix}*")):
+        if pod_dir.stat().st_mtime < since:
+            continue
         texts += [log.read_text(errors="replace") for log in sorted(pod_dir.glob("*.log"))]
     return "\n".join(texts)
 
@@ -176,6 +181,7 @@ RELEASE_NS = "pilotage-system"
 
 @pytest.fixture(scope="session")
 def operator_installed(cluster: Cluster) -> Iterator[Cluster]:
+    cluster.installed_at = time.time()
     """The chart installed as a user installs it, with fault injection for the rollback
     drills and a short resync so the tests need not wait for the 30 s default.
     (test_install.py installs and uninstalls the same release on its own, first.)"""

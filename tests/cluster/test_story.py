@@ -224,7 +224,7 @@ def story(operator_installed: Cluster) -> Cluster:
 
 
 def operator_log(cluster: Cluster) -> str:
-    return pod_logs(cluster, RELEASE_NS, "pilotage-operator")
+    return pod_logs(cluster, RELEASE_NS, "pilotage-operator", since=cluster.installed_at)
 
 
 def router_url(cluster: Cluster) -> str:
