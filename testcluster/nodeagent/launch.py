@@ -192,6 +192,8 @@ def main() -> None:
             mount(source, target, None, MS_BIND)
     mounts = sorted(spec.get("mounts", []), key=lambda m: m["target"].count("/"))
     sources = [_held(m["source"]) for m in mounts]
+    image = sorted({os.path.normpath(p) for p in spec.get("image", [])}, key=len)
+    image_held = [_held(p) for p in image]
     read_only = []
     for m, source in zip(mounts, sources, strict=True):
         target = resolve(view, m["target"])
@@ -200,6 +202,14 @@ def main() -> None:
         mount(source, view.host(target), None, MS_BIND | MS_REC)
         if m.get("readOnly"):
             read_only.append(view.host(target))
+    # The image's files are outside any volume in a real pod; here they are the checkout,
+    # which a volume on an ancestor (an emptyDir on /tmp, for a checkout under /tmp) would
+    # hide: bind it back over the volume.
+    targets = [os.path.normpath(m["target"]) for m in mounts]
+    for path, held in zip(image, image_held, strict=True):
+        if any(path.startswith(t.rstrip("/") + "/") for t in targets):
+            view.ensure(path, True)
+            mount(held, view.host(path), None, MS_BIND | MS_REC)
     # After every mount, as runc does: a volume nested in a read-only one (the router's
     # admin token under its routes ConfigMap) needs its mount point made in the parent.
     for target in read_only:

@@ -20,6 +20,8 @@ from testcluster.nodeagent import network, spec
 from testcluster.nodeagent.kube import ApiError
 from testcluster.nodeagent.spec import ConfigError, ContainerState, ImageNotRunnable
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout our images run from
+
 if TYPE_CHECKING:
     from testcluster.nodeagent.agent import Agent
 
@@ -510,6 +512,8 @@ class PodRunner:
             "staging": str(staging),
             "hostname": self.hostname,
             "traverse": [str(self.agent.venv / "bin" / "python")],
+            # what stands in for the image: the checkout and its virtualenv
+            "image": [str(REPO), str(self.agent.venv)],
         }
         return launch, termination
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testcluster.nodeagent import network, spec
+from testcluster.nodeagent import network, pods, spec
 from testcluster.nodeagent.spec import ConfigError, ContainerState, ImageNotRunnable, Sources
 
 # one cluster per session: every test of this directory runs on the same xdist worker
@@ -397,6 +397,9 @@ def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leave
         "argv": [sys.executable, "-c", code],
         "env": {"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
         "staging": str(state / "staging"),
+        # as pods.py gives it: the checkout and virtualenv stand in for the image, and
+        # stay visible under the emptyDir on /tmp when the checkout is under /tmp
+        "image": [str(pods.REPO), sys.prefix],
     }
     (state / "launch.json").write_text(json.dumps(launch))
     launcher = Path(network.__file__).with_name("launch.py")
