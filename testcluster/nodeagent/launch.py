@@ -195,8 +195,10 @@ def main() -> None:
     image = sorted({os.path.normpath(p) for p in spec.get("image", [])}, key=len)
     image_held = [_held(p) for p in image]
     read_only = []
+    targets = []
     for m, source in zip(mounts, sources, strict=True):
         target = resolve(view, m["target"])
+        targets.append(target)
         is_dir = os.path.isdir(source)
         view.ensure(target, is_dir)
         mount(source, view.host(target), None, MS_BIND | MS_REC)
@@ -205,11 +207,13 @@ def main() -> None:
     # The image's files are outside any volume in a real pod; here they are the checkout,
     # which a volume on an ancestor (an emptyDir on /tmp, for a checkout under /tmp) would
     # hide: bind it back over the volume.
-    targets = [os.path.normpath(m["target"]) for m in mounts]
     for path, held in zip(image, image_held, strict=True):
-        if any(path.startswith(t.rstrip("/") + "/") for t in targets):
-            view.ensure(path, True)
-            mount(held, view.host(path), None, MS_BIND | MS_REC)
+        covering = [t for t in targets if path.startswith(t.rstrip("/") + "/")]
+        if covering:
+            # the mount point is made inside the volume (it is the pod's own directory)
+            point = view.host(path)
+            os.makedirs(point, exist_ok=True)
+            mount(held, point, None, MS_BIND | MS_REC)
     # After every mount, as runc does: a volume nested in a read-only one (the router's
     # admin token under its routes ConfigMap) needs its mount point made in the parent.
     for target in read_only:

@@ -17,6 +17,7 @@ import pytest
 
 from testcluster.nodeagent import network, pods, spec
 from testcluster.nodeagent.spec import ConfigError, ContainerState, ImageNotRunnable, Sources
+from tests.cluster.conftest import checkout_under_tmp
 
 # one cluster per session: every test of this directory runs on the same xdist worker
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -341,6 +342,7 @@ def _mounts_mentioning(text: str) -> list[str]:
 
 
 @needs_root
+@pytest.mark.skipif(checkout_under_tmp(), reason="the checkout is under /tmp (see conftest)")
 def test_a_container_runs_as_its_user_in_its_netns_with_mounts_and_cleanup_leaves_nothing(
     bridge: str, tmp_path: Path
 ) -> None:
