@@ -35,5 +35,5 @@ def test_a_second_release_does_not_tear_down_the_pod_that_reuses_the_address(
 def test_the_cluster_tests_share_one_worker(request: pytest.FixtureRequest) -> None:
     """Guard: with --dist loadgroup every test here carries the group, so one xdist worker
     starts one cluster (pytest 9.2 silently dropped the group xdist 3.8 sets)."""
-    if request.config.getvalue("loadgroup"):
+    if getattr(request.config.option, "loadgroup", False):
         assert request.node.nodeid.endswith("@cluster"), request.node.nodeid
