@@ -627,10 +627,28 @@ class _Reconcile:
         else:
             st.traffic = {}
             st.traffic_summary = ""
+        settled = self.router_serves(table)
         for server in self.obs.servers:
-            if server.version not in versions:
+            if server.version in versions:
+                continue
+            # A rejected candidate goes at once: the router retries its failed requests
+            # on stable. A former stable has no such fallback.
+            if settled or server.version == st.rejected_version:
                 out.append(RemoveServer(name, server.version))
         return out
+
+    def router_serves(self, table: RouteTable | None) -> bool:
+        """Whether the router already routes by `table`, so a server the table no longer
+        names gets no more requests. Until it reports that revision (a pushed table can
+        fail over to the ConfigMap, which takes a while to reach the pod) the old server
+        stays: removing it first failed every request still sent to it. When the router
+        cannot tell (not ready, no stats), nothing waits."""
+        router = self.obs.router
+        if table is None or not table.revision or router is None or not router.ready:
+            return True
+        if router.stats is None or router.stats.revision is None:
+            return True
+        return router.stats.revision == table.revision
 
     def conclude(
         self, problem: str | None, rejection: str | None

@@ -162,6 +162,27 @@ def test_canary_steps_pause_and_promote() -> None:
     assert md.status is not None and md.status.phase == "Healthy" and result.events == []
 
 
+def test_the_old_server_goes_only_once_the_router_serves_the_new_table() -> None:
+    """On the real cluster the old stable's Service went in the promoting reconcile, while
+    the router still sent it requests (a pushed table can fall back to the ConfigMap):
+    61 clients got 502 'cannot connect'. The server now waits for the router's revision."""
+    md = rolling(strategy=CANARY)
+    stale = RouterStats(revision="an-older-table")
+    md, result = run(
+        with_annotations(md, promote="full"), observe([V1, V2], ["v1", "v2"], stale), 210
+    )
+    assert md.status is not None and md.status.stable is not None
+    assert md.status.stable.version == "v2" and md.status.traffic == {"stable": 100}
+    table = routes(result)
+    assert table is not None
+    assert not [a for a in result.actions if isinstance(a, RemoveServer)]
+    md, result = run(md, observe([V1, V2], ["v1", "v2"], stale), 211)  # still the old one
+    assert not [a for a in result.actions if isinstance(a, RemoveServer)]
+    serving = RouterStats(revision=table.table.revision)
+    md, result = run(md, observe([V1, V2], ["v1", "v2"], serving), 212)
+    assert RemoveServer("iris", "v1") in result.actions
+
+
 def test_promote_full_skips_the_remaining_steps() -> None:
     md = rolling(strategy=CANARY)
     md, _ = run(with_annotations(md, promote="full"), observe([V1, V2], ["v1", "v2"]), 210)
