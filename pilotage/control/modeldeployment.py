@@ -260,6 +260,16 @@ class _Reconcile:
         st = self.st
         assert st.previous is not None and st.stable is not None
         back, left = st.previous, st.stable
+        if st.rejected_version is not None:
+            # A rollout after the promotion was already aborted: switching back now would
+            # forget that rejection, and the aborted version would roll out again.
+            self.event(
+                "Warning",
+                "SwitchBackRefused",
+                f"abort: version {st.rejected_version} was aborted after {left.version} was "
+                f"promoted; {left.version} stays stable",
+            )
+            return
         if not self.server_ready(back.version):
             self.event(
                 "Warning",
