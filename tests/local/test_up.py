@@ -213,6 +213,14 @@ def test_rollout_rollback_promotion_recovery_and_clean_stop(
         assert any("Promoted" in e and "iris-v3" in e for e in _events(store))
         assert not traffic.errors, traffic.errors[:3]
 
+        # the former stable's server stops once the router serves the promoted table
+        wait_until(
+            lambda: not [r for r in store.processes() if r.key.startswith("server/iris/iris-v1/")],
+            30,
+            0.1,
+            "iris-v1's server stopped",
+        )
+
         # --- SIGKILL: the processes live on; a new `up` adopts them without retraining
         before = {r.key: (r.pid, r.start_ticks) for r in store.processes()}
         trained = len(_events(store, "TrainingStarted"))
