@@ -23,8 +23,6 @@ from testcluster.down import down
 from testcluster.state import ClusterState
 from testcluster.up import up
 
-HERE = Path(__file__).resolve().parent
-
 
 def checkout_under_tmp() -> bool:
     """Pods mount emptyDirs on /tmp, which hides a checkout under /tmp from the processes
