@@ -96,7 +96,7 @@ def _offenders(modules: list[str], forbidden: set[str], transitive: bool) -> lis
     return out
 
 
-@pytest.mark.parametrize("package", ["server", "router"])
+@pytest.mark.parametrize("package", ["server", "router", "inferencelog"])
 def test_data_plane_stays_light(package: str) -> None:
     assert _offenders(_modules(package), HEAVY_FOR_DATA_PLANE, transitive=True) == []
 
