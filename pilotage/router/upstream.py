@@ -109,13 +109,28 @@ class _Connection(asyncio.Protocol):
 
     # used by the pool
     def send(self, data: bytes, waiter: asyncio.Future[UpstreamResponse]) -> None:
+        """Write one request; ``waiter`` gets its answer or an UpstreamError.
+
+        The connection may have closed between the pool handing it out and this write:
+        a fresh connection the upstream reset (killed with connections in its accept
+        backlog), or a released one handed to a waiting request that resumed later.
+        uvloop raises RuntimeError on such a write (asyncio drops the data and the
+        request would wait for its timeout): fail the waiter instead, with nothing sent.
+        """
         self._waiter = waiter
         self._headers = []
         self._body = []
         self._size = 0
         self.got_bytes = False
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            self._fail(UpstreamError("connection closed before the request was sent"))
+            return
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as exc:
+            self._fail(UpstreamError(f"connection unusable before the request was sent ({exc})"))
+            self.close()
 
     def _fail(self, exc: UpstreamError) -> None:
         waiter = self._waiter

@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
+import uvloop
 
-from pilotage.router.upstream import UpstreamPool, UpstreamTimeout
+from pilotage.router.upstream import UpstreamError, UpstreamPool, UpstreamTimeout, _Connection
 from tests.router.conftest import table
 from tests.router.traffic import Answer, Client
 from tests.support.procs import free_port
@@ -158,3 +159,47 @@ async def test_failed_connects_give_their_slots_back() -> None:
         with pytest.raises(Exception, match="cannot connect"):
             await get(pool, b"/x", timeout=2)
     assert pool.open_connections == 0 and pool.waiting == 0
+
+
+# ---- a connection that closes between the pool handing it out and the request's write --
+
+
+class ResumedLate(UpstreamPool):
+    """A pool whose request resumes after connecting only once the upstream's close has
+    reached the new connection: what a busy router loop sees when the upstream is killed
+    with connections in its accept backlog (the kernel resets them)."""
+
+    async def _connect(self, timeout: float) -> _Connection:
+        conn = await super()._connect(timeout)
+        await eventually(lambda: conn.closed, "the upstream's close reached the connection")
+        return conn
+
+
+async def closed_fresh_connection() -> tuple[str, int]:
+    async def slam(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()  # accepted, then reset before reading anything
+
+    server = await asyncio.start_server(slam, "127.0.0.1", 0)
+    try:
+        pool = ResumedLate("127.0.0.1", server.sockets[0].getsockname()[1])
+        try:
+            await get(pool, b"/x", timeout=5)
+        except UpstreamError as exc:  # what the router retries on stable
+            return f"{type(exc).__name__}: {exc}", pool.open_connections
+        raise AssertionError("answered by an upstream that closed every connection")
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_connection_closed_before_the_write_fails_as_an_upstream_error(loop: str) -> None:
+    # The router runs on uvloop, whose write on a closed transport raises RuntimeError:
+    # it escaped the router's retry on stable as a 500 (a killed canary). asyncio drops
+    # the write instead: the request waited for its whole timeout (504).
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        error, still_open = runner.run(closed_fresh_connection())
+    assert (error, still_open) == (
+        "UpstreamError: connection closed before the request was sent",
+        0,
+    )
