@@ -18,6 +18,7 @@ from pilotage.api.common import (
     Timestamp,
     cel_rules,
     conditions_field,
+    parse_duration,
 )
 from pilotage.api.resource import PrinterColumn, Resource, age_column
 
@@ -281,13 +282,108 @@ class RouterSpec(ApiModel):
     unguessable). See docs/security.md."""
 
 
+class AutoscalingTarget(ApiModel):
+    """The load one replica should carry: exactly one of inFlight or requestsPerSecond."""
+
+    model_config = cel_rules(
+        (
+            "has(self.inFlight) != has(self.requestsPerSecond)",
+            "autoscaling.target sets exactly one of inFlight or requestsPerSecond",
+        )
+    )
+
+    in_flight: Annotated[float, Field(gt=0, le=10000)] | None = None
+    """Requests in progress at once per replica (concurrency), averaged over the window."""
+    requests_per_second: Annotated[float, Field(gt=0, le=1000000)] | None = None
+    """Requests per second per replica, averaged over the window."""
+
+    @model_validator(mode="after")
+    def _one(self) -> AutoscalingTarget:
+        if (self.in_flight is None) == (self.requests_per_second is None):
+            raise ValueError("autoscaling.target sets exactly one of inFlight or requestsPerSecond")
+        return self
+
+
+class Autoscaling(ApiModel):
+    """Scale each variant's servers on its own live load, seen by the router.
+
+    The stable window averages the load over `window`; a short `panicWindow` reacts to
+    bursts (as Knative's autoscaler does). Each variant (stable, canary, preview, shadow)
+    scales separately; traffic weights do not change with replica counts.
+    """
+
+    model_config = cel_rules(
+        (
+            "self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must not be greater than maxReplicas",
+        ),
+    )
+
+    min_replicas: Annotated[int, Field(ge=0, le=100)] = 1
+    """Fewest replicas per variant; 0 lets an idle variant scale to zero after
+    `scaleToZeroAfter` (the next request waits in the router while one starts)."""
+    max_replicas: Annotated[int, Field(ge=1, le=100)] = 10
+    """Most replicas per variant."""
+    target: AutoscalingTarget = Field(default_factory=lambda: AutoscalingTarget(in_flight=4))
+    """Load per replica to aim at. Default: 4 requests in flight."""
+    interval: Duration = "2s"
+    """How often the router's counters are read and the replica counts decided."""
+    window: Duration = "60s"
+    """Stable window: the load is averaged over this long."""
+    panic_window: Duration = "6s"
+    """Panic window: when the load over this short window needs `panicThreshold` times
+    the ready replicas, scale up on it at once and do not scale down until a whole
+    `window` has passed without such a burst."""
+    panic_threshold: Annotated[float, Field(ge=1, le=100)] = 2.0
+    """Ratio of wanted to ready replicas (over the panic window) that starts panic mode."""
+    scale_up_rate: Annotated[float, Field(gt=1, le=1000)] = 10.0
+    """How quickly to scale up: at most this many times the ready replicas per decision."""
+    scale_down_delay: Duration = "30s"
+    """How long the load must stay lower before replicas are removed (the highest count
+    wanted over that time is kept)."""
+    scale_to_zero_after: Duration = "60s"
+    """With `minReplicas: 0`, a variant with no request for this long goes to zero."""
+    activation_timeout: Duration = "30s"
+    """How long a request for a variant at zero waits in the router for the first replica;
+    past it the router answers 503."""
+    max_held_requests: Annotated[int, Field(ge=1, le=100000)] = 1000
+    """Most requests held in the router at once while a variant starts from zero; more
+    are answered 503 at once."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must not be greater than "
+                f"maxReplicas ({self.max_replicas})"
+            )
+        for name, value in (
+            ("interval", self.interval),
+            ("window", self.window),
+            ("panicWindow", self.panic_window),
+            ("activationTimeout", self.activation_timeout),
+        ):
+            if parse_duration(value) <= 0:
+                raise ValueError(f"autoscaling.{name} must be longer than 0, got {value}")
+        if parse_duration(self.panic_window) > parse_duration(self.window):
+            raise ValueError(
+                f"autoscaling.panicWindow ({self.panic_window}) must not be longer than "
+                f"window ({self.window})"
+            )
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
     model: ModelSource
     """The wanted model version."""
     replicas: Annotated[int, Field(ge=1, le=100)] = 1
-    """Server pods per variant."""
+    """Server pods per variant. With `autoscaling`, the count each variant starts with
+    (kept within minReplicas..maxReplicas)."""
+    autoscaling: Autoscaling | None = None
+    """Scale each variant's servers on its live load, down to zero when `minReplicas` is 0.
+    Without it every variant runs `replicas` servers."""
     server: ServerSpec = Field(default_factory=ServerSpec)
     """Model server settings."""
     router: RouterSpec = Field(default_factory=RouterSpec)
@@ -343,6 +439,29 @@ class HistoryEntry(ApiModel):
     """Detail, e.g. measured value vs SLO."""
 
 
+class VariantReplicas(ApiModel):
+    """Replicas of one variant and the autoscaler's memory of it."""
+
+    version: Annotated[str, Field(max_length=63)]
+    """Model version of the variant."""
+    desired: Annotated[int, Field(ge=0)] = 0
+    """Replicas wanted."""
+    ready: Annotated[int, Field(ge=0)] = 0
+    """Replicas ready."""
+    load: float | None = None
+    """Load over the stable window (in flight, or requests per second, per the target)."""
+    last_scale_time: Timestamp | None = None
+    """When `desired` last changed."""
+    active_time: Timestamp | None = None
+    """When the variant last had a request."""
+    down_since: Timestamp | None = None
+    """Since when fewer replicas have been wanted (scaleDownDelay counts from it)."""
+    down_to: Annotated[int, Field(ge=0)] | None = None
+    """The most replicas wanted since `downSince`: what a scale-down goes to."""
+    panic_since: Timestamp | None = None
+    """When the last burst (panic mode) was seen; no scale-down for a window after it."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment."""
 
@@ -369,6 +488,10 @@ class ModelDeploymentStatus(ApiModel):
     """Variant → percentage of user traffic."""
     traffic_summary: Annotated[str, Field(max_length=128)] = ""
     """Traffic as text for `kubectl get`, e.g. `stable 90 / canary 10`."""
+    replicas: dict[str, VariantReplicas] = Field(default_factory=dict, max_length=8)
+    """Variant → replicas wanted and ready (with autoscaling)."""
+    replicas_summary: Annotated[str, Field(max_length=128)] = ""
+    """Ready/desired replicas as text for `kubectl get`, e.g. `stable 3/3 / canary 1/1`."""
     endpoint: Annotated[str, Field(max_length=2048)] | None = None
     """URL clients send requests to (the router). It survives restarts of the router and
     of `pilotage up`; when it cannot (its port was taken), `endpointNote` says why."""
@@ -419,6 +542,12 @@ class ModelDeployment(Resource):
         ),
         PrinterColumn(name="Traffic", type="string", json_path=".status.trafficSummary"),
         PrinterColumn(name="P99ms", type="number", json_path=".status.lastAnalysis.p99Ms"),
+        PrinterColumn(
+            name="Replicas",
+            type="string",
+            json_path=".status.replicasSummary",
+            description="Ready/desired server replicas per variant (autoscaling).",
+        ),
         PrinterColumn(name="Strategy", type="string", json_path=".spec.strategy.type", priority=1),
         PrinterColumn(name="Endpoint", type="string", json_path=".status.endpoint", priority=1),
         age_column(),
