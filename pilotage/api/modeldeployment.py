@@ -6,6 +6,7 @@ import itertools
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
+from pydantic.alias_generators import to_snake
 
 from pilotage.api.common import (
     ApiModel,
@@ -155,22 +156,25 @@ class ShadowStrategy(ApiModel):
     """Promote after a healthy comparison; when false, hold until a manual promote."""
 
 
+STRATEGY_BLOCKS: dict[str, str] = {
+    "Canary": "canary",
+    "BlueGreen": "blueGreen",
+    "Shadow": "shadow",
+}
+"""Each `strategy.type` and the settings block (field alias) only it may set."""
+
+
 class Strategy(ApiModel):
     """How a new version reaches traffic."""
 
     model_config = cel_rules(
-        (
-            "self.type == 'Canary' || !has(self.canary)",
-            "strategy.canary is only allowed with type Canary",
-        ),
-        (
-            "self.type == 'BlueGreen' || !has(self.blueGreen)",
-            "strategy.blueGreen is only allowed with type BlueGreen",
-        ),
-        (
-            "self.type == 'Shadow' || !has(self.shadow)",
-            "strategy.shadow is only allowed with type Shadow",
-        ),
+        *(
+            (
+                f"self.type == '{kind}' || !has(self.{block})",
+                f"strategy.{block} is only allowed with type {kind}",
+            )
+            for kind, block in STRATEGY_BLOCKS.items()
+        )
     )
 
     type: Literal["Canary", "BlueGreen", "Shadow"] = "Canary"
@@ -184,12 +188,10 @@ class Strategy(ApiModel):
 
     @model_validator(mode="after")
     def _block_matches_type(self) -> Strategy:
-        blocks = {"Canary": self.canary, "BlueGreen": self.blue_green, "Shadow": self.shadow}
-        fields = {"Canary": "canary", "BlueGreen": "blueGreen", "Shadow": "shadow"}
-        for kind, block in blocks.items():
-            if block is not None and kind != self.type:
+        for kind, block in STRATEGY_BLOCKS.items():
+            if getattr(self, to_snake(block)) is not None and kind != self.type:
                 raise ValueError(
-                    f"strategy.{fields[kind]} is only allowed with type {kind} (type is {self.type})"
+                    f"strategy.{block} is only allowed with type {kind} (type is {self.type})"
                 )
         return self
 

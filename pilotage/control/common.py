@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from pilotage.api.conditions import summarize
 from pilotage.api.resource import Resource
 
 ANNOTATION_PROMOTE = "pilotage.dev/promote"
+FULL_PROMOTION = "full"
 ANNOTATION_ABORT = "pilotage.dev/abort"
 ANNOTATION_RETRY = "pilotage.dev/retry"
 ANNOTATION_RETRAIN = "pilotage.dev/retrain"
@@ -126,6 +128,35 @@ def reconciled_conditions(
         generation=generation,
         now=now,
     )
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How a reconcile call ends: Ready (None: Unknown), its reason and message, and
+    whether the resource is stalled (it will not get better without a change)."""
+
+    ready: bool | None
+    reason: str
+    message: str
+    stalled: bool = False
+
+    def conditions(self, conditions: list[Condition], generation: int, now: str) -> list[Condition]:
+        return reconciled_conditions(
+            conditions,
+            ready=self.ready,
+            reason=self.reason,
+            message=self.message,
+            stalled=self.stalled,
+            generation=generation,
+            now=now,
+        )
+
+
+def is_full_promotion(value: str) -> bool:
+    """`pilotage.dev/promote: full` or `full:<token>` promotes to 100 % at once; the token
+    makes each request a new value, so two full promotions in a row are two requests.
+    Any other value (`step`, `step:<token>`, a timestamp) is one step."""
+    return value == FULL_PROMOTION or value.startswith(FULL_PROMOTION + ":")
 
 
 RESTART_BACKOFF_BASE_S = 1.0

@@ -17,6 +17,9 @@ numeric features are judged by KS / Wasserstein on samples (the window's rows st
 the reservoirs vs the training sample) once at least `minSamples` such rows are there;
 otherwise, and always for PSI, JS and chi², on the bins.
 
+Retrain triggers (drift, performance, datasetChange, schedule, manual) are registered
+in `pilotage.control.triggers`, one module each; this reconciler asks them in order.
+
 Rollback is not an action of this reconciler: `observe.drift_signal` turns this
 status (phase, consecutive count, `driftingSince`) into the `DriftSignal` the
 ModelDeployment reconciler reads, which rolls back a candidate whose rollout began
@@ -27,10 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from croniter import croniter
 
 from pilotage.api.common import parse_duration
 from pilotage.api.driftmonitor import (
@@ -38,29 +40,26 @@ from pilotage.api.driftmonitor import (
     DriftMonitorSpec,
     DriftMonitorStatus,
     FeatureDrift,
-    LiveMetrics,
-    PerformanceSpec,
     PredictionDrift,
     RetrainRecord,
     Trigger,
 )
 from pilotage.control.common import (
-    ANNOTATION_RETRAIN,
     LABEL_MONITOR,
     LABEL_TRIGGER,
+    Readiness,
     dns_name,
     format_time,
     parse_time,
-    reconciled_conditions,
     seconds_between,
 )
 from pilotage.control.observe import DRIFTING_SINCE
+from pilotage.control.triggers import TRIGGERS, RetrainTrigger
 from pilotage.control.types import (
     Action,
     CreateTrainingJob,
     DriftMonitorObservation,
     Event,
-    FeedbackStats,
     Result,
     ServerCounters,
 )
@@ -73,11 +72,6 @@ from pilotage.drift.window import add_windows, window_counts
 
 PREDICTIONS_GROUP = "__predictions__"
 OUT_OF_SCHEMA_GROUP = "__outOfSchema__"
-HANDLED_RETRAIN = "handledRetrain"
-RETRAINED_FOR = "retrainedFor"
-# A live-performance breach no retrain has taken yet (one inside the cooldown): it is
-# acted on when the cooldown ends unless a healthy feedback window came in between.
-PENDING_PERFORMANCE = "pendingPerformance"
 # Methods that gain from samples: KS and Wasserstein are exact on them (auto uses KS).
 EXACT_METHODS = frozenset({"ks", "wasserstein", "auto"})
 
@@ -85,13 +79,10 @@ Window = dict[str, dict[str, int]]
 
 
 def spec_problem(spec: DriftMonitorSpec) -> str | None:
-    if spec.schedule is not None and not croniter.is_valid(spec.schedule):
-        return f"spec.schedule: {spec.schedule!r} is not a cron expression"
-    if spec.on_drift.retrain is None:
-        if spec.schedule is not None:
-            return "spec.onDrift.retrain: a schedule needs a TrainingJob template to retrain with"
-        if spec.retrain_on_dataset_change:
-            return "spec.onDrift.retrain: retrainOnDatasetChange needs a TrainingJob template"
+    for trigger in TRIGGERS:
+        problem = trigger.problem(spec)
+        if problem:
+            return problem
     if spec.window.duration is not None and parse_duration(spec.window.duration) <= 0:
         return "spec.window.duration: must be longer than 0s"
     if parse_duration(spec.interval) <= 0:
@@ -158,18 +149,9 @@ def _exact_note(report: DriftReport) -> str:
     return f"; {len(exact)} features tested exactly on {rows} recent rows"
 
 
-def _feedback_doc(fb: FeedbackStats | None) -> dict[str, Any] | None:
-    if fb is None:
-        return None
-    return {
-        "labelled": fb.labelled,
-        "correct": fb.correct,
-        "valued": fb.valued,
-        "absErrorSum": fb.abs_error_sum,
-    }
-
-
 class _Reconcile:
+    """The working state of one call (the `Tick` the triggers see); nothing outlives it."""
+
     def __init__(self, dm: DriftMonitor, obs: DriftMonitorObservation, now: datetime):
         self.dm, self.spec, self.obs, self.now = dm, dm.spec, obs, now
         self.stamp = format_time(now)
@@ -242,7 +224,7 @@ class _Reconcile:
         scratch. Retrain bookkeeping (lastRetrain, retrains, the cooldown, handled
         annotations, the dataset fingerprint, the schedule) is the monitor's, and stays."""
         st, cp = self.st, self.checkpoint
-        for per_version in ("feedback", DRIFTING_SINCE, RETRAINED_FOR, PENDING_PERFORMANCE):
+        for per_version in (DRIFTING_SINCE, *(k for t in TRIGGERS for k in t.per_version)):
             cp.pop(per_version, None)
         cp.update(version=version, time=self.stamp, counts=_snapshot(self.obs.counters))
         st.version = version
@@ -330,64 +312,6 @@ class _Reconcile:
         shown = ", ".join(f.text() for f in drifted[:5])
         return shown + (f" and {len(drifted) - 5} more" if len(drifted) > 5 else "")
 
-    # -- live performance --------------------------------------------------------
-
-    def check_performance(self) -> str | None:
-        """A message when a new feedback window breaches `performance`, else None.
-
-        The breach is also kept pending in the checkpoint (see `pending_performance`);
-        a window that does not breach clears it."""
-        perf, fb, cp = self.spec.performance, self.obs.feedback, self.checkpoint
-        if perf is None:
-            cp.pop(PENDING_PERFORMANCE, None)
-            return None
-        if fb is None:
-            return None
-        judged, breach = self.judge_performance(perf, fb)
-        if breach is not None:
-            cp[PENDING_PERFORMANCE] = breach
-        elif judged:
-            cp.pop(PENDING_PERFORMANCE, None)  # a healthy window came after the breach
-        return breach
-
-    def pending_performance(self) -> str | None:
-        """The breach waiting for a retrain (this tick's or one from inside the cooldown)."""
-        pending = self.checkpoint.get(PENDING_PERFORMANCE)
-        return str(pending) if pending else None
-
-    def judge_performance(
-        self, perf: PerformanceSpec, fb: FeedbackStats
-    ) -> tuple[bool, str | None]:
-        """Whether a full feedback window was judged (setting `status.live`), and its breach."""
-        cp, st = self.checkpoint, self.st
-        before = cp.get("feedback")
-        if not isinstance(before, dict) or any(
-            getattr(fb, counter) < before.get(counter, 0)
-            for counter in ("labelled", "correct", "valued")
-        ):
-            cp["feedback"] = _feedback_doc(fb)
-            return False, None
-        labelled = fb.labelled - int(before.get("labelled", 0))
-        valued = fb.valued - int(before.get("valued", 0))
-        samples = labelled if perf.metric == "accuracy" else valued
-        if samples < perf.min_samples:
-            return False, None
-        cp["feedback"] = _feedback_doc(fb)
-        if perf.metric == "accuracy":
-            accuracy = (fb.correct - int(before.get("correct", 0))) / labelled
-            st.live = LiveMetrics(samples=labelled, accuracy=accuracy)
-            if perf.min is not None and accuracy < perf.min:
-                return True, (
-                    f"live accuracy {accuracy:.3f} < min {perf.min:g} "
-                    f"over {labelled} labelled requests"
-                )
-            return True, None
-        mae = (fb.abs_error_sum - float(before.get("absErrorSum", 0.0))) / valued
-        st.live = LiveMetrics(samples=valued, mae=mae)
-        if perf.max is not None and mae > perf.max:
-            return True, f"live MAE {mae:.4g} > max {perf.max:g} over {valued} labelled requests"
-        return True, None
-
     # -- retraining --------------------------------------------------------------
 
     def last_retrain_time(self) -> datetime | None:
@@ -404,74 +328,28 @@ class _Reconcile:
             return 0.0
         return parse_duration(self.spec.on_drift.cooldown) - seconds_between(last, self.now)
 
-    def schedule_due(self) -> bool:
-        schedule, st = self.spec.schedule, self.st
-        if schedule is None:
-            return False
-        last = parse_time(st.last_schedule_time)
-        if last is None:
-            st.last_schedule_time = self.stamp  # the schedule counts from the first look
-            last = self.now
-        following: datetime = croniter(schedule, last).get_next(datetime)
-        if following <= self.now:
-            return True  # stays due until a retrain takes it (see `retrain`): a cooldown delays it
-        self.wait(seconds_between(self.now, following))
-        return False
+    def triggers(self) -> list[tuple[RetrainTrigger, str]]:
+        """Every trigger that wants a retrain now, in registry order (most specific first).
+        Each is asked every call: some keep state (a schedule's start, a feedback window)."""
+        fired = [(t, t.fired(self)) for t in TRIGGERS]
+        return [(t, why) for t, why in fired if why]
 
-    def triggers(self, performance: str | None) -> list[tuple[Trigger, str]]:
-        """Every trigger that wants a retrain now, most specific first."""
-        st, spec, obs, cp = self.st, self.spec, self.obs, self.checkpoint
-        fired: list[tuple[Trigger, str]] = []
-        if (
-            st.phase == "Drifting"
-            and st.consecutive_drifting >= spec.consecutive
-            and (cp.get(RETRAINED_FOR) != cp.get(DRIFTING_SINCE))
-        ):
-            fired.append(("drift", f"data-set drift: {self.drifted_text()}"))
-        if performance:
-            fired.append(("performance", performance))
-        fingerprint = obs.dataset_fingerprint
-        if fingerprint and st.dataset_fingerprint is None:
-            st.dataset_fingerprint = fingerprint
-        elif fingerprint and fingerprint != st.dataset_fingerprint:
-            if spec.retrain_on_dataset_change:
-                fired.append(
-                    ("datasetChange", f"Dataset fingerprint changed to {fingerprint[:12]}")
-                )
-            else:
-                st.dataset_fingerprint = fingerprint
-        if self.schedule_due():
-            fired.append(("schedule", f"schedule {spec.schedule!r}"))
-        token = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
-        if token and cp.get(HANDLED_RETRAIN) != token:
-            fired.append(("manual", f"requested by annotation {ANNOTATION_RETRAIN}={token}"))
-        return fired
-
-    def retrain(self, fired: list[tuple[Trigger, str]]) -> None:
-        st, cp, spec = self.st, self.checkpoint, self.spec
+    def retrain(self, fired: list[tuple[RetrainTrigger, str]]) -> None:
+        st, spec = self.st, self.spec
         template = spec.on_drift.retrain
         if template is None:
-            cp.pop(PENDING_PERFORMANCE, None)  # nothing to retrain with: do not keep it
-            for trigger, _ in fired:
-                if trigger == "manual":
-                    cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
-                    self.events.append(
-                        Event(
-                            "Warning",
-                            "RetrainIgnored",
-                            "retrain requested but spec.onDrift.retrain is not set",
-                        )
-                    )
+            for ignored, _ in fired:
+                ignored.ignored(self)
             return
         left = self.cooldown_left()
         if left > 0:
             self.wait(left)
             base = st.message.split("; retrain waits")[0]
             st.message = (
-                f"{base}; retrain waits for the cooldown ({fired[0][0]}, {left:.0f}s left)"
+                f"{base}; retrain waits for the cooldown ({fired[0][0].name}, {left:.0f}s left)"
             )[:1024]
             return
-        trigger, why = fired[0]
+        trigger, why = fired[0][0].name, fired[0][1]
         name = self.retrain_name()
         labels = {
             **template.template.metadata.labels,
@@ -492,23 +370,16 @@ class _Reconcile:
             "spec": body,
         }
         self.actions.append(CreateTrainingJob(manifest, "DriftMonitor", self.dm.name))
-        others = [t for t, _ in fired[1:]]
+        others = [t.name for t, _ in fired[1:]]
         message = why + (f" (also: {', '.join(others)})" if others else "")
-        st.last_retrain = RetrainRecord(
-            name=name, trigger=trigger, time=self.stamp, message=message[:1024]
+        # Built unvalidated: every field is the reconciler's own, and a registered
+        # trigger's name is one of the API's `Trigger` values (tests/control/test_triggers.py).
+        st.last_retrain = RetrainRecord.model_construct(
+            name=name, trigger=cast(Trigger, trigger), time=self.stamp, message=message[:1024]
         )
         st.retrains += 1
-        for fired_trigger, _ in fired:
-            if fired_trigger == "drift":
-                cp[RETRAINED_FOR] = cp.get(DRIFTING_SINCE)
-            elif fired_trigger == "performance":
-                cp.pop(PENDING_PERFORMANCE, None)
-            elif fired_trigger == "datasetChange":
-                st.dataset_fingerprint = self.obs.dataset_fingerprint
-            elif fired_trigger == "schedule":
-                st.last_schedule_time = self.stamp
-            elif fired_trigger == "manual":
-                cp[HANDLED_RETRAIN] = self.dm.metadata.annotations.get(ANNOTATION_RETRAIN)
+        for taken, _ in fired:
+            taken.taken(self)
         self.events.append(
             Event(
                 "Normal",
@@ -536,15 +407,8 @@ def reconcile_driftmonitor(
         ready: bool | None, reason: str, message: str, *, stalled: bool = False
     ) -> Result[DriftMonitorStatus]:
         st.checkpoint = r.checkpoint or None
-        st.conditions = reconciled_conditions(
-            st.conditions,
-            ready=ready,
-            reason=reason,
-            message=message,
-            stalled=stalled,
-            generation=dm.generation,
-            now=r.stamp,
-        )
+        readiness = Readiness(ready, reason, message, stalled)
+        st.conditions = readiness.conditions(st.conditions, dm.generation, r.stamp)
         return Result(st, r.actions, r.events, min(r.timers))
 
     problem = spec_problem(dm.spec)
@@ -567,10 +431,7 @@ def reconcile_driftmonitor(
         st.message = message[:1024]
         r.checkpoint.pop("counts", None)  # start over from the next counters
         return finish(False, "DriftInputError", message)
-    performance = r.check_performance()
-    if performance:
-        r.events.append(Event("Warning", "PerformanceDropped", performance))
-    fired = r.triggers(r.pending_performance())
+    fired = r.triggers()
     if fired:
         r.retrain(fired)
 

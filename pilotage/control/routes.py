@@ -4,48 +4,37 @@ from __future__ import annotations
 
 from pilotage.api.modeldeployment import ModelDeploymentSpec
 from pilotage.control.common import short_hash
-from pilotage.control.types import RouteMode, RouteTable, RouteVariant, ShadowRoute, VariantRole
-
-MODES: dict[str, RouteMode] = {"Canary": "canary", "BlueGreen": "bluegreen", "Shadow": "shadow"}
-CANDIDATE_ROLE: dict[str, VariantRole] = {
-    "Canary": "canary",
-    "BlueGreen": "preview",
-    "Shadow": "shadow",
-}
+from pilotage.control.strategies import strategy_for
+from pilotage.control.types import RouteTable, RouteVariant
 
 
 def build_table(
     spec: ModelDeploymentSpec, stable: str, candidate: str | None, canary_weight: int
 ) -> RouteTable:
-    """Stable gets the rest of 100; a canary `canary_weight`; preview and shadow 0.
+    """Stable gets the rest of 100; a candidate that shares traffic `canary_weight`;
+    one that does not (preview, shadow) 0.
 
     `candidate` is None unless the candidate's server is ready to receive requests.
     """
-    kind = spec.strategy.type
-    mode = MODES[kind]
-    sticky = spec.strategy.canary.sticky_header if spec.strategy.canary else None
+    strategy = strategy_for(spec)
+    sticky = strategy.sticky_header(spec)
     if candidate is None:
+        mode = strategy.idle_mode or strategy.mode
         variants: tuple[RouteVariant, ...] = (RouteVariant("stable", stable, 100),)
         shadow = None
-        if kind == "Shadow":
-            mode = "canary"  # nothing to mirror yet: the router needs a shadow variant
     else:
-        weight = max(0, min(100, canary_weight)) if kind == "Canary" else 0
-        role = CANDIDATE_ROLE[kind]
+        mode = strategy.mode
+        weight = max(0, min(100, canary_weight)) if strategy.shares_traffic else 0
         variants = (
             RouteVariant("stable", stable, 100 - weight),
-            RouteVariant(role, candidate, weight),
+            RouteVariant(strategy.candidate_role, candidate, weight),
         )
-        shadow = (
-            ShadowRoute("shadow", spec.strategy.shadow_or_default().percent)
-            if kind == "Shadow"
-            else None
-        )
+        shadow = strategy.mirror(spec)
     content = repr((mode, variants, sticky, shadow))
     return RouteTable(
         mode=mode,
         variants=variants,
-        sticky_header=sticky if kind == "Canary" else None,
+        sticky_header=sticky,
         shadow=shadow,
         revision=short_hash(content, 12),
     )
