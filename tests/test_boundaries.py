@@ -120,3 +120,30 @@ def test_checker_sees_lazy_and_transitive_imports() -> None:
         "pilotage.storage -> boto3"
     ]
     assert "pilotage.api -> yaml" in _offenders(["pilotage.api"], {"yaml"}, transitive=True)
+
+
+BINNING = "pilotage.drift.baseline"
+BINNING_CALLS = {"quantile", "bincount", "digitize"}  # (a residual histogram is no drift bin)
+
+
+def _binning_calls(module: str) -> set[str]:
+    path = _module_file(module)
+    assert path is not None
+    return {
+        node.func.attr
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in BINNING_CALLS
+    }
+
+
+def test_one_binning_implementation() -> None:
+    # Profiles (quantile edges), the bin of a value and counting into bins live in one
+    # module: the trainer writes the model card's bins with it, the server counts with it.
+    binning = {m for m in _modules("") if _binning_calls(m)}
+    assert binning == {BINNING}
+    assert BINNING in _direct_imports("pilotage.trainer.run")
+    assert BINNING in _direct_imports("pilotage.trainer.streaming")
+    assert BINNING in _direct_imports("pilotage.server.drift")
+    assert BINNING in _direct_imports("pilotage.drift.samples")

@@ -18,12 +18,12 @@ from pilotage.control.types import (
     FeedbackStats,
     RecentRows,
     RouterStats,
-    RowValue,
     ServerCounters,
     ShadowStats,
     TrainingJobInfo,
     VariantStats,
 )
+from pilotage.wire.drift_counts import DriftCounts
 
 DRIFTING_SINCE = "driftingSince"
 
@@ -141,52 +141,22 @@ def feedback_of(stats: RouterStats, version: str) -> FeedbackStats | None:
     )
 
 
-def _counts(doc: Any) -> dict[str, int]:
-    if not isinstance(doc, Mapping):
-        return {}
-    return {str(label): _int(count) for label, count in doc.items()}
-
-
-def _row_value(value: Any) -> RowValue:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _recent_rows(doc: Any) -> RecentRows | None:
-    if not isinstance(doc, Mapping):
-        return None
-    columns = doc.get("columns")
-    rows = doc.get("rows")
-    if not isinstance(columns, list) or not isinstance(rows, list):
-        return None
-    width = len(columns)
-    return RecentRows(
-        columns=tuple(str(c) for c in columns),
-        rows=tuple(
-            tuple(_row_value(v) for v in row)
-            for row in rows
-            if isinstance(row, list) and len(row) == width
-        ),
-    )
-
-
 def server_counters(doc: Mapping[str, Any], replica: str) -> ServerCounters:
-    """A model server's `GET /v1/models/{name}/drift` document as `ServerCounters`:
-    cumulative bin and prediction counts, and its reservoir of recent rows (malformed
-    entries are dropped). `replica` names the process (pod name and uid, or key and pid)."""
-    features = doc.get("features")
-    predictions = doc.get("predictions")
+    """A model server's `GET /v1/models/{name}/drift` document (`pilotage.wire.drift_counts`)
+    as `ServerCounters`: cumulative bin and prediction counts, and its reservoir of recent
+    rows (malformed entries are dropped). `replica` names the process (pod name and uid, or
+    key and pid)."""
+    counts = DriftCounts.parse(doc)
+    reservoir = counts.reservoir
     return ServerCounters(
-        features={
-            str(name): _counts(bins)
-            for name, bins in (features.items() if isinstance(features, Mapping) else ())
-        },
-        predictions=_counts(predictions.get("counts")) if isinstance(predictions, Mapping) else {},
-        rows=_int(doc.get("rows")),
+        features=counts.features,
+        predictions=counts.predictions,
+        rows=counts.rows,
         replica=replica,
-        reservoir=_recent_rows(doc.get("reservoir")),
-        out_of_schema=_counts(doc.get("outOfSchema")),
+        reservoir=(
+            RecentRows(columns=reservoir.columns, rows=tuple(map(tuple, reservoir.rows)))
+            if reservoir is not None
+            else None
+        ),
+        out_of_schema=counts.out_of_schema,
     )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pilotage.drift.baseline import count_bins, quantile_edges_of
 from pilotage.drift.binned import FloatArray, TestResult, js_distance, psi
 from pilotage.drift.errors import DriftInputError
 from pilotage.drift.special import ks_pvalue
@@ -74,14 +75,12 @@ def quantile_edges(reference: Sample, bins: int = 10) -> FloatArray:
     if bins < 2:
         raise DriftInputError(f"bins must be >= 2, got {bins}")
     values = clean_sample(reference, "reference sample")
-    return np.unique(np.quantile(values, np.arange(1, bins) / bins))
+    return quantile_edges_of(values, bins)
 
 
 def bin_counts(edges: Sample, values: Sample) -> npt.NDArray[np.int64]:
     """Counts per bin under the model-card convention searchsorted(edges, x, side="right")."""
-    inner = np.asarray(edges, dtype=np.float64)
-    sample = clean_sample(values, "sample")
-    return np.bincount(np.searchsorted(inner, sample, side="right"), minlength=inner.size + 1)
+    return count_bins(edges, clean_sample(values, "sample"))
 
 
 def psi_samples(reference: Sample, current: Sample, *, bins: int = 10) -> float:

@@ -218,7 +218,7 @@ class ServerApp:
         elif len(parts) == 2 and parts[1] == "drift":
             require(method, "GET", scope)
             self._check_model(parts[0], None)
-            snapshot = {"model": self.name, "version": self.version, **self.drift.snapshot()}
+            snapshot = self.drift.snapshot(self.name, self.version).to_doc()
             await respond(send, 200, dumps(snapshot))
         elif len(parts) == 2 and parts[1] == "card":
             # The control plane reads the baseline here: on Kubernetes the artifact claim

@@ -2,9 +2,9 @@
 
 Rows are copied into a fixed pending buffer as they arrive (one small copy per request)
 and counted in bulk, one vectorised ``searchsorted`` + ``bincount`` per feature, when
-the buffer fills or when someone reads the counts. The bin convention is the model
-card's: numeric bin ``searchsorted(edges, x, side="right")``, NaN/None in ``null``;
-categorical bins are the categories, ``__other__`` and ``null``.
+the buffer fills or when someone reads the counts. The bins and their counting are
+``pilotage.drift.baseline``'s (the trainer's profiles use the same); the counts are
+served as ``pilotage.wire.drift_counts``' document.
 """
 
 from __future__ import annotations
@@ -14,15 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from pilotage.api.modelcard import (
-    NULL_BIN,
-    OTHER_BIN,
-    CategoricalProfile,
-    ModelCard,
-    NumericProfile,
-)
+from pilotage.api.modelcard import CategoricalProfile, ModelCard, NumericProfile
+from pilotage.drift.baseline import CategoryBins, NumericBins
 from pilotage.server.engine import Prediction
 from pilotage.server.rows import Rows, RowSchema
+from pilotage.wire.drift_counts import DriftCounts, Reservoir
 
 PENDING_ROWS = 1024
 # The longest category value the reservoir keeps as sent. A longer one that is not a known
@@ -36,49 +32,6 @@ _KEPT_PREFIX = 40
 def bounded_category(value: str) -> str:
     digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
     return f"{value[:_KEPT_PREFIX]}…#{digest}"
-
-
-class NumericBins:
-    def __init__(self, edges: list[float]) -> None:
-        self.edges = np.asarray(edges, dtype=np.float64)
-        self.counts = np.zeros(len(edges) + 1, dtype=np.int64)
-        self.nulls = 0
-
-    def add(self, values: np.ndarray) -> None:
-        nan = np.isnan(values)
-        nulls = int(nan.sum())
-        if nulls:
-            self.nulls += nulls
-            values = values[~nan]
-        bins = np.searchsorted(self.edges, values, side="right")
-        self.counts += np.bincount(bins, minlength=len(self.counts))
-
-    def labels(self) -> dict[str, int]:
-        out = {str(i): int(c) for i, c in enumerate(self.counts)}
-        out[NULL_BIN] = self.nulls
-        return out
-
-
-class CategoryBins:
-    def __init__(self, categories: list[str]) -> None:
-        self.index = {c: i for i, c in enumerate(categories)}
-        self.categories = list(categories)
-        self.counts = [0] * (len(categories) + 1)  # last: __other__
-        self.nulls = 0
-
-    def add(self, values: Any) -> None:
-        other = len(self.categories)
-        for v in values:
-            if v is None:
-                self.nulls += 1
-            else:
-                self.counts[self.index.get(v, other)] += 1
-
-    def labels(self) -> dict[str, int]:
-        out = {c: self.counts[i] for i, c in enumerate(self.categories)}
-        out[OTHER_BIN] = self.counts[-1]
-        out[NULL_BIN] = self.nulls
-        return out
 
 
 class RecentRows:
@@ -234,21 +187,23 @@ class DriftCounter:
             if has
         }
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows_total,
-            "features": self.feature_counts(),
-            "outOfSchema": self.out_of_schema_counts(),
-            "predictions": {
-                "kind": "classes" if self.is_classifier else "bins",
-                "counts": self.prediction_counts(),
-            },
-            "reservoir": {
-                "capacity": self.recent.capacity,
-                "columns": list(self.schema.names),
-                "rows": self.recent.rows(),
-            },
-        }
+    def snapshot(self, model: str, version: str) -> DriftCounts:
+        """The counters as the ``/drift`` document (reservoir numbers stay float32, which
+        the JSON encoder writes in their shortest form)."""
+        return DriftCounts(
+            model=model,
+            version=version,
+            rows=self.rows_total,
+            features=self.feature_counts(),
+            out_of_schema=self.out_of_schema_counts(),
+            prediction_kind="classes" if self.is_classifier else "bins",
+            predictions=self.prediction_counts(),
+            reservoir=Reservoir(
+                columns=tuple(self.schema.names),
+                rows=self.recent.rows(),
+                capacity=self.recent.capacity,
+            ),
+        )
 
 
 def _edges(profile: NumericProfile | CategoricalProfile | None) -> list[float]:

@@ -29,7 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from pilotage.api.modelcard import Task
 from pilotage.api.trainingjob import PreprocessingSpec
-from pilotage.trainer.profiling import top_categories
+from pilotage.drift.baseline import top_categories
 from pilotage.trainer.scaling import Float32Scaler
 from pilotage.trainer.validate import Column
 

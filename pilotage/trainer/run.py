@@ -39,6 +39,7 @@ from pilotage.api.modelcard import (
     Task,
 )
 from pilotage.api.trainingjob import GatesStatus, TrainingJob
+from pilotage.drift.baseline import categorical_profile, numeric_profile, top_categories
 from pilotage.storage import StorageError, download, join, local_path, publish_directory
 from pilotage.trainer import data as data_mod
 from pilotage.trainer import streaming
@@ -59,7 +60,6 @@ from pilotage.trainer.evaluation import (
 )
 from pilotage.trainer.export import PARITY_TOLERANCE, check_parity, onnx_info, to_onnx
 from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_input
-from pilotage.trainer.profiling import categorical_profile, numeric_profile, top_categories
 from pilotage.trainer.sampling import training_sample
 from pilotage.trainer.search import search
 from pilotage.trainer.summary import failed_profile, failed_train

@@ -31,15 +31,17 @@ import pandas as pd
 
 from pilotage.api.dataset import Dataset, Finding
 from pilotage.api.modelcard import CategoricalProfile, FeatureType, NumericProfile, Task
+from pilotage.drift.baseline import (
+    DEFAULT_MAX_CATEGORIES,
+    as_served,
+    numeric_profile,
+    profile_of_counts,
+    rounded,
+    top_of,
+)
 from pilotage.storage import open_regular
 from pilotage.trainer.data import parse_problem
 from pilotage.trainer.errors import DataError
-from pilotage.trainer.profiling import (
-    DEFAULT_MAX_CATEGORIES,
-    numeric_profile,
-    profile_of_counts,
-    top_of,
-)
 from pilotage.trainer.validate import (
     NUMERIC_SHARE,
     Column,
@@ -56,10 +58,6 @@ SAMPLE_VALUES = 100_000
 CATEGORY_COUNTS = 100_000
 SAMPLE_SEED = 0
 MAX_INFERRED_CLASSES = 20  # as pilotage.trainer.run's: at most this many whole numbers are classes
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.10g}")
 
 
 def chunks(path: Path, fmt: str, uri: str, rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
@@ -159,7 +157,7 @@ class NumericSample:
         self.m2 = 0.0
 
     def add(self, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float32).astype(np.float64)
+        values = as_served(values)
         self.rows += values.size
         present = values[~np.isnan(values)]
         if present.size == 0:
@@ -185,7 +183,7 @@ class NumericSample:
         self.values, self.keys = kept[chosen], keys[chosen]
 
     def profile(self) -> NumericProfile:
-        null_rate = _round(0.0 if self.rows == 0 else (self.rows - self.count) / self.rows)
+        null_rate = rounded(0.0 if self.rows == 0 else (self.rows - self.count) / self.rows)
         if self.keys is None:
             every = np.concatenate(self.parts) if self.parts else np.empty(0)
             return numeric_profile(every).model_copy(update={"null_rate": null_rate})
@@ -193,8 +191,8 @@ class NumericSample:
         return sampled.model_copy(
             update={
                 "null_rate": null_rate,
-                "mean": _round(self.mean),
-                "std": _round(float(np.sqrt(self.m2 / self.count))),
+                "mean": rounded(self.mean),
+                "std": rounded(float(np.sqrt(self.m2 / self.count))),
             }
         )
 

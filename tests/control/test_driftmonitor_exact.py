@@ -272,7 +272,7 @@ def test_the_servers_drift_document_feeds_the_exact_tests() -> None:
         counter.observe(schema.rows_from_lists(rows, "instance"), Prediction(labels, None))
 
     def read(replica: str) -> ServerCounters:
-        doc = json.loads(dumps({"model": "toy", "version": "v1", **counter.snapshot()}))
+        doc = json.loads(dumps(counter.snapshot("toy", "v1").to_doc()))
         return server_counters(doc, replica)
 
     before = read("pod-1@1")

@@ -23,14 +23,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from pilotage.api.modelcard import (
     Baseline,
-    CategoricalProfile,
     DatasetInfo,
     FeatureInfo,
     ModelCard,
-    NumericProfile,
     OnnxInfo,
     TensorInfo,
 )
+from pilotage.drift.baseline import categorical_profile, numeric_profile
 
 OPSET = 17
 
@@ -45,18 +44,6 @@ class Artifact:
     @property
     def uri(self) -> str:
         return self.directory.as_uri()
-
-
-def numeric_profile(values: np.ndarray) -> NumericProfile:
-    edges = np.unique(np.quantile(values, np.linspace(0.1, 0.9, 9))).tolist()
-    bins = np.searchsorted(edges, values, side="right")
-    counts = np.bincount(bins, minlength=len(edges) + 1)
-    return NumericProfile(edges=edges, proportions=(counts / counts.sum()).tolist())
-
-
-def categorical_profile(values: list[str], categories: list[str]) -> CategoricalProfile:
-    counts = [values.count(c) for c in categories] + [0]
-    return CategoricalProfile(categories=categories, proportions=[c / len(values) for c in counts])
 
 
 def _write(
