@@ -1,8 +1,10 @@
 """Pure, level-triggered reconcilers: (resource, observation, now) → Result.
 
 No I/O, no clock reads, no globals. The shells (`pilotage.operator`, `pilotage.local`)
-build the observations (helpers in `pilotage.control.observe`), call these functions and
-carry out the returned actions in order. The vocabulary is in `pilotage.control.types`.
+each implement `pilotage.control.platform.Platform`; on it, `Observer` builds the
+observations (helpers in `pilotage.control.observe`), `reconcile` calls these functions
+and `carry_out` carries out the returned actions in order. The vocabulary is in
+`pilotage.control.types`.
 """
 
 from pilotage.control.dataset import reconcile_dataset

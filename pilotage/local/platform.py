@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,9 +35,19 @@ from typing import Any
 
 import yaml
 
-from pilotage.api import parse_resource
+from pilotage.api import (
+    Dataset,
+    DriftMonitor,
+    ModelDeployment,
+    Resource,
+    TrainingJob,
+    parse_resource,
+)
+from pilotage.api.modelcard import CARD_FILE, ModelCard
 from pilotage.control.common import CRASH_LOOP_CRASHES, restart_backoff
-from pilotage.control.observe import router_stats, server_counters
+from pilotage.control.observe import router_stats, training_job_info
+from pilotage.control.observe import server_counters as parse_server_counters
+from pilotage.control.platform import carry_out
 from pilotage.control.types import (
     Action,
     CreateTrainingJob,
@@ -52,10 +63,12 @@ from pilotage.control.types import (
     SetRoutes,
     StartRun,
     TableRejection,
+    TrainingJobInfo,
 )
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
 from pilotage.router.table import RoutingError, load_table_file
+from pilotage.storage import StorageError, join, read_bytes
 
 HTTP_TIMEOUT_S = 1.0
 LOCALHOST = "127.0.0.1"
@@ -177,29 +190,14 @@ class LocalPlatform:
 
     def carry_out(self, action: Action, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Carry out an action of a resource in ``namespace``."""
-        if isinstance(action, StartRun):
-            self.start_run(action, namespace)
-        elif isinstance(action, DeleteRun):
-            self.delete_run(action.name, namespace)
-        elif isinstance(action, EnsureServer):
-            self.ensure_server(action, namespace)
-        elif isinstance(action, RemoveServer):
-            self.remove_server(action.deployment, action.version, namespace)
-        elif isinstance(action, EnsureRouter):
-            self.ensure_router(action, namespace)
-        elif isinstance(action, SetRoutes):
-            self.set_routes(action, namespace)
-        elif isinstance(action, CreateTrainingJob):
-            self.create_training_job(action, namespace)
-        else:  # pragma: no cover - the Action union is closed
-            raise TypeError(f"unknown action {action!r}")
+        carry_out(self, namespace, action)
 
     # -- training and profiling runs ---------------------------------------------------
 
     def _run_dir(self, name: str, namespace: str) -> Path:
         return self.state_dir / "runs" / scoped(namespace, name)
 
-    def start_run(self, action: StartRun, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def start_run(self, namespace: str, action: StartRun) -> None:
         """Start the run unless one of this name is recorded (running or finished)."""
         key = f"run/{scoped(namespace, action.name)}"
         if self.supervisor.find(key) is not None:
@@ -229,7 +227,7 @@ class LocalPlatform:
             info={"purpose": action.purpose, "deadline": action.deadline_seconds},
         )
 
-    def run_state(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> RunState | None:
+    def run_state(self, namespace: str, name: str) -> RunState | None:
         record = self.supervisor.find(f"run/{scoped(namespace, name)}")
         if record is None:
             return None
@@ -273,8 +271,8 @@ class LocalPlatform:
             return None
         return doc if isinstance(doc, dict) else None
 
-    def delete_run(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self.supervisor.stop(f"run/{scoped(namespace, name)}")
+    def delete_run(self, namespace: str, action: DeleteRun) -> None:
+        self.supervisor.stop(f"run/{scoped(namespace, action.name)}")
 
     def run_log(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> Path:
         return self._run_dir(name, namespace) / "log"
@@ -287,12 +285,12 @@ class LocalPlatform:
             f"{version}/" if version is not None else ""
         )
 
-    def servers(
+    def server_records(
         self, deployment: str, version: str | None = None, namespace: str = DEFAULT_NAMESPACE
     ) -> list[ProcessRecord]:
         return self.supervisor.records(self._server_prefix(deployment, namespace, version))
 
-    def ensure_server(self, action: EnsureServer, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def ensure_server(self, namespace: str, action: EnsureServer) -> None:
         """Keep ``replicas`` servers of the version running; restart any that died."""
         settings = {
             "modelUri": action.model_uri,
@@ -304,7 +302,7 @@ class LocalPlatform:
         }
         restarted = False
         now = time.monotonic()
-        for record in self.servers(action.deployment, action.version, namespace):
+        for record in self.server_records(action.deployment, action.version, namespace):
             replica = int(record.key.rsplit("/", 1)[1])
             if replica >= action.replicas or record.info.get("settings") != settings:
                 self.supervisor.stop(record.key)
@@ -312,7 +310,7 @@ class LocalPlatform:
                 restarted = True
             elif not self.supervisor.running(record):
                 # Restarted after an exponential backoff (control.restart_backoff); the dead
-                # record stays meanwhile, so that server_states can say why it is down.
+                # record stays meanwhile, so that `servers` can say why it is down.
                 crash = self._crashes.get(record.key)
                 if crash is None or crash.pid != record.pid:
                     count = (crash.count if crash else 0) + 1
@@ -324,7 +322,7 @@ class LocalPlatform:
                 self.supervisor.stop(record.key)
         have = {
             int(r.key.rsplit("/", 1)[1])
-            for r in self.servers(action.deployment, action.version, namespace)
+            for r in self.server_records(action.deployment, action.version, namespace)
         }
         for replica in range(action.replicas):
             if replica in have:
@@ -370,12 +368,10 @@ class LocalPlatform:
             info={"settings": settings, "version": action.version},
         )
 
-    def remove_server(
-        self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
-    ) -> None:
-        records = self.servers(deployment, version, namespace)
+    def remove_server(self, namespace: str, action: RemoveServer) -> None:
+        records = self.server_records(action.deployment, action.version, namespace)
         if records:
-            self._router_caught_up(deployment, namespace)
+            self._router_caught_up(action.deployment, namespace)
         for record in records:
             self.supervisor.stop(record.key)
 
@@ -417,12 +413,10 @@ class LocalPlatform:
         self._crashes.pop(record.key, None)  # ready again: the next exit starts a new count
         return True
 
-    def server_states(
-        self, deployment: str, namespace: str = DEFAULT_NAMESPACE
-    ) -> list[ServerState]:
+    def servers(self, namespace: str, deployment: str) -> tuple[ServerState, ...]:
         """One state per version: ready when every replica answers its readiness probe."""
         by_version: dict[str, list[ProcessRecord]] = {}
-        for record in self.servers(deployment, namespace=namespace):
+        for record in self.server_records(deployment, namespace=namespace):
             by_version.setdefault(str(record.info.get("version")), []).append(record)
         states = []
         for version, records in by_version.items():
@@ -447,19 +441,19 @@ class LocalPlatform:
                     restarts=worst.count if worst is not None else 0,
                 )
             )
-        return states
+        return tuple(states)
 
     def server_url(
         self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
     ) -> str | None:
-        records = self.servers(deployment, version, namespace)
+        records = self.server_records(deployment, version, namespace)
         return f"http://{LOCALHOST}:{records[0].port}" if records else None
 
-    def server_drift_counters(
-        self, deployment: str, version: str, namespace: str = DEFAULT_NAMESPACE
-    ) -> list[ServerCounters]:
+    def server_counters(
+        self, namespace: str, deployment: str, version: str
+    ) -> tuple[ServerCounters, ...]:
         out = []
-        for record in self.servers(deployment, version, namespace):
+        for record in self.server_records(deployment, version, namespace):
             if not self._ready_now(record, "/v2/health/ready"):
                 continue
             try:
@@ -469,8 +463,8 @@ class LocalPlatform:
             except OSError:
                 continue
             if isinstance(snap, dict):
-                out.append(server_counters(snap, f"{record.key}@{record.pid}"))
-        return out
+                out.append(parse_server_counters(snap, f"{record.key}@{record.pid}"))
+        return tuple(out)
 
     def inject_faults(
         self,
@@ -482,7 +476,7 @@ class LocalPlatform:
     ) -> int:
         """Set fault injection on every replica of a version; returns how many were set."""
         done = 0
-        for record in self.servers(deployment, version, namespace):
+        for record in self.server_records(deployment, version, namespace):
             http_json(
                 f"http://{LOCALHOST}:{record.port}/admin/faults",
                 {"latencyMs": latency_ms, "errorRate": error_rate},
@@ -528,7 +522,7 @@ class LocalPlatform:
             f"http://{LOCALHOST}:{admin_port}/admin/stats", timeout=timeout, token=token
         )
 
-    def ensure_router(self, action: EnsureRouter, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def ensure_router(self, namespace: str, action: EnsureRouter) -> None:
         """Keep the router running; it starts with the first routing table."""
         record = self._router(action.deployment, namespace)
         feedback_token = action.feedback_token_secret is not None
@@ -557,7 +551,7 @@ class LocalPlatform:
         It starts (or restarts) on the port it had: the endpoint clients use survives a
         crash of the router and a stop and restart of `pilotage up` (the port is kept in
         ``routes/<deployment>.port``). Only a port another program took meanwhile moves
-        it, and ``router_state`` says so."""
+        it, and ``router`` says so."""
         key = self._router_key(deployment, namespace)
         self.supervisor.stop(key)
         port_file = self._port_file(deployment, namespace)
@@ -608,7 +602,7 @@ class LocalPlatform:
             info={"admin_port": admin_port, "feedback_token": feedback_token},
         )
 
-    def set_routes(self, action: SetRoutes, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def set_routes(self, namespace: str, action: SetRoutes) -> None:
         """Write the routing document with the servers' current URLs; the router reloads it."""
         path = self._routes_file(action.deployment, namespace)
         table_path = path.with_suffix(".table.json")
@@ -649,9 +643,7 @@ class LocalPlatform:
         record = self._router(deployment, namespace)
         return f"http://{LOCALHOST}:{record.port}" if record else None
 
-    def router_state(
-        self, deployment: str, namespace: str = DEFAULT_NAMESPACE
-    ) -> RouterState | None:
+    def router(self, namespace: str, deployment: str) -> RouterState | None:
         record = self._router(deployment, namespace)
         if record is None:
             return None
@@ -711,14 +703,48 @@ class LocalPlatform:
     def remove_deployment(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> None:
         """Stop everything a deleted ModelDeployment had running."""
         self.remove_router(deployment, namespace)
-        for record in self.servers(deployment, namespace=namespace):
+        for record in self.server_records(deployment, namespace=namespace):
             self.supervisor.stop(record.key)
+
+    # -- resources in the store, and model cards --------------------------------------------
+
+    def dataset(self, namespace: str, name: str) -> Dataset | None:
+        found = self.store.find("Dataset", name, namespace)
+        return found if isinstance(found, Dataset) else None
+
+    def deployment(self, namespace: str, name: str) -> ModelDeployment | None:
+        found = self.store.find("ModelDeployment", name, namespace)
+        return found if isinstance(found, ModelDeployment) else None
+
+    def training_jobs(
+        self, namespace: str, labels: Mapping[str, str] | None = None
+    ) -> tuple[TrainingJobInfo, ...]:
+        return tuple(
+            training_job_info(tj, *_owner(tj))
+            for tj in self.store.objects("TrainingJob", namespace)
+            if isinstance(tj, TrainingJob)
+            and all(tj.metadata.labels.get(k) == v for k, v in (labels or {}).items())
+        )
+
+    def drift_monitors(self, namespace: str) -> tuple[DriftMonitor, ...]:
+        return tuple(
+            dm
+            for dm in self.store.objects("DriftMonitor", namespace)
+            if isinstance(dm, DriftMonitor)
+        )
+
+    def read_model_card(
+        self, uri: str, served_by: tuple[str, str, str] | None = None
+    ) -> ModelCard | None:
+        """The model.json at a model directory URI (local artifacts are always readable)."""
+        try:
+            return ModelCard.model_validate_json(read_bytes(join(uri, CARD_FILE)))
+        except (StorageError, ValueError):
+            return None
 
     # -- resources created by the control plane ----------------------------------------------
 
-    def create_training_job(
-        self, action: CreateTrainingJob, namespace: str = DEFAULT_NAMESPACE
-    ) -> None:
+    def create_training_job(self, namespace: str, action: CreateTrainingJob) -> None:
         """Create the job (in its owner's namespace unless it names one) if it is absent."""
         manifest = json.loads(json.dumps(action.manifest))
         meta = manifest.setdefault("metadata", {})
@@ -747,6 +773,15 @@ class LocalPlatform:
 
     def stop_everything(self) -> list[int]:
         return self.supervisor.stop_all()
+
+
+def _owner(res: Resource) -> tuple[str | None, str | None]:
+    """(kind, name) of the resource's controller owner reference."""
+    refs = getattr(res.metadata, "ownerReferences", None) or []
+    for ref in refs:
+        if isinstance(ref, dict) and ref.get("controller", True):
+            return ref.get("kind"), ref.get("name")
+    return None, None
 
 
 def _port_free(port: int) -> bool:

@@ -1,8 +1,8 @@
 """The embedded control loop: a thin shell around the pure reconcilers.
 
-One tick: load the resources → build each one's observation from the store and the
-local platform → call ``reconcile_<kind>`` → carry out the actions → write the status →
-record the events. A resource is reconciled again when anything in the store changed,
+One tick: load the resources → build each one's observation (``control.platform``'s
+``Observer`` over the local platform, which reads the store and the processes) → call
+``reconcile_<kind>`` → carry out the actions → write the status → record the events. A resource is reconciled again when anything in the store changed,
 or when its reconciler's ``requeue_after`` (capped at ``max_requeue``, since process
 states change without a store write) has passed.
 """
@@ -17,54 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pilotage.api import Dataset, DriftMonitor, ModelDeployment, Resource, TrainingJob
-from pilotage.api.modelcard import CARD_FILE, ModelCard
-from pilotage.control import (
-    reconcile_dataset,
-    reconcile_driftmonitor,
-    reconcile_modeldeployment,
-    reconcile_trainingjob,
+from pilotage.api import Resource
+from pilotage.control.platform import (
+    Observation,
+    Observer,
+    carry_out,
+    namespace_of,
+    reconcile,
 )
-from pilotage.control.common import LABEL_MONITOR
-from pilotage.control.observe import (
-    drift_signal,
-    feedback_of,
-    strongest_drift_signal,
-    training_job_info,
-)
-from pilotage.control.types import (
-    DatasetObservation,
-    DriftMonitorObservation,
-    DriftSignal,
-    ModelDeploymentObservation,
-    Result,
-    TrainingJobInfo,
-    TrainingJobObservation,
-)
+from pilotage.control.types import DeleteRun
 from pilotage.local.platform import LocalPlatform, scoped, unscoped
 from pilotage.local.store import Store
-from pilotage.storage import StorageError, join, read_bytes
 
 KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
-
-RECONCILERS: dict[str, Callable[[Any, Any, datetime], Result[Any]]] = {
-    "Dataset": reconcile_dataset,
-    "TrainingJob": reconcile_trainingjob,
-    "ModelDeployment": reconcile_modeldeployment,
-    "DriftMonitor": reconcile_driftmonitor,
-}
-
-
-def _owner(res: Resource) -> tuple[str | None, str | None]:
-    refs = getattr(res.metadata, "ownerReferences", None) or []
-    for ref in refs:
-        if isinstance(ref, dict) and ref.get("controller", True):
-            return ref.get("kind"), ref.get("name")
-    return None, None
-
-
-def job_info(tj: TrainingJob) -> TrainingJobInfo:
-    return training_job_info(tj, *_owner(tj))
 
 
 @dataclass
@@ -82,7 +47,7 @@ class Runtime:
         self.max_requeue = max_requeue
         self._due: dict[tuple[str, str, str], float] = {}
         self._seen_version = -1
-        self._cards: dict[str, ModelCard | None] = {}
+        self.observer = Observer(platform)
         self._last_error: dict[tuple[str, str, str], str] = {}
         self.stop_event = threading.Event()
         self.ticks = 0
@@ -92,91 +57,9 @@ class Runtime:
         dashboard's charts read what the loop fetched anyway; an observer's failure is
         ignored: it must never stop the control loop)."""
 
-    # -- observations ------------------------------------------------------------------
-
-    def model_card(self, uri: str) -> ModelCard | None:
-        """The model.json at a model directory URI (cached: a version's card never changes)."""
-        if uri not in self._cards:
-            try:
-                self._cards[uri] = ModelCard.model_validate_json(read_bytes(join(uri, CARD_FILE)))
-            except (StorageError, ValueError):
-                return None
-        return self._cards[uri]
-
-    def _jobs(self, namespace: str) -> tuple[TrainingJobInfo, ...]:
-        jobs = self.store.objects("TrainingJob", namespace)
-        return tuple(job_info(tj) for tj in jobs if isinstance(tj, TrainingJob))
-
-    def _drift_signal(self, md: ModelDeployment, namespace: str) -> DriftSignal | None:
-        monitors = [
-            dm
-            for dm in self.store.objects("DriftMonitor", namespace)
-            if isinstance(dm, DriftMonitor) and dm.spec.deployment_ref.name == md.name
-        ]
-        return strongest_drift_signal(map(drift_signal, monitors))
-
-    def observe(self, res: Resource) -> Any:
-        namespace = res.metadata.namespace or "default"
-        if isinstance(res, Dataset):
-            run = res.status.run if res.status else None
-            return DatasetObservation(
-                run=self.platform.run_state(run, namespace) if run else None,
-                artifact_uri=self.platform.artifact_uri,
-            )
-        if isinstance(res, TrainingJob):
-            run = res.status.run if res.status else None
-            dataset = self.store.find("Dataset", res.spec.dataset_ref.name, namespace)
-            return TrainingJobObservation(
-                dataset=dataset if isinstance(dataset, Dataset) else None,
-                run=self.platform.run_state(run, namespace) if run else None,
-                artifact_uri=self.platform.artifact_uri,
-            )
-        if isinstance(res, ModelDeployment):
-            card_version = None
-            if res.spec.model.uri:
-                card = self.model_card(res.spec.model.uri)
-                card_version = card.version if card else None
-            return ModelDeploymentObservation(
-                training_jobs=self._jobs(namespace),
-                servers=tuple(self.platform.server_states(res.name, namespace)),
-                router=self.platform.router_state(res.name, namespace),
-                drift=self._drift_signal(res, namespace),
-                model_card_version=card_version,
-            )
-        if isinstance(res, DriftMonitor):
-            return self._observe_monitor(res, namespace)
-        raise TypeError(f"no observation for {res.kind}")
-
-    def _observe_monitor(self, dm: DriftMonitor, namespace: str) -> DriftMonitorObservation:
-        md = self.store.find("ModelDeployment", dm.spec.deployment_ref.name, namespace)
-        deployment = md if isinstance(md, ModelDeployment) else None
-        stable = deployment.status.stable if deployment and deployment.status else None
-        card = self.model_card(stable.uri) if stable else None
-        router = self.platform.router_state(deployment.name, namespace) if deployment else None
-        retrain = dm.spec.on_drift.retrain
-        fingerprint = None
-        if retrain is not None:
-            ds = self.store.find("Dataset", retrain.template.spec.dataset_ref.name, namespace)
-            if isinstance(ds, Dataset) and ds.status:
-                fingerprint = ds.status.fingerprint
-        mine = tuple(
-            info for info in self._jobs(namespace) if info.labels.get(LABEL_MONITOR) == dm.name
-        )
-        return DriftMonitorObservation(
-            deployment=deployment,
-            version=stable.version if stable else None,
-            baseline=card.baseline if card else None,
-            counters=tuple(
-                self.platform.server_drift_counters(deployment.name, stable.version, namespace)
-                if deployment and stable
-                else ()
-            ),
-            feedback=feedback_of(router.stats, stable.version)
-            if router and router.stats and stable
-            else None,
-            dataset_fingerprint=fingerprint,
-            retrain_jobs=mine,
-        )
+    def observe(self, res: Resource) -> Observation:
+        """What the resource's reconciler observes now (see `control.platform.Observer`)."""
+        return self.observer.observe(res)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -190,7 +73,7 @@ class Runtime:
                 continue
             if record.role == "run":
                 namespace, run = unscoped(record.key.split("/", 1)[1])
-                self.platform.delete_run(run, namespace)
+                self.platform.delete_run(namespace, DeleteRun(run))
             else:
                 namespace, deployment = unscoped(record.owner.split("/", 1)[1])
                 self.platform.remove_deployment(deployment, namespace)
@@ -230,10 +113,10 @@ class Runtime:
         for observer in self.observers:
             with contextlib.suppress(Exception):  # a view must not break the loop
                 observer(res, observation)
-        result = RECONCILERS[res.kind](res, observation, now)
-        namespace = res.metadata.namespace or "default"
+        result = reconcile(res, observation, now)
+        namespace = namespace_of(res)
         for action in result.actions:
-            self.platform.carry_out(action, namespace)
+            carry_out(self.platform, namespace, action)
         status = result.status.model_dump(by_alias=True, exclude_none=True, mode="json")
         self.store.write_status(res.kind, res.name, status, namespace)
         for event in result.events:

@@ -22,21 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pilotage.api import Dataset, DriftMonitor, TrainingJob
-from pilotage.api.modelcard import ModelCard
+from pilotage.api import Dataset, DriftMonitor, ModelDeployment, TrainingJob
+from pilotage.api.modelcard import CARD_FILE, ModelCard
 from pilotage.control.common import parse_time
-from pilotage.control.observe import (
-    drift_signal,
-    router_stats,
-    strongest_drift_signal,
-    training_job_info,
-)
+from pilotage.control.observe import router_stats, training_job_info
 from pilotage.control.observe import server_counters as parse_server_counters
 from pilotage.control.types import (
-    Action,
     CreateTrainingJob,
     DeleteRun,
-    DriftSignal,
     EnsureRouter,
     EnsureServer,
     RemoveServer,
@@ -191,7 +184,8 @@ class Addresses:
 
 
 class KubernetesPlatform:
-    """Observes and acts on one cluster for the reconcilers."""
+    """Observes and acts on one cluster for the reconcilers (a `control.platform.Platform`
+    whose actions are for the owner resource's body)."""
 
     def __init__(self, kube: Kube, settings: OperatorSettings, addresses: Addresses | None = None):
         self.kube = kube
@@ -199,13 +193,16 @@ class KubernetesPlatform:
         self.addresses = addresses or Addresses(settings)
         self._tokens: dict[tuple[str, str], str] = {}
         self._tokens_lock = threading.Lock()
-        self._cards: dict[str, ModelCard] = {}
         # The last routing table a router pod refused, per (namespace, deployment); a push
         # every pod accepts clears it.
         self._rejections: dict[tuple[str, str], TableRejection] = {}
         self._rejections_lock = threading.Lock()
 
     # ---- observations ------------------------------------------------------------------
+
+    @property
+    def artifact_uri(self) -> str:
+        return self.settings.artifact_uri
 
     def run_state(self, namespace: str, name: str | None) -> RunState | None:
         if not name:
@@ -261,10 +258,20 @@ class KubernetesPlatform:
         except ValidationError:
             return None
 
+    def deployment(self, namespace: str, name: str) -> ModelDeployment | None:
+        body = self.kube.get(MODELDEPLOYMENTS, namespace, name)
+        if body is None:
+            return None
+        try:
+            return ModelDeployment.model_validate(body)
+        except ValidationError:
+            return None
+
     def training_jobs(
-        self, namespace: str, selector: str | None = None
+        self, namespace: str, labels: Mapping[str, str] | None = None
     ) -> tuple[TrainingJobInfo, ...]:
         infos = []
+        selector = _selector(labels) if labels else None
         for body in self.kube.list(TRAININGJOBS, namespace, selector):
             try:
                 tj = TrainingJob.model_validate(body)
@@ -341,17 +348,14 @@ class KubernetesPlatform:
         stats = sum_router_stats(collected)
         return RouterState(ready=True, endpoint=endpoint, stats=stats, rejection=rejection)
 
-    def drift(self, namespace: str, deployment: str) -> DriftSignal | None:
-        signals = []
+    def drift_monitors(self, namespace: str) -> tuple[DriftMonitor, ...]:
+        monitors = []
         for body in self.kube.list(DRIFTMONITORS, namespace):
-            if ((body.get("spec") or {}).get("deploymentRef") or {}).get("name") != deployment:
-                continue
             try:
-                signal = drift_signal(DriftMonitor.model_validate(body))
+                monitors.append(DriftMonitor.model_validate(body))
             except ValidationError:
                 continue
-            signals.append(signal)
-        return strongest_drift_signal(signals)
+        return tuple(monitors)
 
     def server_counters(
         self, namespace: str, deployment: str, version: str
@@ -373,27 +377,22 @@ class KubernetesPlatform:
             out.append(parse_server_counters(doc, replica))
         return tuple(out)
 
-    def model_card(
+    def read_model_card(
         self, uri: str, served_by: tuple[str, str, str] | None = None
     ) -> ModelCard | None:
-        """model.json of a model directory; cached: a card never changes.
+        """model.json of a model directory (the `Observer` caches it).
 
         Read from the artifact store when the operator can (S3, or the claim mounted at
         the same pvcRoot), else from a ready server pod of `served_by` (namespace,
         deployment, version), which loaded it: a claim in a workload namespace cannot be
         mounted by the operator's pod in another one."""
-        if uri not in self._cards:
-            try:
-                self._cards[uri] = ModelCard.model_validate_json(
-                    read_bytes(join(uri, "model.json"))
-                )
-            except (StorageError, ValueError) as exc:
-                card = self._served_card(*served_by) if served_by is not None else None
-                if card is None:
-                    log.warning("cannot read the model card at %s: %s", uri, exc)
-                    return None
-                self._cards[uri] = card
-        return self._cards[uri]
+        try:
+            return ModelCard.model_validate_json(read_bytes(join(uri, CARD_FILE)))
+        except (StorageError, ValueError) as exc:
+            card = self._served_card(*served_by) if served_by is not None else None
+            if card is None:
+                log.warning("cannot read the model card at %s: %s", uri, exc)
+            return card
 
     def _served_card(self, namespace: str, deployment: str, version: str) -> ModelCard | None:
         selector = _selector(build.server_selector(deployment, version))
@@ -418,40 +417,39 @@ class KubernetesPlatform:
                 return card
         return None
 
-    # ---- actions -----------------------------------------------------------------------
+    # ---- actions (`owner` is the body of the resource whose reconcile asked) ------------
 
-    def apply(self, owner: Obj, action: Action) -> None:
+    def start_run(self, owner: Obj, action: StartRun) -> None:
         namespace = owner["metadata"]["namespace"]
-        if isinstance(action, StartRun):
-            self.kube.create(CONFIGMAPS, namespace, build.build_manifests_configmap(action, owner))
-            self.kube.create(JOBS, namespace, build.build_job(action, owner, self.settings))
-        elif isinstance(action, DeleteRun):
-            self.kube.delete(JOBS, namespace, action.name)
-            self.kube.delete(CONFIGMAPS, namespace, names.manifests_configmap_name(action.name))
-        elif isinstance(action, EnsureServer):
-            self.ensure(DEPLOYMENTS, build.build_server_deployment(action, owner, self.settings))
-            service = build.build_server_service(
-                action.deployment, action.version, owner, self.settings
-            )
-            self.ensure(SERVICES, service)
-        elif isinstance(action, RemoveServer):
-            name = names.server_name(action.deployment, action.version)
-            self.kube.delete(DEPLOYMENTS, namespace, name)
-            self.kube.delete(SERVICES, namespace, name)
-        elif isinstance(action, EnsureRouter):
-            self._token(owner, action.deployment)
-            self.ensure(DEPLOYMENTS, build.build_router_deployment(action, owner, self.settings))
-            self.ensure(
-                SERVICES, build.build_router_service(action.deployment, owner, self.settings)
-            )
-        elif isinstance(action, SetRoutes):
-            self.set_routes(owner, action)
-        elif isinstance(action, CreateTrainingJob):
-            self.kube.create(
-                TRAININGJOBS, namespace, build.build_training_job(action.manifest, owner)
-            )
-        else:  # pragma: no cover - exhaustive over Action
-            raise TypeError(f"unknown action {action!r}")
+        self.kube.create(CONFIGMAPS, namespace, build.build_manifests_configmap(action, owner))
+        self.kube.create(JOBS, namespace, build.build_job(action, owner, self.settings))
+
+    def delete_run(self, owner: Obj, action: DeleteRun) -> None:
+        namespace = owner["metadata"]["namespace"]
+        self.kube.delete(JOBS, namespace, action.name)
+        self.kube.delete(CONFIGMAPS, namespace, names.manifests_configmap_name(action.name))
+
+    def ensure_server(self, owner: Obj, action: EnsureServer) -> None:
+        self.ensure(DEPLOYMENTS, build.build_server_deployment(action, owner, self.settings))
+        service = build.build_server_service(
+            action.deployment, action.version, owner, self.settings
+        )
+        self.ensure(SERVICES, service)
+
+    def remove_server(self, owner: Obj, action: RemoveServer) -> None:
+        namespace = owner["metadata"]["namespace"]
+        name = names.server_name(action.deployment, action.version)
+        self.kube.delete(DEPLOYMENTS, namespace, name)
+        self.kube.delete(SERVICES, namespace, name)
+
+    def ensure_router(self, owner: Obj, action: EnsureRouter) -> None:
+        self._token(owner, action.deployment)
+        self.ensure(DEPLOYMENTS, build.build_router_deployment(action, owner, self.settings))
+        self.ensure(SERVICES, build.build_router_service(action.deployment, owner, self.settings))
+
+    def create_training_job(self, owner: Obj, action: CreateTrainingJob) -> None:
+        namespace = owner["metadata"]["namespace"]
+        self.kube.create(TRAININGJOBS, namespace, build.build_training_job(action.manifest, owner))
 
     def ensure(self, res: Res, desired: Obj) -> None:
         """Create ``desired``, or merge-patch it where the live object differs."""

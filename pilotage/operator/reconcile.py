@@ -17,24 +17,11 @@ from typing import Any, get_args
 from pilotage.api import KINDS, ManifestError, parse_resource
 from pilotage.api.common import Condition
 from pilotage.api.conditions import summarize
-from pilotage.api.dataset import Dataset
-from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.modeldeployment import ModelDeployment
-from pilotage.api.trainingjob import TrainingJob
-from pilotage.control.common import LABEL_MONITOR, format_time
-from pilotage.control.dataset import reconcile_dataset
-from pilotage.control.driftmonitor import reconcile_driftmonitor
-from pilotage.control.modeldeployment import reconcile_modeldeployment
-from pilotage.control.observe import feedback_of
-from pilotage.control.trainingjob import reconcile_trainingjob
-from pilotage.control.types import (
-    DatasetObservation,
-    DriftMonitorObservation,
-    Event,
-    ModelDeploymentObservation,
-    Result,
-    TrainingJobObservation,
-)
+from pilotage.api.resource import Resource
+from pilotage.control.common import format_time
+from pilotage.control.platform import Observer, carry_out, reconcile
+from pilotage.control.types import Event
 from pilotage.operator import build
 from pilotage.operator.kube import EVENTS, Kube, KubeError, Obj, Res
 from pilotage.operator.patching import merge_diff
@@ -71,16 +58,17 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self.platform = KubernetesPlatform(kube, settings, addresses)
+        self.observer = Observer(self.platform)
         self.clock = clock
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         # Conditions a Forbidden condition replaced, put back once the call is allowed.
         self._replaced: dict[tuple[str, str, str], Any] = {}
-        self.kinds: dict[str, tuple[Res, Callable[[Any, Obj, datetime], Result[Any]]]] = {
-            "datasets": (DATASETS, self._dataset),
-            "trainingjobs": (TRAININGJOBS, self._trainingjob),
-            "modeldeployments": (MODELDEPLOYMENTS, self._modeldeployment),
-            "driftmonitors": (DRIFTMONITORS, self._driftmonitor),
+        self.kinds: dict[str, Res] = {
+            "datasets": DATASETS,
+            "trainingjobs": TRAININGJOBS,
+            "modeldeployments": MODELDEPLOYMENTS,
+            "driftmonitors": DRIFTMONITORS,
         }
 
     def _lock(self, key: tuple[str, str, str]) -> threading.Lock:
@@ -94,23 +82,23 @@ class Reconciler:
 
     def reconcile(self, plural: str, namespace: str, name: str) -> float | None:
         """Reconcile once; the seconds until the next reconcile (None: only on change)."""
-        res, step = self.kinds[plural]
+        res = self.kinds[plural]
         with self._lock((plural, namespace, name)):
             body = self.kube.get(res, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return None
             now = self.clock()
             try:
-                resource = parse_resource(body)
+                resource = self._with_analysis_defaults(parse_resource(body))
             except ManifestError as exc:
                 self._invalid(res, body, str(exc), now)
                 return None
             key = (plural, namespace, name)
             try:
-                result = step(resource, body, now)
+                result = reconcile(resource, self.observer.observe(resource), now)
                 for action in result.actions:
                     try:
-                        self.platform.apply(body, action)
+                        carry_out(self.platform, body, action)
                     except KubeError as exc:
                         if exc.forbidden:
                             raise
@@ -128,82 +116,13 @@ class Reconciler:
                 self._event(body, event, now)
             return result.requeue_after
 
-    # ---- per kind ----------------------------------------------------------------------
+    # ---- defaults -----------------------------------------------------------------------
 
-    def _dataset(self, ds: Dataset, body: Obj, now: datetime) -> Result[Any]:
-        namespace = body["metadata"]["namespace"]
-        run = self.platform.run_state(namespace, ds.status.run if ds.status else None)
-        obs = DatasetObservation(run=run, artifact_uri=self.settings.artifact_uri)
-        return reconcile_dataset(ds, obs, now)
-
-    def _trainingjob(self, tj: TrainingJob, body: Obj, now: datetime) -> Result[Any]:
-        namespace = body["metadata"]["namespace"]
-        obs = TrainingJobObservation(
-            dataset=self.platform.dataset(namespace, tj.spec.dataset_ref.name),
-            run=self.platform.run_state(namespace, tj.status.run if tj.status else None),
-            artifact_uri=self.settings.artifact_uri,
-        )
-        return reconcile_trainingjob(tj, obs, now)
-
-    def _modeldeployment(self, md: ModelDeployment, body: Obj, now: datetime) -> Result[Any]:
-        namespace = body["metadata"]["namespace"]
-        md = self._with_analysis_defaults(md)
-        uri = md.spec.model.uri
-        card = self.platform.model_card(uri) if uri is not None else None
-        obs = ModelDeploymentObservation(
-            training_jobs=self.platform.training_jobs(namespace),
-            servers=self.platform.servers(namespace, md.name),
-            router=self.platform.router(namespace, md.name),
-            drift=self.platform.drift(namespace, md.name),
-            model_card_version=card.version if card is not None else None,
-        )
-        return reconcile_modeldeployment(md, obs, now)
-
-    def _driftmonitor(self, dm: DriftMonitor, body: Obj, now: datetime) -> Result[Any]:
-        namespace = body["metadata"]["namespace"]
-        target = dm.spec.deployment_ref.name
-        md_body = self.kube.get(MODELDEPLOYMENTS, namespace, target)
-        md = None
-        if md_body is not None:
-            try:
-                md = ModelDeployment.model_validate(md_body)
-            except ValueError:
-                md = None
-        stable = md.status.stable if md is not None and md.status is not None else None
-        card = (
-            self.platform.model_card(stable.uri, (namespace, target, stable.version))
-            if stable is not None
-            else None
-        )
-        router = self.platform.router(namespace, target) if stable is not None else None
-        retrain = dm.spec.on_drift.retrain
-        dataset = (
-            self.platform.dataset(namespace, retrain.template.spec.dataset_ref.name)
-            if retrain is not None
-            else None
-        )
-        obs = DriftMonitorObservation(
-            deployment=md,
-            version=stable.version if stable is not None else None,
-            baseline=card.baseline if card is not None else None,
-            counters=(
-                self.platform.server_counters(namespace, target, stable.version)
-                if stable is not None
-                else ()
-            ),
-            feedback=(
-                feedback_of(router.stats, stable.version)
-                if stable is not None and router is not None and router.stats is not None
-                else None
-            ),
-            dataset_fingerprint=(
-                dataset.status.fingerprint if dataset is not None and dataset.status else None
-            ),
-            retrain_jobs=self.platform.training_jobs(namespace, f"{LABEL_MONITOR}={dm.name}"),
-        )
-        return reconcile_driftmonitor(dm, obs, now)
-
-    def _with_analysis_defaults(self, md: ModelDeployment) -> ModelDeployment:
+    def _with_analysis_defaults(self, resource: Resource) -> Resource:
+        """A ModelDeployment with the operator's analysis defaults where its spec has none."""
+        if not isinstance(resource, ModelDeployment):
+            return resource
+        md = resource
         analysis = md.spec.analysis
         update: dict[str, Any] = {}
         if self.settings.analysis_interval and "interval" not in analysis.model_fields_set:
@@ -254,17 +173,7 @@ class Reconciler:
             return
         if before is None or before.reason != "Forbidden":
             self._replaced[key] = status.get("conditions")
-        generation = int(body["metadata"].get("generation") or 1)
-        conditions = summarize(
-            old,
-            ready=False,
-            reason="Forbidden",
-            message=message,
-            reconciling=False,
-            stalled=True,
-            generation=generation,
-            now=format_time(now),
-        )
+        conditions = _stalled(old, "Forbidden", message, body, now)
         self._event(body, Event("Warning", "Forbidden", message), now)
         try:
             self._write_status(res, body, {**status, "conditions": [c.dump() for c in conditions]})
@@ -288,16 +197,7 @@ class Reconciler:
         status = dict(body.get("status") or {})
         generation = int(body["metadata"].get("generation") or 1)
         old = _conditions(status)
-        conditions = summarize(
-            old,
-            ready=False,
-            reason="InvalidSpec",
-            message=message,
-            reconciling=False,
-            stalled=True,
-            generation=generation,
-            now=format_time(now),
-        )
+        conditions = _stalled(old, "InvalidSpec", message, body, now)
         new = {
             **status,
             "observedGeneration": generation,
@@ -311,6 +211,22 @@ class Reconciler:
         if before is None or (before.reason, before.message) != ("InvalidSpec", message[:1024]):
             self._event(body, Event("Warning", "InvalidSpec", message[:1024]), now)
         self._write_status(res, body, new)
+
+
+def _stalled(
+    old: list[Condition], reason: str, message: str, body: Obj, now: datetime
+) -> list[Condition]:
+    """The conditions of a resource that stays Ready=False and Stalled for `reason`."""
+    return summarize(
+        old,
+        ready=False,
+        reason=reason,
+        message=message,
+        reconciling=False,
+        stalled=True,
+        generation=int(body["metadata"].get("generation") or 1),
+        now=format_time(now),
+    )
 
 
 def _conditions(status: dict[str, Any]) -> list[Condition]:

@@ -39,8 +39,10 @@ def _predict(endpoint: str) -> Any:
 
 def _serving(runtime: Runtime, platform: LocalPlatform, namespace: str) -> bool:
     runtime.tick()
-    state = platform.router_state("iris", namespace)
-    return state is not None and state.ready and bool(platform.servers("iris", None, namespace))
+    state = platform.router(namespace, "iris")
+    return (
+        state is not None and state.ready and bool(platform.server_records("iris", None, namespace))
+    )
 
 
 def test_scoped_names_keep_the_default_namespace_bare() -> None:
@@ -80,7 +82,7 @@ def test_same_name_in_two_namespaces_gets_two_deployments(tmp_path: Path) -> Non
 
         keys = {r.key for r in platform.supervisor.records()}
         assert not [k for k in keys if "a:iris" in k]
-        assert platform.router_state("iris", "a") is None
+        assert platform.router("a", "iris") is None
         assert not (tmp_path / "state" / "routes" / "a:iris.json").exists()
         assert "router/b:iris" in keys and "server/b:iris/v1/0" in keys
         wait_until(

@@ -31,7 +31,7 @@ def test_a_refused_routing_table_is_reported(tmp_path: Path) -> None:
     seen: list[RouterState | None] = []
 
     def observed() -> RouterState | None:
-        seen.append(platform.router_state("iris"))
+        seen.append(platform.router("default", "iris"))
         return seen[-1]
 
     try:

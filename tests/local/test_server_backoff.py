@@ -43,13 +43,13 @@ def test_a_server_that_cannot_start_is_restarted_with_backoff(tmp_path: Path) ->
     def tick() -> None:
         """One pass of the control loop's action, noting each new server process."""
         platform.carry_out(action)
-        for record in platform.servers("iris", "v2"):
+        for record in platform.server_records("iris", "v2"):
             if not starts or starts[-1][1] != record.pid:
                 starts.append((time.monotonic() - began, record.pid))
 
     def failing() -> bool:
         tick()
-        states = platform.server_states("iris")
+        states = platform.servers("default", "iris")
         return bool(states) and states[0].failing
 
     try:
@@ -63,7 +63,7 @@ def test_a_server_that_cannot_start_is_restarted_with_backoff(tmp_path: Path) ->
         assert len(gaps) < 2 or gaps[1] >= 1.9, starts
 
         wait_until(failing, timeout=15, what=f"a crash loop after {CRASH_LOOP_CRASHES} exits")
-        state = platform.server_states("iris")[0]
+        state = platform.servers("default", "iris")[0]
         assert state.version == "v2" and not state.ready
         assert state.restarts >= CRASH_LOOP_CRASHES
         assert "sha256 of model.onnx" in state.message and "tampered" in state.message

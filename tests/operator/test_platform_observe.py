@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp.web
 from kubernetes import client as k8s
 
+from pilotage.control.platform import Observer
 from pilotage.control.types import EnsureServer, RecentRows
 from pilotage.operator import build
 from pilotage.operator.kube import Kube
@@ -68,20 +69,20 @@ async def monitor(
 
 async def test_the_most_alarming_monitor_speaks_for_the_deployment(cluster: Cluster) -> None:
     await apply_crds(cluster)
-    platform = platform_for(cluster)
-    assert await asyncio.to_thread(platform.drift, NS, "iris") is None
+    observer = Observer(platform_for(cluster))
+    assert await asyncio.to_thread(observer.drift, NS, "iris") is None
 
     await monitor(cluster, "calm-high", "iris", "Healthy", 0.4, rollback=True)
     await monitor(cluster, "drifting", "iris", "Drifting", 0.25, rollback=False)
     await monitor(cluster, "other-deployment", "other", "Drifting", 0.9, rollback=True)
-    signal = await asyncio.to_thread(platform.drift, NS, "iris")
+    signal = await asyncio.to_thread(observer.drift, NS, "iris")
     assert signal is not None and signal.monitor == "drifting"
     assert signal.drifting and not signal.rollback and signal.version == "iris-v1"
 
     # Two rollback signals of equal score: the name decides, not the listing order.
     await monitor(cluster, "rollback-b", "iris", "Drifting", 0.25, rollback=True)
     await monitor(cluster, "rollback-a", "iris", "Drifting", 0.25, rollback=True)
-    signal = await asyncio.to_thread(platform.drift, NS, "iris")
+    signal = await asyncio.to_thread(observer.drift, NS, "iris")
     assert signal is not None and signal.monitor == "rollback-a" and signal.rollback
 
 

@@ -35,7 +35,7 @@ def test_local_router_tokens(tmp_path: Path) -> None:
         platform.carry_out(ensure)
         wait_until(
             lambda: (
-                (s := platform.router_state("iris")) is not None
+                (s := platform.router("default", "iris")) is not None
                 and s.ready
                 and s.stats is not None
                 and s.stats.revision == "one"
