@@ -18,11 +18,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pilotage.api import Dataset, DriftMonitor, ModelDeployment, TrainingJob
+from pilotage.api import Dataset, DriftMonitor, ModelDeployment, Resource, TrainingJob
 from pilotage.api.modelcard import CARD_FILE, ModelCard
 from pilotage.control.common import parse_time
 from pilotage.control.observe import router_stats, training_job_info
@@ -68,6 +68,7 @@ TRAININGJOBS = pilotage("trainingjobs")
 MODELDEPLOYMENTS = pilotage("modeldeployments")
 DRIFTMONITORS = pilotage("driftmonitors")
 PATCHED_KEYS = ("spec", "data", "type")
+R = TypeVar("R", bound=Resource)
 
 
 def _selector(labels: Mapping[str, str]) -> str:
@@ -250,20 +251,18 @@ class KubernetesPlatform:
         )
 
     def dataset(self, namespace: str, name: str) -> Dataset | None:
-        body = self.kube.get(DATASETS, namespace, name)
-        if body is None:
-            return None
-        try:
-            return Dataset.model_validate(body)
-        except ValidationError:
-            return None
+        return self._read(DATASETS, Dataset, namespace, name)
 
     def deployment(self, namespace: str, name: str) -> ModelDeployment | None:
-        body = self.kube.get(MODELDEPLOYMENTS, namespace, name)
+        return self._read(MODELDEPLOYMENTS, ModelDeployment, namespace, name)
+
+    def _read(self, res: Res, model: type[R], namespace: str, name: str) -> R | None:
+        """The resource, None when it is absent or its body does not validate."""
+        body = self.kube.get(res, namespace, name)
         if body is None:
             return None
         try:
-            return ModelDeployment.model_validate(body)
+            return model.model_validate(body)
         except ValidationError:
             return None
 

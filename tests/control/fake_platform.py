@@ -17,6 +17,7 @@ from typing import Any
 from pilotage.api import DriftMonitor, ModelDeployment, Resource, TrainingJob
 from pilotage.api.dataset import Dataset
 from pilotage.api.modelcard import ModelCard
+from pilotage.control.common import format_time
 from pilotage.control.observe import training_job_info
 from pilotage.control.platform import Observer, carry_out, namespace_of, reconcile
 from pilotage.control.types import (
@@ -262,6 +263,12 @@ class FakePlatform:
         controller = {"kind": action.owner_kind, "name": action.owner_name, "controller": True}
         manifest = {
             **action.manifest,
-            "metadata": {**meta, "namespace": namespace, "ownerReferences": [controller]},
+            "metadata": {
+                **meta,
+                "namespace": namespace,
+                "generation": 1,
+                "creationTimestamp": format_time(self.now),
+                "ownerReferences": [controller],
+            },
         }
         self.put(TrainingJob.model_validate(manifest))

@@ -9,13 +9,14 @@ from typing import Any, get_args
 
 import pytest
 
-from pilotage.api import Dataset, TrainingJob
+from pilotage.api import Dataset, DriftMonitor, TrainingJob
 from pilotage.api.conditions import get
 from pilotage.api.modelcard import ModelCard
 from pilotage.control.common import format_time
 from pilotage.control.platform import Platform, carry_out, method_of
 from pilotage.control.types import (
     Action,
+    CreateTrainingJob,
     DeleteRun,
     EnsureRouter,
     EnsureServer,
@@ -26,6 +27,7 @@ from pilotage.local.platform import LocalPlatform
 from pilotage.operator.platform import KubernetesPlatform
 from tests.control.factories import ARTIFACTS, at, dataset, deployment, ready_dataset
 from tests.control.fake_platform import FakePlatform
+from tests.control.test_driftmonitor import BASELINE, TEMPLATE, Server
 
 GATES = {"gates": [{"metric": "accuracy", "min": 0.9}]}
 PROFILE = {"rows": 150, "columns": 5, "fingerprint": "ab" * 32, "profileUri": "file:///p.json"}
@@ -293,3 +295,61 @@ def test_a_missing_model_card_is_read_again() -> None:
         fake.reconcile("ModelDeployment", "iris", t)
     assert fake.card_reads == [uri, uri]
     assert status_of(fake).stable.version == "2024-06"  # without a card the path names it
+
+
+# ---- DriftMonitor ----------------------------------------------------------------------
+
+
+def test_drift_creates_one_retrain_that_trains_and_rolls_out() -> None:
+    """The drift-retrain loop in memory: the monitor reads the stable version's card and
+    server counters, drift creates a TrainingJob it owns, that job trains, and the
+    deployment rolls the new model out as a canary."""
+    fake = deployed()
+    stable = status_of(fake).stable
+    fake.cards[stable.uri] = ModelCard.model_construct(version="v1", baseline=BASELINE)
+    server = Server()
+    fake.counters[("default", "iris", "v1")] = (server.counters(),)
+    fake.put(
+        DriftMonitor.model_validate(
+            {
+                "apiVersion": "pilotage.dev/v1alpha1",
+                "kind": "DriftMonitor",
+                "metadata": {"name": "iris-dm", "generation": 1},
+                "spec": {
+                    "deploymentRef": {"name": "iris"},
+                    "window": {"requests": 200},
+                    "minSamples": 100,
+                    "onDrift": {"retrain": {"template": TEMPLATE}},
+                },
+            }
+        )
+    )
+    fake.reconcile("DriftMonitor", "iris-dm", 20)
+    assert status_of(fake, "DriftMonitor", "iris-dm").version == "v1"
+    server.send(400, shifted=True)
+    fake.counters[("default", "iris", "v1")] = (server.counters(),)
+    fake.reconcile("DriftMonitor", "iris-dm", 80)
+    assert status_of(fake, "DriftMonitor", "iris-dm").phase == "Drifting"
+    retrain = fake.get("TrainingJob", "iris-dm-retrain-1")
+    assert retrain.metadata.labels["pilotage.dev/monitor"] == "iris-dm"
+    assert fake.training_jobs("default", {"pilotage.dev/monitor": "iris-dm"})[0].owner_name == (
+        "iris-dm"
+    )
+    assert fake.card_reads == [stable.uri]
+
+    server.send(400, shifted=True)  # still drifting: the job it made is seen, none is added
+    fake.counters[("default", "iris", "v1")] = (server.counters(),)
+    fake.reconcile("DriftMonitor", "iris-dm", 140)
+    assert [
+        a.manifest["metadata"]["name"] for a in fake.actions if isinstance(a, CreateTrainingJob)
+    ] == ["iris-dm-retrain-1"]
+    assert fake.card_reads == [stable.uri]  # the card was cached
+
+    fake.reconcile("TrainingJob", "iris-dm-retrain-1", 150)
+    [run] = [a for a in started_runs(fake, "train") if a.owner_name == "iris-dm-retrain-1"]
+    fake.finish_run(run.name, summary("iris-dm-retrain-1"))
+    fake.reconcile("TrainingJob", "iris-dm-retrain-1", 200)
+    assert status_of(fake, "TrainingJob", "iris-dm-retrain-1").phase == "Succeeded"
+    fake.reconcile("ModelDeployment", "iris", 210)
+    assert status_of(fake).candidate.version == "iris-dm-retrain-1"
+    assert ("default", "iris", "iris-dm-retrain-1") in fake.servers_of
