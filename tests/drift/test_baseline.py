@@ -3,24 +3,23 @@
 The model card's bins are written by the trainer (``numeric_profile``,
 ``categorical_profile``) and counted by the model server (``DriftCounter``); both come
 from ``pilotage.drift.baseline`` (tests/test_boundaries.py checks that no other module
-bins). Counting the very training rows through the server must give back the card's
-proportions exactly, edge values included.
+bins). Counting the training rows of a card the real trainer wrote through the server's
+counters must give back the card's proportions exactly, edge values included.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_iris
 
-from pilotage.api.modelcard import Baseline, CategoricalProfile, ModelCard, NumericProfile
+from pilotage.api.modelcard import Baseline, ModelCard, NumericProfile
 from pilotage.drift import count_window
 from pilotage.drift.baseline import (
     NumericBins,
-    as_served,
     categorical_profile,
     count_numeric,
     numeric_profile,
@@ -30,81 +29,66 @@ from pilotage.server.drift import DriftCounter
 from pilotage.server.engine import Prediction
 from pilotage.server.responses import dumps
 from pilotage.server.rows import RowSchema
+from pilotage.trainer.run import train
 from pilotage.wire.drift_counts import DriftCounts
+from tests.support.models import build_model
+from tests.trainer.conftest import churn_frame, job
+from tests.trainer.conftest import dataset as trainer_dataset
 
 
-def _card(features: list[dict[str, Any]], baseline: Baseline) -> ModelCard:
-    return ModelCard.model_validate(
-        {
-            "name": "iris",
-            "version": "v1",
-            "task": "classification",
-            "algorithm": "logistic_regression",
-            "features": features,
-            "target": "t",
-            "classes": [0, 1, 2],
-            "dataset": {"name": "iris", "uri": "builtin://iris", "fingerprint": "f", "rows": 150},
-            "created": "2026-01-01T00:00:00Z",
-            "onnx": {
-                "sha256": "0" * 64,
-                "opset": 17,
-                "inputLayout": "columns",
-                "inputs": [],
-                "outputs": [],
-                "labelOutput": "label",
-            },
-            "baseline": baseline.model_dump(by_alias=True),
-        }
-    )
+def _trained_card(tmp_path: Path, dataset: str) -> ModelCard:
+    """The model card the real trainer writes for ``dataset`` (builtin or a CSV)."""
+    if dataset.startswith("builtin://"):
+        model = build_model(tmp_path / "model", dataset.removeprefix("builtin://"))
+    else:
+        ds = trainer_dataset("churn", dataset, target="churned")
+        summary = train(ds, job("churn", "logistic_regression"), (tmp_path / "model").as_uri())
+        assert summary["phase"] == "Succeeded", summary["message"]
+        model = tmp_path / "model"
+    return ModelCard.model_validate_json((model / "model.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def iris() -> tuple[list[str], np.ndarray, list[str]]:
-    data = load_iris()
-    names = [n.replace(" (cm)", "").replace(" ", "_") for n in data.feature_names]
-    species = [str(data.target_names[t]) for t in data.target]
-    return names, data.data, species
-
-
-def test_the_servers_counts_of_the_training_rows_are_the_profiles_proportions(iris) -> None:  # type: ignore[no-untyped-def]
-    names, x, species = iris
-    profiles: dict[str, NumericProfile | CategoricalProfile] = {
-        n: numeric_profile(x[:, j]) for j, n in enumerate(names)
-    }
-    profiles["species"] = categorical_profile(species)
-    # Iris is measured to 0.1 cm: deciles land on data values, and those values (read as
-    # float32, as JSON numbers reach the server) sit exactly on an edge.
-    on_edges = sum(
-        int(np.isin(as_served(x[:, j]), profiles[n].edges).sum())  # type: ignore[union-attr]
-        for j, n in enumerate(names)
-    )
-    assert on_edges > 20
-    features = [{"name": n, "type": "float"} for n in names]
-    features.append({"name": "species", "type": "category", "categories": sorted(set(species))})
-    card = _card(
-        features, Baseline(rows=len(x), features=profiles, predictions=profiles["species"])
-    )
+@pytest.mark.parametrize("source", ["builtin://iris", "churn.csv"])
+def test_the_server_counts_the_training_rows_into_the_cards_proportions(
+    tmp_path: Path, source: str
+) -> None:
+    if source == "churn.csv":  # a category, and nulls in a numeric and a categorical column
+        churn_frame().to_csv(tmp_path / source, index=False)
+        source = (tmp_path / source).as_uri()
+    card = _trained_card(tmp_path, source)
+    sample = card.baseline.sample
+    # The card's sample is every training row here (fewer than its 500), as JSON carries
+    # them: numbers in float32's shortest form, categories, null.
+    assert sample is not None and len(sample.rows) == card.baseline.rows
+    order = [sample.columns.index(name) for name in card.feature_names()]
+    rows: list[list[Any]] = [[row[i] for i in order] for row in sample.rows]
     schema = RowSchema(card)
     counter = DriftCounter(card, schema, reservoir_size=0)
-    # JSON rows as a client sends them: Python floats (float64), a category string.
-    rows = [[*map(float, row), s] for row, s in zip(x, species, strict=True)]
     for start in range(0, len(rows), 7):  # several requests, as served
         batch = schema.rows_from_lists(rows[start : start + 7], "instance")
         counter.observe(batch, Prediction(np.zeros(batch.count, dtype=np.int64), None))
 
     counted = counter.feature_counts()
-    for name, profile in profiles.items():
-        labels = (
-            [str(i) for i in range(len(profile.proportions))]
-            if isinstance(profile, NumericProfile)
-            else [*profile.categories, "__other__"]
-        )
-        shares = [counted[name][label] / len(x) for label in labels]
+    columns: dict[str, Any] = {
+        name: [row[j] for row in rows] for j, name in enumerate(card.feature_names())
+    }
+    on_edges = 0
+    for name, profile in card.baseline.features.items():
+        if isinstance(profile, NumericProfile):
+            labels = [str(i) for i in range(len(profile.proportions))]
+            columns[name] = np.array(columns[name], dtype=np.float64)  # None → NaN
+            on_edges += int(np.isin(columns[name].astype(np.float32), profile.edges).sum())
+        else:
+            labels = [*profile.categories, "__other__"]
+        present = sum(counted[name][label] for label in labels)
+        assert present + counted[name]["null"] == len(rows)
+        assert counted[name]["null"] / len(rows) == pytest.approx(profile.null_rate, abs=1e-9)
+        shares = [counted[name][label] / present for label in labels]
         assert shares == pytest.approx(profile.proportions, abs=1e-9), name
-        assert counted[name]["null"] == 0
+    # Deciles of data measured to a few digits land on data values: those values sit
+    # exactly on an edge, and still land where the trainer put them.
+    assert on_edges > 10
     # The test and benchmark helper counts as the server does.
-    columns: dict[str, Any] = {n: x[:, j] for j, n in enumerate(names)}
-    columns["species"] = species
     assert count_window(card.baseline, columns) == counted
 
 
