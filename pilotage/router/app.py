@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from pilotage.guard import BodyBudget, declared_length
+from pilotage.inferencelog.record import Exchange
 from pilotage.router.feedback import FeedbackError, apply_feedback
 from pilotage.router.metrics import render_metrics
 from pilotage.router.shadow import ShadowCopy
@@ -345,7 +346,23 @@ class RouterApp:
             active, route, forced is None, method_str, path, method, target, headers, body, started
         )
         if isinstance(response, UpstreamError):
-            return await self._upstream_failed(send, route, request_id, response)
+            await self._upstream_failed(send, route, request_id, response)
+            logger = active.logger
+            if (
+                logger is not None
+                and forced is None
+                and _is_inference(method_str, path)
+                and logger.sample()
+            ):
+                logger.offer(
+                    Exchange(
+                        time.time(), request_id, route.variant.name, route.variant.version,
+                        route.variant.url, path, body, response.status, None,
+                        time.perf_counter() - started, str(response), False,
+                    ),
+                    len(body),
+                )  # fmt: skip
+            return
 
         out: list[tuple[bytes, bytes]] = []
         has_version = False
@@ -373,7 +390,19 @@ class RouterApp:
 
         if forced is not None:
             return  # a tester's request: no feedback, no shadow copy, not in the analysis
-        if status < 300 and _is_inference(method_str, path):
+        if not _is_inference(method_str, path):
+            return
+        logger = active.logger
+        if logger is not None and logger.sample():
+            logger.offer(
+                Exchange(
+                    time.time(), request_id, route.variant.name, route.variant.version,
+                    route.variant.url, path, body, status, rbody,
+                    time.perf_counter() - started, None, False,
+                ),
+                len(body) + len(rbody),
+            )  # fmt: skip
+        if status < 300:
             self.state.recent.remember(request_id, route.stats, rbody)
             shadow = active.shadow
             if (
@@ -393,6 +422,10 @@ class RouterApp:
                         rbody,
                         active.timeout,
                         active.tolerance,
+                        logger if logger is not None and logger.config.shadow else None,
+                        request_id,
+                        path,
+                        shadow.variant,
                     )
                 )
 
@@ -518,6 +551,7 @@ class RouterApp:
         except FeedbackError as exc:
             await _send_json(send, 400, {"error": str(exc)})
             return
+        self.state.log_labels(doc)  # a label for an unknown id is written all the same
         await _send_json(send, 200, result)
 
     # ---- admin port --------------------------------------------------------------

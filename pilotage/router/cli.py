@@ -194,7 +194,15 @@ async def _serve(
         timeout_keep_alive=75,
         backlog=2048,
     )
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            # here, not after serve(): uvicorn re-raises SIGTERM once serve() returns, and
+            # what the inference log holds must be written before the process goes
+            if not await asyncio.to_thread(state.close_logs):
+                log.error("inference log: not all records written before shutdown")
+
+    server = Server(config)
     watcher = FileWatcher(args.config, state, args.watch_interval)
     watcher.start()
     state.mirror.start()

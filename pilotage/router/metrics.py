@@ -124,5 +124,28 @@ def render_metrics(state: RouterState) -> str:
             out.append(
                 f"{name}{{{_labels(deployment=dep, variant=s.name, version=s.version)}}} {value:.9g}"
             )
+    log_stats = state.inference_log_json()
+    if log_stats is not None:
+        out.append(
+            "# HELP pilotage_router_inference_log_records_total Inference-log records written "
+            "(kind request or label)."
+        )
+        out.append("# TYPE pilotage_router_inference_log_records_total counter")
+        for kind, key in (("request", "written"), ("label", "labelsWritten")):
+            out.append(
+                f"pilotage_router_inference_log_records_total{{{_labels(deployment=dep, kind=kind)}}} {log_stats[key]}"
+            )
+        out.append(
+            "# HELP pilotage_router_inference_log_dropped_total Inference-log records dropped: "
+            "buffer full (a slow sink) or lost with a failed sink write."
+        )
+        out.append("# TYPE pilotage_router_inference_log_dropped_total counter")
+        for reason, key in (
+            ("buffer_full", "droppedBufferFull"),
+            ("sink_failed", "droppedSinkFailed"),
+        ):
+            out.append(
+                f"pilotage_router_inference_log_dropped_total{{{_labels(deployment=dep, reason=reason)}}} {log_stats[key]}"
+            )
     out.append("")
     return "\n".join(out)

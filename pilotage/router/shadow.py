@@ -15,8 +15,11 @@ import contextlib
 import logging
 import time
 
+from pilotage.inferencelog.record import Exchange
+from pilotage.inferencelog.writer import InferenceLogger
 from pilotage.router.predictions import compare, extract_predictions
 from pilotage.router.stats import ShadowStats, VariantStats
+from pilotage.router.table import Variant
 from pilotage.router.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("pilotage.router.shadow")
@@ -28,13 +31,17 @@ class ShadowCopy:
     __slots__ = (
         "body",
         "headers",
+        "logger",
         "method",
+        "path",
         "pool",
         "primary_body",
+        "request_id",
         "stats",
         "target",
         "timeout",
         "tolerance",
+        "variant",
     )
 
     def __init__(
@@ -48,6 +55,10 @@ class ShadowCopy:
         primary_body: bytes,
         timeout: float,
         tolerance: float,
+        logger: InferenceLogger | None = None,
+        request_id: bytes = b"",
+        path: str = "",
+        variant: Variant | None = None,
     ):
         self.pool = pool
         self.stats = stats
@@ -58,6 +69,10 @@ class ShadowCopy:
         self.primary_body = primary_body
         self.timeout = timeout
         self.tolerance = tolerance
+        self.logger = logger  # set when shadow answers are logged too
+        self.request_id = request_id
+        self.path = path
+        self.variant = variant
 
 
 class ShadowMirror:
@@ -119,12 +134,14 @@ class ShadowMirror:
             )
         except UpstreamError as exc:
             copy.stats.record(exc.status, time.perf_counter() - started)
+            self._log(copy, exc.status, None, str(exc), started)
             stats.error += 1
             if not isinstance(exc, UpstreamTimeout):
                 self._backoff_until = time.monotonic() + BACKOFF_SECONDS
             return
         self._backoff_until = 0.0
         copy.stats.record(response.status, time.perf_counter() - started)
+        self._log(copy, response.status, response.body, None, started)
         if response.status >= 300:
             stats.error += 1
             return
@@ -141,3 +158,19 @@ class ShadowMirror:
         if diff is not None:
             stats.numeric_compared += 1
             stats.abs_diff_sum += diff
+
+    @staticmethod
+    def _log(
+        copy: ShadowCopy, status: int, answer: bytes | None, error: str | None, started: float
+    ) -> None:
+        logger, variant = copy.logger, copy.variant
+        if logger is None or variant is None or not logger.sample():
+            return
+        logger.offer(
+            Exchange(
+                time.time(), copy.request_id, variant.name, variant.version, variant.url,
+                copy.path, copy.body, status, answer, time.perf_counter() - started, error,
+                True,
+            ),
+            len(copy.body) + len(answer or b""),
+        )  # fmt: skip

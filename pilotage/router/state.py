@@ -9,9 +9,12 @@ object, so it finishes on the upstream it started with whatever happens meanwhil
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
+from pilotage.inferencelog.record import Label
+from pilotage.inferencelog.writer import InferenceLogger
 from pilotage.router.feedback import RecentAnswers
 from pilotage.router.shadow import ShadowMirror
 from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
@@ -39,6 +42,7 @@ class ActiveTable:
     __slots__ = (
         "by_name",
         "fallback",
+        "logger",
         "retry_on_stable",
         "routes",
         "sampler",
@@ -51,8 +55,15 @@ class ActiveTable:
         "tolerance",
     )
 
-    def __init__(self, table: RoutingTable, pools: PoolRegistry, registry: StatsRegistry):
+    def __init__(
+        self,
+        table: RoutingTable,
+        pools: PoolRegistry,
+        registry: StatsRegistry,
+        logger: InferenceLogger | None = None,
+    ):
         self.table = table
+        self.logger = logger  # None when inference logging is off
         self.routes = {
             v.name: Route(v, pools.pool(v.host, v.port), registry.for_variant(v.name, v.version))
             for v in table.variants
@@ -95,11 +106,53 @@ class RouterState:
         self.loaded_at = 0.0
         self.reload_errors = 0
         self.last_reload_error: str | None = None
+        self.inference_log: InferenceLogger | None = None
+        self.retired_logs: list[InferenceLogger] = []
         self.active: ActiveTable = self._build(table)
         self._commit(self.active, source)
 
     def _build(self, table: RoutingTable) -> ActiveTable:
-        return ActiveTable(table, self.pools, self.registry)
+        return ActiveTable(table, self.pools, self.registry, self._logger_for(table))
+
+    def _logger_for(self, table: RoutingTable) -> InferenceLogger | None:
+        """The inference logger ``table`` asks for: the running one when its settings are
+        unchanged, else a new one (the old one writes what it holds and closes, off the
+        event loop)."""
+        current = self.inference_log
+        wanted = table.logging
+        if (
+            current is not None
+            and current.config == wanted
+            and current.deployment == table.deployment
+        ):
+            return current
+        logger = None
+        if wanted.enabled:
+            logger = InferenceLogger(wanted, table.deployment)
+            logger.start()
+        if current is not None:
+            self.retired_logs.append(current)
+            threading.Thread(target=current.close, daemon=True).start()
+        self.inference_log = logger
+        return logger
+
+    def log_labels(self, doc: Any) -> None:
+        """Write each item of a valid feedback document to the inference log (when on):
+        labels arriving days later still join their request by id."""
+        logger = self.inference_log
+        if logger is None:
+            return
+        now = time.time()
+        for item in doc["feedback"]:
+            kind = "label" if "label" in item else "value"
+            logger.offer(Label(now, item["requestId"], kind, item[kind]), 64)
+
+    def close_logs(self, timeout: float = 10.0) -> bool:
+        """Write what the inference log holds and close its files (shutdown)."""
+        done = all(log.close(timeout) for log in self.retired_logs)
+        if self.inference_log is not None:
+            done = self.inference_log.close(timeout) and done
+        return done
 
     def _commit(self, active: ActiveTable, source: str) -> None:
         self.active = active  # the one atomic swap
@@ -166,6 +219,7 @@ class RouterState:
             "retired": retired,
             "shadow": None if shadow is None else {**shadow, **registry.shadow.to_json()},
             "shadowTotals": registry.shadow.to_json(),
+            "inferenceLog": self.inference_log_json(),
             "feedback": {
                 "received": registry.feedback_received,
                 "unknown": registry.feedback_unknown,
@@ -175,3 +229,19 @@ class RouterState:
                 "capacity": self.recent.capacity,
             },
         }
+
+    def inference_log_json(self) -> dict[str, Any] | None:
+        """Counters of the inference log, earlier loggers (settings changed) included."""
+        current = self.inference_log
+        if current is None and not self.retired_logs:
+            return None
+        doc: dict[str, Any] = (
+            current.stats() if current is not None else {"sampleRate": 0.0, "sink": None}
+        )
+        for old in self.retired_logs:
+            for key, value in old.stats().items():
+                if key in ("sampleRate", "sink", "queued", "lastError"):
+                    doc.setdefault(key, value)
+                    continue
+                doc[key] = doc.get(key, 0) + value
+        return doc

@@ -8,6 +8,9 @@ the body of ``PUT /admin/routes``) looks like::
     stickyHeader: x-user-id      # optional
     timeoutSeconds: 10           # optional, per upstream attempt (default 10)
     revision: "md-7-step-2"      # optional, echoed in stats so the writer can see it applied
+    logging:                     # optional: inference logging (docs/inference-logging.md)
+      sampleRate: 0.1
+      sink: {uri: "file:///var/log/pilotage"}
     variants:
       - {name: stable, url: "http://10.0.0.5:8080", weight: 90, version: "1"}
       - {name: canary, url: "http://10.0.0.6:8080", weight: 10, version: "2"}
@@ -28,7 +31,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +46,7 @@ from pilotage.api.manifests import (
     safe_load,
     yaml_problem,
 )
+from pilotage.inferencelog.config import LoggingConfig, LoggingConfigError, parse_logging
 
 MODES = ("canary", "bluegreen", "shadow")
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -58,6 +62,7 @@ _TOP_KEYS = {
     "shadow",
     "timeoutSeconds",
     "revision",
+    "logging",
 }
 _VARIANT_KEYS = {"name", "url", "weight", "version"}
 _SHADOW_KEYS = {"variant", "percent", "tolerance"}
@@ -93,6 +98,7 @@ class RoutingTable:
     shadow: ShadowSpec | None
     timeout_seconds: float
     revision: str | None
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:
@@ -129,6 +135,8 @@ class RoutingTable:
             }
         if self.revision is not None:
             doc["revision"] = self.revision
+        if self.logging.enabled:
+            doc["logging"] = self.logging.to_document()
         return doc
 
 
@@ -275,6 +283,10 @@ def parse_table(doc: Any) -> RoutingTable:
     revision = doc.get("revision")
     if revision is not None and (isinstance(revision, bool) or not isinstance(revision, str | int)):
         raise RoutingError(f"revision: must be a string or integer, got {revision!r}")
+    try:
+        logging = parse_logging(doc.get("logging"))
+    except LoggingConfigError as exc:
+        raise RoutingError(str(exc)) from None
     return RoutingTable(
         deployment=deployment,
         mode=str(mode),
@@ -283,6 +295,7 @@ def parse_table(doc: Any) -> RoutingTable:
         shadow=shadow,
         timeout_seconds=timeout,
         revision=None if revision is None else str(revision),
+        logging=logging,
     )
 
 

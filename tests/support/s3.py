@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.procs import free_port, running
 
 
-@pytest.fixture
-def s3_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+@contextlib.contextmanager
+def moto_server(log_dir: Path) -> Iterator[dict[str, str]]:
+    """Start moto_server on a free port; yields the AWS_* environment that reaches it."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     args = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with running(args, tmp_path / "moto.log", ready_url=f"{endpoint}/moto-api/", timeout=60):
+    with running(args, log_dir / "moto.log", ready_url=f"{endpoint}/moto-api/", timeout=60):
         yield {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
