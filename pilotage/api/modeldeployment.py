@@ -375,6 +375,47 @@ class Autoscaling(ApiModel):
         return self
 
 
+class LogSink(ApiModel):
+    """Where inference-log records go."""
+
+    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file:///|s3://|https?://).+$")]
+    """`file:///dir` (a directory the router can write; on Kubernetes a mounted volume),
+    `s3://bucket/prefix`, or `http(s)://collector/path` (CloudEvents batches)."""
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=600)] = 5.0
+    """How long one write to S3 or the collector may take; past it the batch is dropped
+    (counted)."""
+
+
+class InferenceLogging(ApiModel):
+    """Inference logging in the router: sampled requests joined with their answers, and
+    feedback labels, written in batches off the request path. See
+    docs/inference-logging.md."""
+
+    model_config = cel_rules(
+        (
+            "self.sampleRate == 0.0 || has(self.sink)",
+            "logging.sink is required when sampleRate > 0",
+        ),
+    )
+
+    sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Share of answered inference requests logged (0: off, 1: every one)."""
+    sink: LogSink | None = None
+    """Where records go."""
+    redact: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=256)
+    ] = Field(default_factory=list)
+    """Feature names never written (not as keys, not inside error texts)."""
+    shadow: bool = False
+    """Also log the shadow variant's answers to mirrored requests."""
+
+    @model_validator(mode="after")
+    def _sink_when_on(self) -> InferenceLogging:
+        if self.sample_rate > 0 and self.sink is None:
+            raise ValueError("logging.sink is required when sampleRate > 0")
+        return self
+
+
 class ModelDeploymentSpec(ApiModel):
     """Desired state of a ModelDeployment."""
 
@@ -396,6 +437,8 @@ class ModelDeploymentSpec(ApiModel):
     """How candidates are judged."""
     auto_rollback: bool = True
     """Roll back automatically when the analysis fails beyond `failureLimit`."""
+    logging: InferenceLogging = Field(default_factory=InferenceLogging)
+    """Inference logging (off by default)."""
 
 
 class ModelRef(ApiModel):
@@ -464,6 +507,19 @@ class VariantReplicas(ApiModel):
     """When the last burst (panic mode) was seen; no scale-down for a window after it."""
 
 
+class LoggingStatus(ApiModel):
+    """Inference-log counters of the router pods, added up."""
+
+    written: int = 0
+    """Request records written."""
+    labels: int = 0
+    """Feedback labels written."""
+    dropped: int = 0
+    """Records dropped: the buffer was full (a slow sink) or a sink write failed."""
+    last_error: ShortText = ""
+    """The last sink failure, if any."""
+
+
 class ModelDeploymentStatus(ApiModel):
     """Observed state of a ModelDeployment."""
 
@@ -520,6 +576,8 @@ class ModelDeploymentStatus(ApiModel):
     """Manual-action annotation values already acted on (promote, abort, retry)."""
     message: ShortText = ""
     """One line about the current state."""
+    logging: LoggingStatus | None = None
+    """Inference-log counters (when logging is on)."""
 
 
 class ModelDeployment(Resource):

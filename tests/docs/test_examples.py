@@ -37,6 +37,7 @@ from tests.api.kube import admit
 from tests.chart import test_docs as chart_docs
 from tests.docs.blocks import DOCS_DIR, ROOT, Block, all_blocks, extract
 from tests.docs.commands import Command, json_output, parse, static_problems
+from tests.docs.inferencelog import sample as inference_log_sample
 from tests.docs.live import FAULTS_FLAG, TOKEN, Live, http, live_processes
 from tests.docs.shapes import mismatches
 
@@ -132,6 +133,8 @@ def source_value(source: str, request: pytest.FixtureRequest) -> Any:
         done = run_pilotage(words[1:], sandbox)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
+    if kind == "inference-log":
+        return inference_log_sample(rest)
     if kind == "drift-report":
         python = next(b for b in extract(DOCS_DIR / "drift.md") if b.lang == "python")
         namespace = run_python(python, request)
