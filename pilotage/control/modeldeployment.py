@@ -41,6 +41,7 @@ from pilotage.control.common import (
 from pilotage.control.resolve import Unresolved, resolve, version_from_uri
 from pilotage.control.rollout import Rollout
 from pilotage.control.rollout_phase import SERVER_FAILING, TABLE_REJECTED, conclude
+from pilotage.control.routes import logging_status
 from pilotage.control.serving import router_rejection, routing_table, serving_actions
 from pilotage.control.strategies import strategy_for
 from pilotage.control.types import ModelDeploymentObservation, Result
@@ -188,6 +189,8 @@ def reconcile_modeldeployment(
     r = Rollout(md, obs, now)
     st, old = r.st, r.old
     _note_endpoint(r)
+    router = obs.router if obs.router is not None and obs.router.ready else None
+    st.logging = logging_status(md.spec, router.stats if router else None, st.logging)
     problem = spec_problem(md.spec)
     if not problem:
         _roll_out(r)

@@ -16,6 +16,7 @@ from pilotage.control.common import parse_time
 from pilotage.control.types import (
     DriftSignal,
     FeedbackStats,
+    LogCounters,
     RecentRows,
     RouterStats,
     ServerCounters,
@@ -125,6 +126,19 @@ def router_stats(doc: Mapping[str, Any]) -> RouterStats:
         revision=str(revision) if revision is not None else None,
         reload_errors=_int(doc.get("reloadErrors")),
         last_reload_error=str(reload_error) if reload_error else None,
+        logging=_log_counters(doc.get("inferenceLog")),
+    )
+
+
+def _log_counters(doc: Any) -> LogCounters | None:
+    if not isinstance(doc, Mapping):
+        return None
+    error = doc.get("lastError")
+    return LogCounters(
+        written=_int(doc.get("written")),
+        labels=_int(doc.get("labelsWritten")),
+        dropped=_int(doc.get("dropped")),
+        last_error=str(error) if error else None,
     )
 
 

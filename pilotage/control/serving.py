@@ -3,6 +3,7 @@ version still wanted, the routing table, and the removal of servers nothing refe
 
 from __future__ import annotations
 
+from pilotage.control.common import namespace_of
 from pilotage.control.rollout import Rollout
 from pilotage.control.routes import build_table, traffic, traffic_summary
 from pilotage.control.types import (
@@ -25,7 +26,7 @@ def routing_table(r: Rollout) -> RouteTable | None:
     cand = st.candidate
     routable = cand.version if cand is not None and r.server_ready(cand.version) else None
     weight = r.strategy.weight(r.spec, st) if routable else 0
-    return build_table(r.spec, st.stable.version, routable, weight)
+    return build_table(r.spec, st.stable.version, routable, weight, namespace_of(r.md))
 
 
 def router_serves(r: Rollout, table: RouteTable | None) -> bool:

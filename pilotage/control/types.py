@@ -120,6 +120,27 @@ class ShadowRoute:
 
 
 @dataclass(frozen=True)
+class RouteLogging:
+    """Inference logging for the router (`spec.logging`, docs/inference-logging.md)."""
+
+    sample_rate: float
+    sink_uri: str
+    namespace: str
+    redact: tuple[str, ...] = ()
+    shadow: bool = False
+    sink_timeout_seconds: float = 5.0
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "sampleRate": self.sample_rate,
+            "sink": {"uri": self.sink_uri, "timeoutSeconds": self.sink_timeout_seconds},
+            "redact": list(self.redact),
+            "shadow": self.shadow,
+            "namespace": self.namespace,
+        }
+
+
+@dataclass(frozen=True)
 class RouteTable:
     """The routing table without upstream URLs: the platform fills each variant's URL
     from (deployment, version). Weights of the routed variants sum to 100; a preview or
@@ -131,6 +152,7 @@ class RouteTable:
     sticky_header: str | None = None
     shadow: ShadowRoute | None = None
     revision: str = ""
+    logging: RouteLogging | None = None
 
     def weights(self) -> dict[str, int]:
         return {v.name: v.weight for v in self.variants}
@@ -155,6 +177,8 @@ class RouteTable:
             doc["stickyHeader"] = self.sticky_header
         if self.shadow is not None:
             doc["shadow"] = {"variant": self.shadow.variant, "percent": self.shadow.percent}
+        if self.logging is not None:
+            doc["logging"] = self.logging.to_document()
         return doc
 
 
@@ -316,6 +340,16 @@ class ShadowStats:
 
 
 @dataclass(frozen=True)
+class LogCounters:
+    """The router's inference-log counters (`inferenceLog` in its stats)."""
+
+    written: int = 0
+    labels: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
 class RouterStats:
     variants: tuple[VariantStats, ...] = ()
     shadow: ShadowStats = field(default_factory=ShadowStats)
@@ -325,6 +359,8 @@ class RouterStats:
     """Routing files the router refused since it started (`reloadErrors`)."""
     last_reload_error: str | None = None
     """Why it refused the last one (`lastReloadError`); it stays after a later success."""
+    logging: LogCounters | None = None
+    """Inference-log counters; None when the router has never logged."""
 
 
 @dataclass(frozen=True)

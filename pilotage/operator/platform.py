@@ -32,6 +32,7 @@ from pilotage.control.types import (
     DeleteRun,
     EnsureRouter,
     EnsureServer,
+    LogCounters,
     RemoveServer,
     RouterState,
     RouterStats,
@@ -166,6 +167,19 @@ def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
         last_reload_error=next(
             (s.last_reload_error for s in all_stats if s.last_reload_error), None
         ),
+        logging=_sum_logging([s.logging for s in all_stats if s.logging is not None]),
+    )
+
+
+def _sum_logging(counters: list[LogCounters]) -> LogCounters | None:
+    """Inference-log counters of several router pods added up."""
+    if not counters:
+        return None
+    return LogCounters(
+        written=sum(c.written for c in counters),
+        labels=sum(c.labels for c in counters),
+        dropped=sum(c.dropped for c in counters),
+        last_error=next((c.last_error for c in counters if c.last_error), None),
     )
 
 

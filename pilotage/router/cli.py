@@ -194,6 +194,7 @@ async def _serve(
         timeout_keep_alive=75,
         backlog=2048,
     )
+
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             await super().shutdown(sockets)
