@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 import pytest
 
-from pilotage.api import Dataset, DriftMonitor, TrainingJob
+from pilotage.api import Dataset, TrainingJob
 from pilotage.api.conditions import get
 from pilotage.api.modelcard import ModelCard
 from pilotage.control.common import format_time
@@ -27,7 +27,7 @@ from pilotage.local.platform import LocalPlatform
 from pilotage.operator.platform import KubernetesPlatform
 from tests.control.factories import ARTIFACTS, at, dataset, deployment, ready_dataset
 from tests.control.fake_platform import FakePlatform
-from tests.control.test_driftmonitor import BASELINE, TEMPLATE, Server
+from tests.control.test_driftmonitor import BASELINE, Server, monitor
 
 GATES = {"gates": [{"metric": "accuracy", "min": 0.9}]}
 PROFILE = {"rows": 150, "columns": 5, "fingerprint": "ab" * 32, "profileUri": "file:///p.json"}
@@ -309,21 +309,7 @@ def test_drift_creates_one_retrain_that_trains_and_rolls_out() -> None:
     fake.cards[stable.uri] = ModelCard.model_construct(version="v1", baseline=BASELINE)
     server = Server()
     fake.counters[("default", "iris", "v1")] = (server.counters(),)
-    fake.put(
-        DriftMonitor.model_validate(
-            {
-                "apiVersion": "pilotage.dev/v1alpha1",
-                "kind": "DriftMonitor",
-                "metadata": {"name": "iris-dm", "generation": 1},
-                "spec": {
-                    "deploymentRef": {"name": "iris"},
-                    "window": {"requests": 200},
-                    "minSamples": 100,
-                    "onDrift": {"retrain": {"template": TEMPLATE}},
-                },
-            }
-        )
-    )
+    fake.put(monitor())
     fake.reconcile("DriftMonitor", "iris-dm", 20)
     assert status_of(fake, "DriftMonitor", "iris-dm").version == "v1"
     server.send(400, shifted=True)
