@@ -81,18 +81,12 @@ class RowQuota(RetrainTrigger):
 
 
 @pytest.fixture
-def half_and_half() -> Iterator[HalfAndHalf]:
-    strategy = register_strategy(HalfAndHalf())
-    assert isinstance(strategy, HalfAndHalf)
-    yield strategy
+def toys() -> Iterator[None]:
+    """The toy strategy and trigger, registered for one test only."""
+    register_strategy(HalfAndHalf())
+    register_trigger(RowQuota())
+    yield
     unregister_strategy(HalfAndHalf.type)
-
-
-@pytest.fixture
-def row_quota() -> Iterator[RowQuota]:
-    trigger = register_trigger(RowQuota())
-    assert isinstance(trigger, RowQuota)
-    yield trigger
     unregister_trigger(RowQuota.name)
 
 
@@ -103,7 +97,7 @@ def with_strategy(md: ModelDeployment, kind: str) -> ModelDeployment:
     return md.model_copy(update={"spec": md.spec.model_copy(update={"strategy": strategy})})
 
 
-@pytest.mark.usefixtures("half_and_half")
+@pytest.mark.usefixtures("toys")
 def test_a_registered_strategy_drives_a_rollout() -> None:
     md = with_strategy(deployment(strategy={"type": "Canary"}), "HalfAndHalf")
     md, _ = run(md, observe([V1], ["v1"]), 0)
@@ -132,7 +126,7 @@ def test_a_registered_strategy_drives_a_rollout() -> None:
     assert table is not None and table.table.weights() == {"stable": 100}
 
 
-@pytest.mark.usefixtures("row_quota")
+@pytest.mark.usefixtures("toys")
 def test_a_registered_trigger_retrains_after_the_builtin_ones() -> None:
     server = Server()
     dm = monitor(annotations={"pilotage.dev/retrain": "now"})
@@ -157,7 +151,7 @@ def test_a_registered_trigger_retrains_after_the_builtin_ones() -> None:
     assert created(result) == []  # taken once
 
 
-@pytest.mark.usefixtures("row_quota")
+@pytest.mark.usefixtures("toys")
 def test_a_registered_trigger_is_told_when_there_is_nothing_to_retrain_with() -> None:
     server = Server()
     dm = monitor(onDrift={"cooldown": "10m"})
@@ -176,3 +170,11 @@ def test_every_builtin_is_an_api_value_and_names_are_unique() -> None:
         register_strategy(STRATEGIES["Canary"])
     with pytest.raises(ValueError, match="already registered"):
         register_trigger(TRIGGERS[0])
+
+
+def test_the_strategy_validates_its_own_settings() -> None:
+    md = deployment(strategy={"type": "Shadow", "shadow": {"duration": "0s"}})
+    md, result = run(md, observe([V1], ["v1"]), 0)
+    assert md.status is not None and md.status.phase == "Pending"
+    assert md.status.message == "spec.strategy.shadow.duration: must be longer than 0s"
+    assert [e.reason for e in result.events] == ["InvalidSpec"]
