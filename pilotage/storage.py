@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -85,12 +86,32 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def _s3_client() -> Any:
+S3_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+)
+"""What ``credentials`` may hold: the ``AWS_*`` variables' names; those given replace the
+environment's for this one client."""
+
+
+def _s3_client(credentials: Mapping[str, str] | None = None) -> Any:
     try:
         import boto3
     except ImportError as exc:  # pragma: no cover - depends on the image
         raise StorageError("s3:// needs boto3, which is not installed") from exc
-    return boto3.client("s3")
+    if not credentials:
+        return boto3.client("s3")
+    return boto3.client(
+        "s3",
+        aws_access_key_id=credentials.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+        endpoint_url=credentials.get("AWS_ENDPOINT_URL"),
+        region_name=credentials.get("AWS_REGION"),
+    )
 
 
 READ_TIMEOUT_ENV = "PILOTAGE_READ_TIMEOUT_SECONDS"
@@ -164,8 +185,9 @@ def _copy(source: Any, sink: BinaryIO, uri: str, deadline: float) -> None:
             )
 
 
-def download(uri: str, sink: BinaryIO) -> None:
-    """Stream one object into ``sink`` in blocks, bounded in time (read_timeout)."""
+def download(uri: str, sink: BinaryIO, credentials: Mapping[str, str] | None = None) -> None:
+    """Stream one object into ``sink`` in blocks, bounded in time (read_timeout);
+    ``credentials`` (S3_KEYS) replace the environment's for an ``s3://`` URI."""
     scheme, netloc, path = _parse(uri)
     deadline = time.monotonic() + read_timeout()
     local = local_path(uri)
@@ -178,7 +200,8 @@ def download(uri: str, sink: BinaryIO) -> None:
         return
     if scheme == "s3":
         try:
-            body = _s3_client().get_object(Bucket=netloc, Key=path.lstrip("/"))["Body"]
+            client = _s3_client(credentials)
+            body = client.get_object(Bucket=netloc, Key=path.lstrip("/"))["Body"]
             _copy(body, sink, uri, deadline)
         except StorageError:
             raise
@@ -195,8 +218,9 @@ def download(uri: str, sink: BinaryIO) -> None:
         raise StorageError(f"cannot read {uri}: {reason}") from exc
 
 
-def read_bytes(uri: str) -> bytes:
-    """Read one object (a local one must be a regular file; see open_regular)."""
+def read_bytes(uri: str, credentials: Mapping[str, str] | None = None) -> bytes:
+    """Read one object (a local one must be a regular file; see open_regular);
+    ``credentials`` (S3_KEYS) replace the environment's for an ``s3://`` URI."""
     scheme, netloc, path = _parse(uri)
     local = local_path(uri)
     if local is not None:
@@ -207,7 +231,7 @@ def read_bytes(uri: str) -> bytes:
                 raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
     if scheme == "s3":
         try:
-            obj = _s3_client().get_object(Bucket=netloc, Key=path.lstrip("/"))
+            obj = _s3_client(credentials).get_object(Bucket=netloc, Key=path.lstrip("/"))
             return bytes(obj["Body"].read())
         except StorageError:
             raise

@@ -6,7 +6,14 @@
 * the dashboard never reaches a model library (it reads statuses, model cards and counters;
   on a cluster it runs from the operator image, which has none);
 * the control core does no I/O: none of its modules imports anything that talks to
-  the outside world or reads the clock.
+  the outside world or reads the clock;
+* data sources (pilotage.sources) are consulted by the API, the control core and the
+  operator, but read by the trainer: their modules import the reading libraries (pandas,
+  scikit-learn, boto3...) only inside the functions that read, so the closures below follow
+  only what a source module imports when it is imported;
+* only pilotage.sources tells data source schemes apart: nothing else tests a URI against
+  one (`uri.startswith("builtin://")`, `parsed.scheme == "s3"`), so a new source is one
+  module there.
 """
 
 from __future__ import annotations
@@ -42,14 +49,37 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+READ_LATE = "pilotage.sources"  # its modules' function-level imports run only when reading
+READING_LIBRARIES = {"pandas", "numpy", "sklearn", "pyarrow", "boto3", "botocore", "scipy"}
+
+
+def _import_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """The nodes that run when a module is imported: not function bodies, not the imports
+    under `if TYPE_CHECKING:`."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+    return out
+
+
 @cache
-def _direct_imports(module: str) -> frozenset[str]:
+def _direct_imports(module: str, import_time_only: bool = False) -> frozenset[str]:
     path = _module_file(module)
     if path is None:
         return frozenset()
     names: set[str] = set()
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in _import_time_nodes(tree) if import_time_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -71,7 +101,8 @@ def _closure(module: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for name in _direct_imports(current):
+        late = current == READ_LATE or current.startswith(READ_LATE + ".")
+        for name in _direct_imports(current, import_time_only=late):
             # importing pilotage.a.b also runs pilotage.a's __init__
             parts = name.split(".")
             todo.extend(".".join(parts[:i]) for i in range(1, len(parts) + 1))
@@ -147,3 +178,80 @@ def test_one_binning_implementation() -> None:
     assert BINNING in _direct_imports("pilotage.trainer.streaming")
     assert BINNING in _direct_imports("pilotage.server.drift")
     assert BINNING in _direct_imports("pilotage.drift.samples")
+
+
+def test_sources_import_reading_libraries_only_to_read() -> None:
+    modules = _modules("sources")
+    assert {"pilotage.sources.builtin", "pilotage.sources.s3"} <= set(modules)
+    offenders = [
+        f"{module} -> {name}"
+        for module in modules
+        for name in sorted(_direct_imports(module, import_time_only=True))
+        if name.split(".")[0] in READING_LIBRARIES
+    ]
+    assert offenders == []
+    # and the whole-module view still sees them (they are there, inside functions)
+    assert "pilotage.sources.builtin -> sklearn" in _offenders(
+        ["pilotage.sources.builtin"], {"sklearn"}, transitive=False
+    )
+
+
+def _scheme_tests(path: Path, schemes: set[str], text: str | None = None) -> list[str]:
+    """Where a module tests a URI against one of ``schemes``: `x.startswith("s3://")` (or a
+    tuple of such prefixes) and `x.scheme == "s3"` / `x.scheme in (...)`."""
+
+    def constants(node: ast.AST) -> list[str]:
+        items = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+        return [c.value for c in items if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        tested: list[str] = []
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "startswith"
+            and node.args
+        ):
+            tested = [c.partition("://")[0] for c in constants(node.args[0]) if "://" in c]
+        elif isinstance(node, ast.Compare) and any(
+            isinstance(side, ast.Attribute) and side.attr == "scheme"
+            for side in [node.left, *node.comparators]
+        ):
+            tested = [c for side in [node.left, *node.comparators] for c in constants(side)]
+        found += [
+            f"{path.relative_to(ROOT.parent) if path.is_absolute() else path}:{node.lineno} {s}"
+            for s in tested
+            if s in schemes
+        ]
+    return found
+
+
+# Artifact stores (models, profiles) and upstream URLs are not data sources.
+SCHEME_OWNERS_BESIDES_SOURCES = {
+    "storage.py": "reads and writes artifact URIs (file, pvc, s3, https)",
+    "operator/settings.py": "the artifact store must be one that pods reach (pvc or s3)",
+    "router/table.py": "an upstream is an http:// URL",
+}
+
+
+def test_only_sources_tell_data_source_schemes_apart() -> None:
+    from pilotage import sources
+
+    schemes = set(sources.schemes())
+    assert {"builtin", "s3", "pvc"} <= schemes
+    offenders = [
+        hit
+        for path in sorted(ROOT.rglob("*.py"))
+        if path.relative_to(ROOT).parts[0] != "sources"
+        and str(path.relative_to(ROOT)) not in SCHEME_OWNERS_BESIDES_SOURCES
+        for hit in _scheme_tests(path, schemes)
+    ]
+    assert offenders == []
+    # the check sees what it is meant to catch
+    caught = "u.startswith('builtin://')\nurlparse(u).scheme in ('pvc', 'x')\np.scheme == 's3'\n"
+    assert _scheme_tests(Path("x.py"), schemes, caught) == [
+        "x.py:1 builtin",
+        "x.py:2 pvc",
+        "x.py:3 s3",
+    ]

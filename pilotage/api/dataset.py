@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from pilotage import sources
 from pilotage.api.common import (
     ApiModel,
     Condition,
@@ -19,20 +20,35 @@ from pilotage.api.common import (
 from pilotage.api.resource import PrinterColumn, Resource, age_column
 
 ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
-URI_PATTERN = r"^(builtin|file|pvc|s3|https?)://.+$"
+
+
+def _uri_schema(schema: dict[str, Any]) -> None:
+    # The CRD's pattern lists the schemes of the sources registered when it is generated.
+    schema["pattern"] = sources.uri_pattern()
 
 
 class DataSource(ApiModel):
     """Where the data is read from."""
 
-    uri: Annotated[str, Field(max_length=2048, pattern=URI_PATTERN)]
+    uri: Annotated[str, Field(max_length=2048, json_schema_extra=_uri_schema)]
     """`builtin://iris|wine|breast_cancer|diabetes|digits`, `file:///path`, `pvc://CLAIM/path`,
     `s3://bucket/key` or `https://host/path`."""
     format: Literal["csv", "parquet"] | None = None
     """File format; inferred from the extension when absent."""
     credentials_secret_ref: LocalObjectReference | None = None
-    """Secret with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optional `AWS_ENDPOINT_URL`
-    for `s3://` sources (Kubernetes only)."""
+    """Secret with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optional `AWS_ENDPOINT_URL`,
+    `AWS_REGION`, `AWS_SESSION_TOKEN` for an `s3://` source. The run that reads the data gets
+    exactly this Secret (mounted, not as env) instead of the operator-wide S3 credentials;
+    on the embedded runtime it is the directory `<state-dir>/secrets/<namespace>/<name>/`,
+    one file per key."""
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        problem = sources.uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
 
 
 class ColumnSchema(ApiModel):

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pilotage import sources
 from pilotage.api.dataset import ColumnSummary, Dataset, DatasetSpec, DatasetStatus, Finding
 from pilotage.control.common import (
     ANNOTATION_REFRESH,
@@ -35,23 +36,12 @@ from pilotage.control.types import (
     StartRun,
 )
 
-BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
-
 
 def spec_problem(spec: DatasetSpec) -> str | None:
     """What makes the spec unusable, naming the field; None when it is usable."""
-    uri = spec.source.uri
-    if uri.startswith("builtin://"):
-        name = uri.removeprefix("builtin://")
-        if name not in BUILTIN_DATASETS:
-            return (
-                f"spec.source.uri: unknown builtin data set {name!r} "
-                f"(one of {', '.join(BUILTIN_DATASETS)})"
-            )
-    elif spec.source.format is None and not uri.lower().split("?")[0].endswith(
-        (".csv", ".parquet", ".pq")
-    ):
-        return "spec.source.format: cannot infer csv or parquet from the URI; set format"
+    problem = sources.spec_problem(spec.source)
+    if problem:
+        return problem
     if spec.target is not None and spec.features and spec.target in spec.features:
         return f"spec.features: contains the target column {spec.target!r}"
     if spec.features and len(set(spec.features)) != len(spec.features):
@@ -79,6 +69,7 @@ def _start(ds: Dataset, run: str, obs: DatasetObservation) -> StartRun:
         owner_name=ds.name,
         manifests=[manifest(ds)],
         output_uri=join_uri(obs.artifact_uri, namespace_of(ds), "datasets", ds.name, run),
+        data=(ds.spec.source,),
     )
 
 

@@ -208,6 +208,7 @@ def _start(
         output_uri=output_uri(tj, obs.artifact_uri),
         deadline_seconds=deadline,
         resources=tj.spec.resources.dump(),
+        data=(dataset.spec.source,),
     )
 
 

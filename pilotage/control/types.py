@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pilotage.api.dataset import Dataset
+from pilotage.api.dataset import Dataset, DataSource
 from pilotage.api.modelcard import Baseline
 from pilotage.api.modeldeployment import ModelDeployment
 
@@ -49,6 +49,9 @@ class StartRun:
     """Wall-clock limit of this attempt (the Job's activeDeadlineSeconds)."""
     resources: dict[str, Any] = field(default_factory=dict)
     """Kubernetes-style `{requests: {...}, limits: {...}}` for the run's container."""
+    data: tuple[DataSource, ...] = ()
+    """The data sources the run reads: the shell gives it what they need to be read
+    (pilotage.sources' `Access`: claims, the S3 store, their own credentials Secret)."""
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ from pilotage.control.types import (
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
 from pilotage.router.table import RoutingError, load_table_file
+from pilotage.sources import CREDENTIALS_ENV
 from pilotage.storage import StorageError, join, read_bytes
 
 HTTP_TIMEOUT_S = 1.0
@@ -194,6 +195,10 @@ class LocalPlatform:
 
     # -- training and profiling runs ---------------------------------------------------
 
+    def secrets_dir(self, namespace: str) -> Path:
+        """Where the Secrets of a namespace are: `<state>/secrets/<namespace>/<name>/<key>`."""
+        return self.state_dir / "secrets" / namespace
+
     def _run_dir(self, name: str, namespace: str) -> Path:
         return self.state_dir / "runs" / scoped(namespace, name)
 
@@ -225,6 +230,8 @@ class LocalPlatform:
             run_dir / "log",
             stdout_path=run_dir / "stdout",
             info={"purpose": action.purpose, "deadline": action.deadline_seconds},
+            # a Secret a source names is a directory of key files here (docs/local.md)
+            env={CREDENTIALS_ENV: str(self.secrets_dir(namespace))},
         )
 
     def run_state(self, namespace: str, name: str) -> RunState | None:

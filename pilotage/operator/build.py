@@ -12,10 +12,11 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import yaml
 
+from pilotage import sources
+from pilotage.api.dataset import DataSource
 from pilotage.control.types import EnsureRouter, EnsureServer, Event, StartRun
 from pilotage.operator import names
 from pilotage.operator.settings import OperatorSettings
@@ -34,6 +35,8 @@ VARIANT_TOKEN_DIR = "/etc/pilotage/variant"
 FEEDBACK_TOKEN_DIR = "/etc/pilotage/feedback"
 USER_TOKEN_KEY = "token"
 TERMINATION_LOG = "/dev/termination-log"
+# a data source's own credentials Secret: <CREDENTIALS_DIR>/<secret name>/<key>
+CREDENTIALS_DIR = sources.DEFAULT_CREDENTIALS_DIR
 
 
 # ---- shared pieces -------------------------------------------------------------------
@@ -107,39 +110,57 @@ def checksum(document: Any) -> str:
 
 @dataclass
 class StorageWiring:
-    """What a pod needs to reach artifact URIs: PVC volumes, mounts, S3 env."""
+    """What a pod needs to reach artifact URIs and data sources: volumes, mounts, env."""
 
     volumes: list[Obj] = field(default_factory=list)
     mounts: list[Obj] = field(default_factory=list)
     env: list[Obj] = field(default_factory=list)
 
 
-def storage_for(uris: Iterable[str], settings: OperatorSettings) -> StorageWiring:
-    """PVC claims named by `pvc://CLAIM/...` URIs are mounted at `<pvcRoot>/CLAIM`;
-    `s3://` URIs bring the S3 endpoint, region and the credentials Secret as env."""
+def credentials_volume(secret: str) -> str:
+    """The volume name of a data source's own credentials Secret (a DNS label)."""
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return f"{names.dns_label(f'credentials-{secret}')[:54].rstrip('-')}-{digest}"
+
+
+def storage_for(
+    uris: Iterable[str], settings: OperatorSettings, data: Iterable[DataSource] = ()
+) -> StorageWiring:
+    """What reaching ``uris`` (artifacts, models) and reading ``data`` takes, as
+    pilotage.sources says (`Access`): each claim is mounted at `<pvcRoot>/CLAIM`; the S3
+    store brings its endpoint and region as env, and the operator-wide credentials Secret
+    for what has no Secret of its own; a source's own Secret is mounted, read only, at
+    `$PILOTAGE_CREDENTIALS_DIR/<name>`, and only there."""
+    needs = [sources.uri_access(uri) for uri in uris]
+    needs += [sources.source_for(source.uri).access(source) for source in data]
+    claims = list(dict.fromkeys(claim for need in needs for claim in need.claims))
+    secrets = list(dict.fromkeys(need.secret for need in needs if need.secret))
     wiring = StorageWiring()
-    claims: list[str] = []
-    s3 = False
-    for uri in uris:
-        parsed = urlparse(uri)
-        if parsed.scheme == "pvc" and parsed.netloc and parsed.netloc not in claims:
-            claims.append(parsed.netloc)
-        s3 = s3 or parsed.scheme == "s3"
     for claim in claims:
         volume = names.dns_label(f"pvc-{claim}")[:63]
         wiring.volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim}})
         wiring.mounts.append({"name": volume, "mountPath": f"{settings.pvc_root}/{claim}"})
     if claims:
         wiring.env.append({"name": "PILOTAGE_PVC_ROOT", "value": settings.pvc_root})
-    if s3:
+    if any(need.s3 for need in needs):
         if settings.s3_endpoint:
             wiring.env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint})
         if settings.s3_region:
             wiring.env.append({"name": "AWS_REGION", "value": settings.s3_region})
-        if settings.s3_secret:
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-                ref = {"secretKeyRef": {"name": settings.s3_secret, "key": key}}
-                wiring.env.append({"name": key, "valueFrom": ref})
+    if settings.s3_secret and any(need.s3 and need.secret is None for need in needs):
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            ref = {"secretKeyRef": {"name": settings.s3_secret, "key": key}}
+            wiring.env.append({"name": key, "valueFrom": ref})
+    for secret in secrets:
+        volume = credentials_volume(secret)
+        wiring.volumes.append(
+            {"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}}
+        )
+        wiring.mounts.append(
+            {"name": volume, "mountPath": f"{CREDENTIALS_DIR}/{secret}", "readOnly": True}
+        )
+    if secrets:
+        wiring.env.append({"name": sources.CREDENTIALS_ENV, "value": CREDENTIALS_DIR})
     return wiring
 
 
@@ -204,12 +225,7 @@ def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSetting
     The trainer writes its JSON summary to the termination message; the Job never
     retries by itself (attempts are counted by the TrainingJob, which names each run).
     """
-    uris = [run.output_uri, settings.artifact_uri]
-    for doc in run.manifests:
-        source = ((doc.get("spec") or {}).get("source") or {}).get("uri")
-        if isinstance(source, str):
-            uris.append(source)
-    storage = storage_for(uris, settings)
+    storage = storage_for([run.output_uri, settings.artifact_uri], settings, run.data)
     config_volume = {
         "name": "manifests",
         "configMap": {"name": names.manifests_configmap_name(run.name)},

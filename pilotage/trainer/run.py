@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from pilotage import sources
 from pilotage.api.dataset import Dataset
 from pilotage.api.modelcard import (
     CARD_FILE,
@@ -40,8 +41,7 @@ from pilotage.api.modelcard import (
 )
 from pilotage.api.trainingjob import GatesStatus, TrainingJob
 from pilotage.drift.baseline import categorical_profile, numeric_profile, top_categories
-from pilotage.storage import StorageError, download, join, local_path, publish_directory
-from pilotage.trainer import data as data_mod
+from pilotage.storage import StorageError, join, publish_directory
 from pilotage.trainer import streaming
 from pilotage.trainer.algorithms import (
     float32_safe_thresholds,
@@ -124,9 +124,9 @@ def _internal_error(exc: BaseException, say: Progress) -> str:
 
 def _load_and_validate(
     dataset: Dataset, progress: Progress
-) -> tuple[data_mod.LoadedData, ValidatedData]:
+) -> tuple[sources.LoadedData, ValidatedData]:
     progress(f"loading {dataset.spec.source.uri}")
-    loaded = data_mod.load(dataset.spec.source)
+    loaded = sources.source_for(dataset.spec.source.uri).load(dataset.spec.source)
     progress(
         f"read {loaded.frame.shape[0]} rows x {loaded.frame.shape[1]} columns, "
         f"sha256 {loaded.fingerprint[:12]}"
@@ -168,35 +168,22 @@ def _column_summary(values: pd.Series, column: Column, role: str) -> dict[str, A
     return out
 
 
-def _stream(dataset: Dataset, say: Progress) -> streaming.Streamed:
-    """Validate and profile a file source in chunks; a remote one is first streamed to a
-    temporary file (disk, not memory), within the read timeout."""
-    uri = dataset.spec.source.uri
-    fmt = data_mod.infer_format(uri, dataset.spec.source.format)
-    say(f"reading {uri} in chunks of {streaming.CHUNK_ROWS} rows")
-    local = local_path(uri)
-    if local is not None:
-        return streaming.profile_file(dataset, local, fmt, uri)
-    with tempfile.TemporaryDirectory(prefix="pilotage-data-") as tmp:
-        copy = Path(tmp) / "data"
-        with copy.open("wb") as sink:
-            download(uri, sink)
-        return streaming.profile_file(dataset, copy, fmt, uri)
-
-
 def profile(
     dataset: Dataset, output_uri: str | None, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Validate and profile a Dataset; write ``profile.json`` under ``output_uri`` when given.
 
-    A file source is read in chunks (pilotage.trainer.streaming), so memory stays flat with
-    the file's size; a builtin data set is small and read whole.
+    A source that gives a file is read in chunks (pilotage.trainer.streaming; a remote file
+    is first copied to a temporary file, disk not memory, within the read timeout), so
+    memory stays flat with the file's size; a builtin data set is small and read whole.
     """
     say = progress or _quiet
     summary = failed_profile()
+    uri = dataset.spec.source.uri
     try:
-        with _warnings_to(say):
-            if dataset.spec.source.uri.startswith("builtin://"):
+        source = sources.source_for(uri)
+        with _warnings_to(say), source.local_file(dataset.spec.source) as data_file:
+            if data_file is None:
                 loaded, validated = _load_and_validate(dataset, say)
                 result = streaming.Streamed(
                     rows=int(loaded.frame.shape[0]),
@@ -220,7 +207,8 @@ def profile(
                     task=_infer_task(validated.target, validated.frame[validated.target.name]),
                 )
             else:
-                result = _stream(dataset, say)
+                say(f"reading {uri} in chunks of {streaming.CHUNK_ROWS} rows")
+                result = streaming.profile_file(dataset, data_file.path, data_file.format, uri)
                 say(
                     f"read {result.rows} rows x {result.columns} columns, "
                     f"sha256 {result.fingerprint[:12]}"

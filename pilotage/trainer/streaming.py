@@ -19,7 +19,6 @@ with at most SAMPLE_VALUES rows the result is exactly what the in-memory path gi
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,8 +38,8 @@ from pilotage.drift.baseline import (
     rounded,
     top_of,
 )
+from pilotage.sources.files import file_fingerprint, parse_problem
 from pilotage.storage import open_regular
-from pilotage.trainer.data import parse_problem
 from pilotage.trainer.errors import DataError
 from pilotage.trainer.validate import (
     NUMERIC_SHARE,
@@ -96,14 +95,6 @@ def header(path: Path, fmt: str, uri: str) -> list[str]:
             raise DataError(f"{uri} is empty") from exc
         except Exception as exc:
             raise DataError(f"cannot parse {uri} as {fmt}: {parse_problem(exc)}") from exc
-
-
-def fingerprint(path: Path, uri: str) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path, uri) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -292,7 +283,7 @@ def profile_file(
     """Validate and profile the file at ``path`` in chunks (see the module's docstring)."""
     rows_per_chunk = rows_per_chunk or CHUNK_ROWS
     names = header(path, fmt, uri)
-    digest = fingerprint(path, uri)
+    digest = file_fingerprint(path, uri)
     votes: dict[str, TypeVotes] = {}
     total = 0
     for chunk in chunks(path, fmt, uri, rows_per_chunk):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pilotage import sources
 from pilotage.api.dataset import ColumnSchema, Dataset, Finding
 from pilotage.api.modelcard import FeatureType
-from pilotage.trainer.data import BUILTIN_TARGET
 from pilotage.trainer.errors import DataError
 
 # An object column is read as numeric when at least this share of its values are numbers;
@@ -55,8 +55,9 @@ class ValidatedData:
 def target_name(dataset: Dataset) -> str:
     if dataset.spec.target:
         return dataset.spec.target
-    if dataset.spec.source.uri.startswith("builtin://"):
-        return BUILTIN_TARGET
+    default = sources.source_for(dataset.spec.source.uri).default_target
+    if default:
+        return default
     raise DataError(f"Dataset {dataset.name}: spec.target is required for non-builtin sources")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pilotage.api.dataset import DataSource
 from pilotage.control.types import (
     EnsureRouter,
     EnsureServer,
@@ -49,6 +50,7 @@ def run(**kw: Any) -> StartRun:
             }
         ],
         "output_uri": "pvc://artifacts/pilotage/ml/iris-v1/iris-v1",
+        "data": (DataSource(uri="pvc://data/iris.csv"),),
         "deadline_seconds": 600,
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
     }

@@ -12,7 +12,7 @@ import pytest
 
 from pilotage.api import parse_resource
 from pilotage.api.dataset import Dataset
-from pilotage.trainer.data import parse_problem
+from pilotage.sources.files import parse_problem
 from pilotage.trainer.run import _one_line, profile
 from pilotage.trainer.validate import header_is_shown
 

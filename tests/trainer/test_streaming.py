@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pilotage import sources
 from pilotage.api import parse_resource
 from pilotage.api.dataset import Dataset
-from pilotage.trainer import data as data_mod
 from pilotage.trainer import streaming
 from pilotage.trainer.run import _column_summary, _infer_task, _profile_of, profile
 from pilotage.trainer.validate import validate
@@ -57,7 +57,7 @@ def test_chunked_results_equal_the_in_memory_ones(tmp_path: Path) -> None:
     _messy(700).to_csv(path, index=False)
     ds = _dataset(path.as_uri(), target="churned", schema=CHURN_SCHEMA)
 
-    loaded = data_mod.load(ds.spec.source)
+    loaded = sources.source_for(ds.spec.source.uri).load(ds.spec.source)
     whole = validate(ds, loaded.frame)
     streamed = streaming.profile_file(ds, path, "csv", path.as_uri(), rows_per_chunk=64)
 
