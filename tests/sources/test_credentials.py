@@ -239,7 +239,7 @@ def finished_run(platform: LocalPlatform, name: str, namespace: str) -> RunState
     seen: list[RunState] = []
 
     def finished() -> bool:
-        state = platform.run_state(name, namespace)
+        state = platform.run_state(namespace, name)
         if state is not None and state.phase != "Running":
             seen.append(state)
         return bool(seen)
