@@ -378,8 +378,9 @@ class Autoscaling(ApiModel):
 class LogSink(ApiModel):
     """Where inference-log records go."""
 
-    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file:///|s3://|https?://).+$")]
-    """`file:///dir` (a directory the router can write; on Kubernetes a mounted volume),
+    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file:///|pvc://|s3://|https?://).+$")]
+    """`pvc://CLAIM/dir` (a PersistentVolumeClaim the operator mounts into the router pods;
+    locally under `$PILOTAGE_PVC_ROOT`), `file:///dir` (a directory the router can write),
     `s3://bucket/prefix`, or `http(s)://collector/path` (CloudEvents batches)."""
     timeout_seconds: Annotated[float, Field(ge=0.1, le=600)] = 5.0
     """How long one write to S3 or the collector may take; past it the batch is dropped

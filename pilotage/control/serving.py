@@ -67,6 +67,9 @@ def serving_actions(r: Rollout, table: RouteTable | None) -> list[Action]:
             spec.router.resources.dump(),
             variant_token_secret=spec.router.variant_token_secret,
             feedback_token_secret=spec.router.feedback_token_secret,
+            log_sink=spec.logging.sink.uri
+            if spec.logging.sample_rate > 0 and spec.logging.sink
+            else None,
         )
     ]
     settings = ServerSettings(

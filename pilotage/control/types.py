@@ -102,6 +102,7 @@ class EnsureRouter:
     resources: dict[str, Any] = field(default_factory=dict)
     variant_token_secret: str | None = None  # Secret (key `token`) that allows forcing
     feedback_token_secret: str | None = None  # Secret (key `token`) public feedback needs
+    log_sink: str | None = None  # inference-log sink URI: a pvc:// claim to mount, s3:// env
 
 
 RouteMode = Literal["canary", "bluegreen", "shadow"]

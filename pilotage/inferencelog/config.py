@@ -5,8 +5,9 @@ The document is ``ModelDeployment.spec.logging`` as the shells hand it to the ro
 
     sampleRate: 0.1                    # 0-1, share of answered requests logged (0: off)
     sink:
-      uri: file:///var/log/pilotage    # file:// (a PVC on Kubernetes), s3://bucket/prefix,
-                                       # http(s)://collector/path (CloudEvents)
+      uri: file:///var/log/pilotage    # file://, pvc://CLAIM/path (a PVC on Kubernetes),
+                                       # s3://bucket/prefix, http(s)://collector/path
+                                       # (CloudEvents)
     redact: [ssn, email]               # feature names never written
     shadow: false                      # also log the shadow variant's answers
     namespace: default                 # written into every record and the partition path
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-SINK_SCHEMES = ("file", "s3", "http", "https")
+SINK_SCHEMES = ("file", "pvc", "s3", "http", "https")
 DEFAULT_FLUSH_SECONDS = 1.0
 DEFAULT_ROLL_SECONDS = 300.0
 DEFAULT_ROLL_BYTES = 64 * 1024 * 1024
@@ -111,10 +112,17 @@ def check_sink_uri(uri: Any) -> str:
     if parts.scheme not in SINK_SCHEMES:
         raise LoggingConfigError(
             f"logging.sink.uri: unsupported scheme {parts.scheme or '(none)'!r} in {uri!r}; "
-            "use file://, s3:// or http(s)://"
+            "use file://, pvc://, s3:// or http(s)://"
         )
     if parts.scheme == "file" and not parts.path.startswith("/"):
         raise LoggingConfigError(f"logging.sink.uri: {uri!r} needs an absolute path (file:///...)")
+    if parts.scheme == "pvc":
+        from pilotage.storage import StorageError, local_path
+
+        try:
+            local_path(uri)
+        except StorageError as exc:
+            raise LoggingConfigError(f"logging.sink.uri: {exc}") from None
     if parts.scheme == "s3" and not parts.netloc:
         raise LoggingConfigError(f"logging.sink.uri: {uri!r} names no bucket (s3://BUCKET/prefix)")
     if parts.scheme in ("http", "https") and not parts.hostname:

@@ -19,7 +19,7 @@ and counted: ``torn`` when it is the unterminated last line of a file (a router 
 mid-write, or a file still being written), ``invalid`` otherwise. A file that cannot be
 read is counted in ``unreadable`` with its reason in ``errors``. Reading never raises for
 bad data; it raises ``LogReadError`` only for a sink URI it cannot read at all (an
-``http(s)://`` collector, or an unknown scheme).
+``http(s)://`` collector, an unknown scheme, a ``pvc://`` URI that leaves its claim).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import orjson
 
 from pilotage.inferencelog.record import LABEL, REQUEST, iso_time
 from pilotage.inferencelog.sinks import SUFFIX, partition_path, s3_client
+from pilotage.storage import StorageError, local_path
 
 log = logging.getLogger("pilotage.inferencelog")
 
@@ -113,13 +114,19 @@ class LogReader:
         client: Any = None,
     ):
         parts = urlsplit(uri)
-        if parts.scheme not in ("file", "s3"):
+        if parts.scheme not in ("file", "pvc", "s3"):
             raise LogReadError(
-                f"{uri}: only file:// and s3:// logs can be read back "
+                f"{uri}: only file://, pvc:// and s3:// logs can be read back "
                 "(an http(s):// collector keeps its own copy)"
             )
-        self.scheme = parts.scheme
-        self.root = parts.path if parts.scheme == "file" else parts.path.strip("/")
+        self.scheme = "s3" if parts.scheme == "s3" else "file"
+        if parts.scheme == "s3":
+            self.root = parts.path.strip("/")
+        else:
+            try:
+                self.root = str(local_path(uri))
+            except StorageError as exc:
+                raise LogReadError(str(exc)) from None
         self.bucket = parts.netloc
         self.namespace = namespace
         self.deployment = deployment

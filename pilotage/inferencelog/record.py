@@ -63,8 +63,16 @@ class Label(NamedTuple):
     truth: Any
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def iso_time(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2026-12-03T14:05:09.123456Z``; the date part is formatted once per second."""
+    whole = int(t)
+    if whole != _second[0]:
+        _second[0] = whole
+        _second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{min(int((t - whole) * 1e6), 999_999):06d}Z"
 
 
 def parse_time(text: str) -> datetime:
@@ -90,11 +98,15 @@ def scrub(text: str | None, redact: frozenset[str]) -> str | None:
 
 
 def _named(row: Any, names: list[str] | None, redact: frozenset[str]) -> dict[str, Any] | None:
-    if isinstance(row, dict):
-        return {k: v for k, v in row.items() if k not in redact}
-    if isinstance(row, list) and names is not None and len(row) == len(names):
-        return {n: v for n, v in zip(names, row, strict=True) if n not in redact}
-    return None
+    if type(row) is dict:
+        named = row  # parsed from the body just now: ours to change
+    elif type(row) is list and names is not None and len(row) == len(names):
+        named = dict(zip(names, row, strict=True))
+    else:
+        return None
+    for name in redact:
+        named.pop(name, None)
+    return named
 
 
 def _reshape(data: Any, shape: Any) -> list[Any] | None:
@@ -131,12 +143,16 @@ def features_of(
         rows = doc.get("instances")
         if not isinstance(rows, list):
             return None, "request has no instances"
-        needs_names = any(not isinstance(r, dict) for r in rows)
-        known = names() if needs_names else None
-        out = [_named(r, known, redact) for r in rows]
-        if any(r is None for r in out):
-            return None, "feature names unknown for positional rows"
-        return out, None  # type: ignore[return-value]
+        known: list[str] | None = None
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            if known is None and type(r) is not dict:
+                known = names()
+            named = _named(r, known, redact)
+            if named is None:
+                return None, "feature names unknown for positional rows"
+            out.append(named)
+        return out, None
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         return None, "request has no inputs"
@@ -151,10 +167,11 @@ def features_of(
         rows = _reshape(tensors[0].get("data"), tensors[0].get("shape"))
         if rows is None:
             return None, "input tensor unreadable"
-        out = [_named(r, known, redact) for r in rows]
-        if any(r is None for r in out):
+        matrix = [_named(r, known, redact) for r in rows]
+        named_rows = [r for r in matrix if r is not None]
+        if len(named_rows) != len(matrix):
             return None, "feature names unknown for a matrix input"
-        return out, None  # type: ignore[return-value]
+        return named_rows, None
     columns: dict[str, list[Any]] = {}
     for t in tensors:
         name = t.get("name")
@@ -170,9 +187,10 @@ def features_of(
 
 
 def _column(values: list[Any]) -> list[Any]:
-    if values and all(isinstance(v, list) and len(v) == 1 for v in values):
-        return [v[0] for v in values]
-    return values
+    for v in values:
+        if type(v) is not list or len(v) != 1:
+            return values
+    return [v[0] for v in values]
 
 
 def predictions_of(answer: bytes | None) -> tuple[list[Any] | None, list[Any] | None]:
@@ -216,6 +234,9 @@ def _error_of(status: int, answer: bytes | None, error: str | None) -> str | Non
     return f"status {status}"
 
 
+_models: dict[str, tuple[str, str]] = {}
+
+
 def request_record(
     ex: Exchange,
     namespace: str,
@@ -223,14 +244,18 @@ def request_record(
     names: FeatureNames,
     redact: frozenset[str],
 ) -> dict[str, Any]:
-    found = model_of(ex.path)
-    protocol, model = found if found is not None else ("", "")
+    found = _models.get(ex.path)
+    if found is None:
+        found = model_of(ex.path) or ("", "")
+        if len(_models) < 1024:
+            _models[ex.path] = found
+    protocol, model = found
 
     def lookup() -> list[str] | None:
         return names(ex.upstream, model, ex.version) if model else None
 
     features, note = (
-        features_of(protocol, ex.body, lookup, redact) if found else (None, "not an inference path")
+        features_of(protocol, ex.body, lookup, redact) if model else (None, "not an inference path")
     )
     ok = ex.status < 400
     predictions, probabilities = predictions_of(ex.answer) if ok else (None, None)

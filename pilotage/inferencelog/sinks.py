@@ -28,7 +28,6 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ import orjson
 
 from pilotage.inferencelog.config import LoggingConfig
 from pilotage.inferencelog.record import encode
+from pilotage.storage import local_path
 
 log = logging.getLogger("pilotage.inferencelog")
 
@@ -182,11 +182,14 @@ class _Rolling:
 
 
 class FileSink(_Rolling):
-    """Appends to files under a directory (on Kubernetes: a mounted PVC)."""
+    """Appends to files under a directory: ``file:///dir``, or ``pvc://CLAIM/dir`` (the
+    claim mounted at ``$PILOTAGE_PVC_ROOT/CLAIM``, as the operator mounts it)."""
 
     def __init__(self, config: LoggingConfig, deployment: str):
         super().__init__(config, deployment)
-        self.root = Path(urlsplit(config.sink_uri).path)
+        root = local_path(config.sink_uri)  # file:///dir, or pvc://CLAIM/dir under its mount
+        assert root is not None
+        self.root = root
 
     def _start(self, f: _Open) -> None:
         path = self.root / f.name
@@ -287,7 +290,7 @@ class HttpSink:
 
 def open_sink(config: LoggingConfig, deployment: str) -> Sink:
     scheme = config.scheme
-    if scheme == "file":
+    if scheme in ("file", "pvc"):
         return FileSink(config, deployment)
     if scheme == "s3":
         return S3Sink(config, deployment)

@@ -487,6 +487,12 @@ def build_router_deployment(
         ],
         **_probes("http"),
     }
+    if action.log_sink:  # the inference log's claim mounted, or its S3 settings
+        wiring = storage_for([action.log_sink], settings)
+        volumes += wiring.volumes
+        container["volumeMounts"] += wiring.mounts
+        if wiring.env:
+            container["env"] = wiring.env
     for secret, volume, directory, flag in (
         (action.variant_token_secret, "variant-token", VARIANT_TOKEN_DIR, "--variant-token-file"),
         (

@@ -359,5 +359,21 @@ def test_reader_window_is_on_record_time_and_missing_partitions_are_fine(tmp_pat
     got = [r["id"] for r in LogReader(uri, "default", "iris", start, end)]
     assert sorted(got) == ["req-1", "req-2"]
     assert list(LogReader(uri, "default", "nope", start, end)) == []
-    with pytest.raises(LogReadError, match="only file:// and s3://"):
+    with pytest.raises(LogReadError, match="only file://, pvc:// and s3://"):
         LogReader("https://collector/x", "default", "iris", start, end)
+
+
+def test_a_pvc_sink_writes_under_the_claims_mount(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PILOTAGE_PVC_ROOT", str(tmp_path))
+    logger = InferenceLogger(config("pvc://inference-logs/iris"), "iris", names)
+    logger.start()
+    for i in range(10):
+        logger.offer(exchange(i))
+    assert logger.close()
+    assert len(list((tmp_path / "inference-logs" / "iris").rglob("*.jsonl"))) == 1
+    records, _ = read_all("pvc://inference-logs/iris")
+    assert len(records) == 10
+    with pytest.raises(LoggingConfigError, match="leads outside"):
+        config("pvc://inference-logs/../../etc")
