@@ -238,15 +238,3 @@ class LogReader:
         if len(self.stats.errors) < MAX_ERRORS:
             self.stats.errors.append(f"{name}: {exc}")
         log.warning("inference log %s unreadable: %s", name, exc)
-
-
-def read_window(
-    uri: str,
-    namespace: str,
-    deployment: str,
-    start: datetime,
-    end: datetime,
-    kinds: Iterable[str] = (REQUEST, LABEL),
-) -> LogReader:
-    """The reader of one window; iterate it for the records, read ``.stats`` afterwards."""
-    return LogReader(uri, namespace, deployment, start, end, kinds)

@@ -72,11 +72,15 @@ def start_logging_router(tmp_path: Path) -> Iterator[Callable[..., LoggingRouter
     with ExitStack() as stack:
 
         def start(
-            upstream: Upstream, logging: dict[str, Any], env: dict[str, str] | None = None
+            upstream: Upstream,
+            logging: dict[str, Any],
+            env: dict[str, str] | None = None,
+            doc: dict[str, Any] | None = None,
         ) -> LoggingRouter:
             port, admin = free_port(), free_port()
             config = tmp_path / f"routes-{port}.json"
-            write_table_file(config, {**table(stable=(upstream, 100)), "logging": logging})
+            routes = doc or table(stable=(upstream, 100))
+            write_table_file(config, {**routes, "logging": logging})
             args = pilotage(
                 "route", "--config", str(config), "--port", str(port),
                 "--admin-port", str(admin), "--admin-token-file", str(token_file),
@@ -360,3 +364,51 @@ def test_a_router_killed_mid_write_leaves_readable_files(
     reader = read_logs(root.as_uri())
     assert [r["id"] for r in reader] == ids
     assert reader.stats.torn == 1 and reader.stats.invalid == 0
+
+
+@pytest.mark.parametrize("log_shadow", [True, False], ids=["shadow-logged", "shadow-not-logged"])
+def test_shadow_answers_are_logged_when_asked(
+    log_shadow: bool,
+    start_upstream: Callable[..., Upstream],
+    start_logging_router: Callable[..., LoggingRouter],
+    tmp_path: Path,
+) -> None:
+    stable, shadow = start_upstream("1"), start_upstream("2", "--disagree-every", "2")
+    doc = {
+        **table(mode="shadow", stable=(stable, 100), shadow=(shadow, 0)),
+        "shadow": {"variant": "shadow", "percent": 100},
+    }
+    root = tmp_path / "logs"
+    router = start_logging_router(stable, file_logging(root, shadow=log_shadow), doc=doc)
+    answers = send(router.url, 40, threads=1)
+    if log_shadow:
+        wait_until(lambda: router.log_stats()["written"] == 80, 30, what="80 records")
+    router.proc.stop()
+    records = [r for r in read_logs(root.as_uri()) if r["kind"] == "request"]
+    primary = {r["id"]: r for r in records if not r["shadow"]}
+    copies = {r["id"]: r for r in records if r["shadow"]}
+    assert sorted(primary) == sorted(a.request_id for a in answers)
+    assert {(r["variant"], r["version"]) for r in primary.values()} == {("stable", "1")}
+    if not log_shadow:
+        assert copies == {}
+        return
+    # the same request id joins the shadow's answer to the primary's
+    assert sorted(copies) == sorted(primary)
+    assert {(r["variant"], r["version"]) for r in copies.values()} == {("shadow", "2")}
+    assert any(copies[i]["predictions"] != primary[i]["predictions"] for i in primary)
+
+
+def test_a_bad_logging_section_is_refused_naming_the_field(
+    start_upstream: Callable[..., Upstream],
+    start_logging_router: Callable[..., LoggingRouter],
+    tmp_path: Path,
+) -> None:
+    upstream = start_upstream("1")
+    router = start_logging_router(upstream, file_logging(tmp_path / "logs"))
+    bad = {**table(stable=(upstream, 100)), "logging": {"sampleRate": 2, "sink": {"uri": "x"}}}
+    client = Client(router.admin_url)
+    answer = client.request("PUT", "/admin/routes", bad, {"authorization": f"Bearer {TOKEN}"})
+    client.close()
+    assert answer.status == 400
+    assert json.loads(answer.body)["error"] == "logging.sampleRate: must be within 0-1, got 2"
+    assert router.log_stats()["sampleRate"] == 1.0  # the running settings stay

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from pilotage.api.modelcard import ModelCard
 from tests.support.procs import free_port, pilotage, running
+from tests.support.s3 import moto_server, s3_client
 from tests.trainer.conftest import CHURN_SCHEMA, churn_frame, dataset, job, manifests
 
 BUCKET = "pilotage-data"
@@ -21,27 +21,12 @@ BUCKET = "pilotage-data"
 
 @pytest.fixture
 def s3_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    args = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with running(args, tmp_path / "moto.log", ready_url=f"{endpoint}/moto-api/", timeout=60):
-        yield {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+    with moto_server(tmp_path) as env:
+        yield env
 
 
 def _client(env: dict[str, str]) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name=env["AWS_REGION"],
-    )
+    return s3_client(env)
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
