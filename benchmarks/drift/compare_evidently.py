@@ -4,11 +4,13 @@
 (some columns unchanged, some barely moved, some clearly moved). For each test
 (wasserstein, ks, psi, with Evidently's default thresholds on both sides) and each
 round, Evidently runs one check (Report with DataDriftPreset, in its own
-virtualenv) and then Pilotage runs the same test three ways:
+virtualenv) and then Pilotage runs the same test three ways, on the baseline profile the
+trainer writes (``pilotage.drift.baseline``, the production binning):
 
 * counters: ``evaluate()`` on the window counts, which is what the DriftMonitor
   does (the server counted the rows into the baseline bins as they were served);
-* raw: counting the 100k current rows into the bins, then ``evaluate()``;
+* raw: counting the 100k current rows into the bins with the server's counters
+  (``count_window``), then ``evaluate()``;
 * exact (ks, wasserstein): ``evaluate()`` with the full samples as the reservoir.
 
 It prints, per test, the median time per check and the ratio to Evidently, and

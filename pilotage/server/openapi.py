@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pilotage.wire.drift_counts import SCHEMA as DRIFT_COUNTS_SCHEMA
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -227,18 +229,7 @@ def document(
                 },
             },
         },
-        "Drift": {
-            "type": "object",
-            "required": ["model", "version", "rows", "features", "predictions", "reservoir"],
-            "properties": {
-                "model": {"type": "string"},
-                "version": {"type": "string"},
-                "rows": {"type": "integer"},
-                "features": {"type": "object"},
-                "predictions": {"type": "object"},
-                "reservoir": {"type": "object"},
-            },
-        },
+        "Drift": DRIFT_COUNTS_SCHEMA,
         "Faults": {
             "type": "object",
             "properties": {

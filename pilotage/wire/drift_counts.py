@@ -27,6 +27,46 @@ from typing import Any
 Cell = float | str | None
 """A reservoir value: a number, a category, or null."""
 
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "version", "rows", "features", "predictions", "reservoir"],
+    "properties": {
+        "model": {"type": "string"},
+        "version": {"type": "string"},
+        "rows": {"type": "integer", "minimum": 0},
+        "features": {"type": "object", "additionalProperties": _COUNTS},
+        "outOfSchema": _COUNTS,
+        "predictions": {
+            "type": "object",
+            "required": ["kind", "counts"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["classes", "bins"]},
+                "counts": _COUNTS,
+            },
+        },
+        "reservoir": {
+            "type": "object",
+            "required": ["capacity", "columns", "rows"],
+            "properties": {
+                "capacity": {"type": "integer", "minimum": 0},
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "rows": {
+                    "type": "array",
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [{"type": "number"}, {"type": "string"}],
+                            "nullable": True,
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+"""The document's OpenAPI 3 schema (``GET /openapi.json`` of the server)."""
+
 
 @dataclass(frozen=True)
 class Reservoir:

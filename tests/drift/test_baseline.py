@@ -30,7 +30,7 @@ from pilotage.server.engine import Prediction
 from pilotage.server.responses import dumps
 from pilotage.server.rows import RowSchema
 from pilotage.trainer.run import train
-from pilotage.wire.drift_counts import DriftCounts
+from pilotage.wire.drift_counts import SCHEMA, DriftCounts
 from tests.support.models import build_model
 from tests.trainer.conftest import churn_frame, job
 from tests.trainer.conftest import dataset as trainer_dataset
@@ -90,6 +90,10 @@ def test_the_server_counts_the_training_rows_into_the_cards_proportions(
     assert on_edges > 10
     # The test and benchmark helper counts as the server does.
     assert count_window(card.baseline, columns) == counted
+    # The /drift document carries them as its one definition says.
+    doc = json.loads(dumps(counter.snapshot(card.name, card.version).to_doc()))
+    assert set(doc) == set(SCHEMA["properties"])
+    assert DriftCounts.parse(doc).features == counted
 
 
 def test_a_value_on_an_edge_goes_to_the_bin_above_in_training_and_serving() -> None:
