@@ -183,6 +183,7 @@ def pod_logs(cluster: Cluster, namespace: str, prefix: str, since: float = 0.0) 
 
 
 RELEASE_NS = "pilotage-system"
+OPERATOR_WIDE_S3_SECRET = "pilotage-s3"
 
 
 @pytest.fixture(scope="session")
@@ -198,6 +199,9 @@ def operator_installed(cluster: Cluster) -> Iterator[Cluster]:
         "--set", "workloads.faultInjection=true",
         "--set-json", "operator.resyncSeconds=2",
         "--set-json", "operator.minIntervalSeconds=0.1",
+        # an operator-wide S3 Secret (no namespace holds a right one): test_sources.py
+        # shows a Dataset's own Secret is used instead, and the only one its pods get
+        "--set-json", f'operator.extraEnv=[{{"name": "PILOTAGE_S3_SECRET", "value": "{OPERATOR_WIDE_S3_SECRET}"}}]',
     )  # fmt: skip
     yield cluster
     helm(cluster, "uninstall", "pilotage", "-n", RELEASE_NS, "--wait", check=False)

@@ -150,7 +150,7 @@ SETTINGS = OperatorSettings(
 )
 
 
-def _secrets(pod: dict[str, Any]) -> set[str]:
+def pod_secrets(pod: dict[str, Any]) -> set[str]:
     """Every Secret a pod spec names, through volumes or env."""
     named = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
     for container in pod["containers"]:
@@ -170,7 +170,7 @@ def test_the_runs_pod_gets_exactly_the_datasets_secret() -> None:
     )
     job = build.build_job(_run(own, "pvc://artifacts/pilotage/ml/datasets/churn"), OWNER, SETTINGS)
     pod = job["spec"]["template"]["spec"]
-    assert _secrets(pod) == {"team-s3"}
+    assert pod_secrets(pod) == {"team-s3"}
     (volume,) = [v for v in pod["volumes"] if "secret" in v]
     (container,) = pod["containers"]
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
@@ -186,12 +186,12 @@ def test_the_runs_pod_gets_exactly_the_datasets_secret() -> None:
 
     # writing artifacts to S3 still takes the operator-wide Secret, beside the Dataset's
     to_s3 = build.build_job(_run(own, "s3://models/ml/datasets/churn"), OWNER, SETTINGS)
-    assert _secrets(to_s3["spec"]["template"]["spec"]) == {"team-s3", "pilotage-s3"}
+    assert pod_secrets(to_s3["spec"]["template"]["spec"]) == {"team-s3", "pilotage-s3"}
 
     # without its own Secret, the source is read with the operator-wide one, as before
     shared = DataSource(uri=f"s3://{BUCKET}/{KEY}")
     plain = build.build_job(_run(shared, "pvc://artifacts/pilotage/x"), OWNER, SETTINGS)
-    assert _secrets(plain["spec"]["template"]["spec"]) == {"pilotage-s3"}
+    assert pod_secrets(plain["spec"]["template"]["spec"]) == {"pilotage-s3"}
     assert not [v for v in plain["spec"]["template"]["spec"]["volumes"] if "secret" in v]
 
 
