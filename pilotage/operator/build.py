@@ -18,6 +18,7 @@ import yaml
 from pilotage import sources
 from pilotage.api.dataset import DataSource
 from pilotage.control.types import EnsureRouter, EnsureServer, Event, StartRun
+from pilotage.operator import bodies as k8s
 from pilotage.operator import names
 from pilotage.operator.settings import OperatorSettings
 
@@ -42,7 +43,7 @@ CREDENTIALS_DIR = sources.DEFAULT_CREDENTIALS_DIR
 # ---- shared pieces -------------------------------------------------------------------
 
 
-def pod_security_context() -> Obj:
+def pod_security_context() -> k8s.PodSecurityContext:
     """Pod-level part of the restricted Pod Security Standard (non-root, RuntimeDefault)."""
     return {
         "runAsNonRoot": True,
@@ -53,7 +54,7 @@ def pod_security_context() -> Obj:
     }
 
 
-def container_security_context() -> Obj:
+def container_security_context() -> k8s.SecurityContext:
     """Container-level part: no escalation, every capability dropped, read-only root."""
     return {
         "allowPrivilegeEscalation": False,
@@ -64,7 +65,7 @@ def container_security_context() -> Obj:
     }
 
 
-def owner_reference(owner: Mapping[str, Any]) -> Obj:
+def owner_reference(owner: Mapping[str, Any]) -> k8s.OwnerReference:
     """The controller owner reference to ``owner`` (a full object with uid)."""
     meta = owner["metadata"]
     return {
@@ -89,19 +90,31 @@ def labels(component: str, instance: str, **extra: str) -> dict[str, str]:
     return out
 
 
-def metadata(name: str, owner: Mapping[str, Any], labels_: dict[str, str], **more: Any) -> Obj:
-    return {
+def metadata(
+    name: str,
+    owner: Mapping[str, Any],
+    labels_: dict[str, str],
+    annotations: dict[str, str] | None = None,
+) -> k8s.ObjectMeta:
+    meta: k8s.ObjectMeta = {
         "name": name,
         "namespace": owner["metadata"]["namespace"],
         "labels": labels_,
         "ownerReferences": [owner_reference(owner)],
-        **more,
     }
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return meta
 
 
-def resources(spec: Mapping[str, Any]) -> Obj:
+def resources(spec: Mapping[str, Any]) -> k8s.ResourceRequirements:
     """Container resources from a `{requests, limits}` mapping, empty parts left out."""
-    return {k: dict(v) for k, v in spec.items() if k in ("requests", "limits") and v}
+    out: k8s.ResourceRequirements = {}
+    if spec.get("requests"):
+        out["requests"] = dict(spec["requests"])
+    if spec.get("limits"):
+        out["limits"] = dict(spec["limits"])
+    return out
 
 
 def checksum(document: Any) -> str:
@@ -112,9 +125,9 @@ def checksum(document: Any) -> str:
 class StorageWiring:
     """What a pod needs to reach artifact URIs and data sources: volumes, mounts, env."""
 
-    volumes: list[Obj] = field(default_factory=list)
-    mounts: list[Obj] = field(default_factory=list)
-    env: list[Obj] = field(default_factory=list)
+    volumes: list[k8s.Volume] = field(default_factory=list)
+    mounts: list[k8s.VolumeMount] = field(default_factory=list)
+    env: list[k8s.EnvVar] = field(default_factory=list)
 
 
 def credentials_volume(secret: str) -> str:
@@ -149,8 +162,8 @@ def storage_for(
             wiring.env.append({"name": "AWS_REGION", "value": settings.s3_region})
     if settings.s3_secret and any(need.s3 and need.secret is None for need in needs):
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            ref = {"secretKeyRef": {"name": settings.s3_secret, "key": key}}
-            wiring.env.append({"name": key, "valueFrom": ref})
+            secret_key: k8s.SecretKeySelector = {"name": settings.s3_secret, "key": key}
+            wiring.env.append({"name": key, "valueFrom": {"secretKeyRef": secret_key}})
     for secret in secrets:
         volume = credentials_volume(secret)
         wiring.volumes.append(
@@ -164,12 +177,14 @@ def storage_for(
     return wiring
 
 
-def _scratch_volume(name: str, path: str) -> tuple[Obj, Obj]:
+def _scratch_volume(name: str, path: str) -> tuple[k8s.Volume, k8s.VolumeMount]:
     return {"name": name, "emptyDir": {}}, {"name": name, "mountPath": path}
 
 
-def _pod_spec(containers: list[Obj], volumes: list[Obj], settings: OperatorSettings) -> Obj:
-    spec: Obj = {
+def _pod_spec(
+    containers: list[k8s.Container], volumes: list[k8s.Volume], settings: OperatorSettings
+) -> k8s.PodSpec:
+    spec: k8s.PodSpec = {
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "containers": containers,
@@ -180,19 +195,20 @@ def _pod_spec(containers: list[Obj], volumes: list[Obj], settings: OperatorSetti
     return spec
 
 
-def _probes(port_name: str) -> Obj:
+def _readiness(port_name: str) -> k8s.Probe:
     return {
-        "readinessProbe": {
-            "httpGet": {"path": "/v2/health/ready", "port": port_name},
-            "periodSeconds": 2,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": port_name},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 10,
-            "failureThreshold": 3,
-        },
+        "httpGet": {"path": "/v2/health/ready", "port": port_name},
+        "periodSeconds": 2,
+        "failureThreshold": 3,
+    }
+
+
+def _liveness(port_name: str) -> k8s.Probe:
+    return {
+        "httpGet": {"path": "/v2/health/live", "port": port_name},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "failureThreshold": 3,
     }
 
 
@@ -207,7 +223,7 @@ def _prometheus(port: int) -> dict[str, str]:
 # ---- training and profiling runs -----------------------------------------------------
 
 
-def build_manifests_configmap(run: StartRun, owner: Mapping[str, Any]) -> Obj:
+def build_manifests_configmap(run: StartRun, owner: Mapping[str, Any]) -> k8s.ConfigMap:
     """The manifests a run reads, mounted at `/config/manifests.yaml`."""
     text = yaml.safe_dump_all(run.manifests, sort_keys=False)
     lbl = labels(names.ROLE_TRAINER, run.owner_name, **{names.LABEL_RUN: run.name})
@@ -219,14 +235,14 @@ def build_manifests_configmap(run: StartRun, owner: Mapping[str, Any]) -> Obj:
     }
 
 
-def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSettings) -> Obj:
+def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSettings) -> k8s.Job:
     """The batch/v1 Job of one training or profiling attempt.
 
     The trainer writes its JSON summary to the termination message; the Job never
     retries by itself (attempts are counted by the TrainingJob, which names each run).
     """
     storage = storage_for([run.output_uri, settings.artifact_uri], settings, run.data)
-    config_volume = {
+    config_volume: k8s.Volume = {
         "name": "manifests",
         "configMap": {"name": names.manifests_configmap_name(run.name)},
     }
@@ -241,7 +257,7 @@ def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSetting
             names.LABEL_OWNER_NAME: run.owner_name,
         },
     )
-    container: Obj = {
+    container: k8s.Container = {
         "name": "trainer",
         "image": settings.trainer_image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -260,7 +276,7 @@ def build_job(run: StartRun, owner: Mapping[str, Any], settings: OperatorSetting
     }
     pod_spec = _pod_spec([container], [config_volume, tmp_volume, *storage.volumes], settings)
     pod_spec["restartPolicy"] = "Never"
-    job_spec: Obj = {
+    job_spec: k8s.JobSpec = {
         "backoffLimit": settings.trainer_backoff_limit,
         "ttlSecondsAfterFinished": settings.job_ttl_seconds,
         "template": {"metadata": {"labels": lbl}, "spec": pod_spec},
@@ -304,13 +320,13 @@ def server_url(deployment: str, version: str, namespace: str, settings: Operator
 
 def build_server_deployment(
     action: EnsureServer, owner: Mapping[str, Any], settings: OperatorSettings
-) -> Obj:
+) -> k8s.Deployment:
     """apps/v1 Deployment of one model version (`pilotage serve --model-uri ...`)."""
     storage = storage_for([action.model_uri], settings)
     cache_volume, cache_mount = _scratch_volume("model-cache", "/tmp")
     lbl = server_labels(action.deployment, action.version)
     s = action.settings
-    container: Obj = {
+    container: k8s.Container = {
         "name": "server",
         "image": settings.server_image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -344,9 +360,10 @@ def build_server_deployment(
         # A server that refuses its model says why in its last log line; the kubelet keeps
         # it in lastState.terminated.message, where the operator reads a crash loop's cause.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        **_probes("http"),
+        "readinessProbe": _readiness("http"),
+        "livenessProbe": _liveness("http"),
     }
-    template = {
+    template: k8s.PodTemplateSpec = {
         "metadata": {"labels": lbl, "annotations": _prometheus(settings.server_port)},
         "spec": _pod_spec([container], [cache_volume, *storage.volumes], settings),
     }
@@ -369,7 +386,7 @@ def build_server_deployment(
 
 def build_server_service(
     deployment: str, version: str, owner: Mapping[str, Any], settings: OperatorSettings
-) -> Obj:
+) -> k8s.Service:
     lbl = server_labels(deployment, version)
     return {
         "apiVersion": "v1",
@@ -412,7 +429,7 @@ def router_endpoint(deployment: str, namespace: str, settings: OperatorSettings)
 
 def build_routes_configmap(
     deployment: str, document: Mapping[str, Any], owner: Mapping[str, Any]
-) -> Obj:
+) -> k8s.ConfigMap:
     """The routing table a router pod reads at start (and watches)."""
     lbl = router_labels(deployment)
     meta = metadata(
@@ -428,7 +445,7 @@ def build_routes_configmap(
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {ROUTES_FILE: text}}
 
 
-def build_router_token_secret(deployment: str, token: str, owner: Mapping[str, Any]) -> Obj:
+def build_router_token_secret(deployment: str, token: str, owner: Mapping[str, Any]) -> k8s.Secret:
     """The bearer token of the router's admin API, shared by operator and router pods."""
     meta = metadata(names.router_token_secret_name(deployment), owner, router_labels(deployment))
     return {
@@ -442,10 +459,10 @@ def build_router_token_secret(deployment: str, token: str, owner: Mapping[str, A
 
 def build_router_deployment(
     action: EnsureRouter, owner: Mapping[str, Any], settings: OperatorSettings
-) -> Obj:
+) -> k8s.Deployment:
     """apps/v1 Deployment of the router (`pilotage route --config ... --admin-port ...`)."""
     lbl = router_labels(action.deployment)
-    volumes = [
+    volumes: list[k8s.Volume] = [
         {"name": "routes", "configMap": {"name": names.routes_configmap_name(action.deployment)}},
         {
             "name": "admin-token",
@@ -455,7 +472,7 @@ def build_router_deployment(
             },
         },
     ]
-    container: Obj = {
+    container: k8s.Container = {
         "name": "router",
         "image": settings.router_image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -485,7 +502,8 @@ def build_router_deployment(
             {"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},
             {"name": "admin-token", "mountPath": ADMIN_TOKEN_DIR, "readOnly": True},
         ],
-        **_probes("http"),
+        "readinessProbe": _readiness("http"),
+        "livenessProbe": _liveness("http"),
     }
     if action.log_sink:  # the inference log's claim mounted, or its S3 settings
         wiring = storage_for([action.log_sink], settings)
@@ -516,7 +534,7 @@ def build_router_deployment(
         )
         container["volumeMounts"].append({"name": volume, "mountPath": directory, "readOnly": True})
         container["args"] += [flag, f"{directory}/{USER_TOKEN_KEY}"]
-    template = {
+    template: k8s.PodTemplateSpec = {
         "metadata": {"labels": lbl, "annotations": _prometheus(settings.router_port)},
         "spec": _pod_spec([container], volumes, settings),
     }
@@ -534,7 +552,7 @@ def build_router_deployment(
 
 def build_router_service(
     deployment: str, owner: Mapping[str, Any], settings: OperatorSettings
-) -> Obj:
+) -> k8s.Service:
     """The deployment's endpoint: clients send inference requests here."""
     return {
         "apiVersion": "v1",
@@ -570,7 +588,7 @@ def build_training_job(manifest: Mapping[str, Any], owner: Mapping[str, Any]) ->
 
 def build_event(
     involved: Mapping[str, Any], event: Event, now: str, component: str = names.MANAGER
-) -> Obj:
+) -> k8s.Event:
     """A core/v1 Event about ``involved`` (what `kubectl describe` shows)."""
     meta = involved["metadata"]
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +143,7 @@ class Kube:
         items: list[Obj] = doc.get("items") or []
         return items
 
-    def create(self, res: Res, namespace: str | None, body: Obj) -> Obj | None:
+    def create(self, res: Res, namespace: str | None, body: Mapping[str, Any]) -> Obj | None:
         """Create; None when it already exists (create-if-absent)."""
         try:
             return self._call("create", res, "POST", res.path(namespace), body=body)

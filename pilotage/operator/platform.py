@@ -464,7 +464,7 @@ class KubernetesPlatform:
         namespace = owner["metadata"]["namespace"]
         self.kube.create(TRAININGJOBS, namespace, build.build_training_job(action.manifest, owner))
 
-    def ensure(self, res: Res, desired: Obj) -> None:
+    def ensure(self, res: Res, desired: Mapping[str, Any]) -> None:
         """Create ``desired``, or merge-patch it where the live object differs."""
         meta = desired["metadata"]
         live = self.kube.get(res, meta["namespace"], meta["name"])
