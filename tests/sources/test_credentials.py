@@ -31,7 +31,7 @@ BUCKET = "team-data"
 KEY = "tables/churn.csv"
 WRONG = {  # what the operator-wide Secret holds here: a key the store does not know
     "AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG0",
-    "AWS_SECRET_ACCESS_KEY": "wrong",
+    "AWS_SECRET_ACCESS_KEY": "wrong-secret-5e3a",
 }
 
 
@@ -124,6 +124,16 @@ def test_the_datasets_own_secret_reads_while_the_environments_is_wrong(
         "PILOTAGE_CREDENTIALS_DIR": str(elsewhere),
     }
     assert profile(tmp_path, store, nowhere, "team-s3").returncode == 0
+
+    # a Secret with a key the store refuses fails the run, and no key is ever repeated
+    refusing = {"AWS_ACCESS_KEY_ID": store.access_key, "AWS_SECRET_ACCESS_KEY": "not-it-2f9c"}
+    wrong = secret_dir(tmp_path / "wrong", "team-s3", refusing)
+    denied = profile(tmp_path, store, {"PILOTAGE_CREDENTIALS_DIR": str(wrong)}, "team-s3")
+    assert denied.returncode == 1
+    assert f"cannot read s3://{BUCKET}/{KEY}" in denied.stderr.strip().splitlines()[-1]
+    for run in (refused, missing, partial, denied):
+        for value in (store.secret_key, "not-it-2f9c", WRONG["AWS_SECRET_ACCESS_KEY"]):
+            assert value not in run.stdout + run.stderr
 
 
 def _run(data: DataSource, output_uri: str) -> StartRun:
