@@ -27,12 +27,18 @@ import orjson
 
 from pilotage.guard import BodyBudget, declared_length
 from pilotage.inferencelog.record import Exchange
+from pilotage.router.balance import Replica, Unavailable
 from pilotage.router.feedback import FeedbackError, apply_feedback
 from pilotage.router.metrics import render_metrics
 from pilotage.router.shadow import ShadowCopy
 from pilotage.router.state import ActiveTable, Route, RouterState
 from pilotage.router.table import RoutingError, decode_document, parse_table
-from pilotage.router.upstream import UpstreamError, UpstreamResponse
+from pilotage.router.upstream import (
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 log = logging.getLogger("pilotage.router")
 
@@ -331,6 +337,31 @@ class RouterApp:
             route = active.pick(sticky_key)
 
         body = await self.bodies.read(scope, receive, held)
+        if not route.replicas:
+            # the variant is at zero: hold the request until a table gives it a replica
+            name = route.variant.name
+            try:
+                await self.state.activator.hold(name)
+            except Unavailable as exc:
+                await _send_json(
+                    send,
+                    503,
+                    {"error": str(exc)},
+                    [(VARIANT_HEADER, route.name_header), (REQUEST_ID_HEADER, request_id)],
+                )
+                return
+            active = self.state.active
+            woken = active.routes.get(name)
+            if woken is None or not woken.replicas:  # a later table took it away again
+                await _send_json(
+                    send,
+                    503,
+                    {"error": f"variant {name} has no replica (removed while waiting)"},
+                    [(VARIANT_HEADER, route.name_header), (REQUEST_ID_HEADER, request_id)],
+                )
+                return
+            route = woken
+            started = time.perf_counter()  # cold starts are measured apart
         forward.append(b"x-pilotage-request-id: %s\r\n" % request_id)
         headers = b"".join(forward)
         method_str: str = scope["method"]
@@ -405,15 +436,18 @@ class RouterApp:
         if status < 300:
             self.state.recent.remember(request_id, route.stats, rbody)
             shadow = active.shadow
+            replica: Replica | None = None
             if (
                 shadow is not None
                 and shadow is not route
                 and active.sampler is not None
                 and active.sampler.take()
+                # a shadow at zero is not woken by copies: they are not sent
+                and (replica := shadow.replicas.pick()) is not None
             ):
                 self.state.mirror.offer(
                     ShadowCopy(
-                        shadow.pool,
+                        replica.pool,
                         shadow.stats,
                         method,
                         target,
@@ -449,33 +483,66 @@ class RouterApp:
         response: UpstreamResponse | UpstreamError
         # a forced request (may_retry False) is a tester's: counted apart, never judged
         stats = route.stats if may_retry else route.stats.forced
-        try:
-            response = await route.pool.request(method, target, headers, body, active.timeout)
-            now = time.perf_counter()
-            stats.record(response.status, now - started)
-            if response.status < 500:
-                return response, route
-        except UpstreamError as exc:
-            now = time.perf_counter()
-            stats.record(exc.status, now - started)
-            response = exc
+        safe = method_str in _RETRYABLE_METHODS or _is_inference(method_str, path)
+        response = await self._send_to(route, safe, active.timeout, method, target, headers, body)
+        now = time.perf_counter()
+        stats.record(response.status, now - started)
+        if not isinstance(response, UpstreamError) and response.status < 500:
+            return response, route
         fallback = active.fallback
         if (
             not may_retry
             or not active.retry_on_stable
             or fallback is None
             or fallback is route
-            or not (method_str in _RETRYABLE_METHODS or _is_inference(method_str, path))
+            or not fallback.replicas
+            or not safe
         ):
             return response, route
         route.stats.retried_on_stable += 1
-        try:
-            retried = await fallback.pool.request(method, target, headers, body, active.timeout)
-            fallback.stats.record(retried.status, time.perf_counter() - now)
-            return retried, fallback
-        except UpstreamError as exc:
-            fallback.stats.record(exc.status, time.perf_counter() - now)
-            return exc, fallback
+        retried = await self._send_to(fallback, safe, active.timeout, method, target, headers, body)
+        fallback.stats.record(retried.status, time.perf_counter() - now)
+        return retried, fallback
+
+    @staticmethod
+    async def _send_to(
+        route: Route,
+        safe: bool,
+        timeout: float,
+        method: bytes,
+        target: bytes,
+        headers: bytes,
+        body: bytes,
+    ) -> UpstreamResponse | UpstreamError:
+        """Send to the variant's replica with the fewest requests in flight. A replica
+        whose connection fails is taken out at once, and the request goes to another
+        one of the variant: always when nothing reached the failed one, else when the
+        request is safe to repeat (reads, inferences)."""
+        replicas = route.replicas
+        stats = route.stats
+        tried: list[Replica] = []
+        error: UpstreamError | None = None
+        while (replica := replicas.pick(tried)) is not None:
+            tried.append(replica)
+            replica.in_flight += 1
+            stats.begin()
+            try:
+                response = await replica.pool.request(method, target, headers, body, timeout)
+            except UpstreamError as exc:
+                error = exc
+                if not isinstance(exc, UpstreamTimeout):
+                    replica.failed()  # refused, reset, closed: out of service now
+                if isinstance(exc, UpstreamUnreachable) or (
+                    safe and not isinstance(exc, UpstreamTimeout)
+                ):
+                    continue
+                return exc
+            finally:
+                replica.in_flight -= 1
+                stats.end()
+            replica.succeeded()
+            return response
+        return error or UpstreamUnreachable(f"variant {route.variant.name} has no replica")
 
     def _forcing_refused(self, presented: bytes | None) -> str | None:
         """Why x-pilotage-variant may not be honoured, or None when it may."""
@@ -599,7 +666,14 @@ class RouterApp:
             await _send_json(send, 200, self.state.stats_json())
         elif key == ("POST", "/admin/feedback"):
             await self._feedback(scope, receive, send, held)
-        elif scope["path"] in ("/admin/routes", "/admin/stats", "/admin/feedback"):
+        elif key == ("GET", "/admin/activations"):
+            await self._activations(scope, send)
+        elif scope["path"] in (
+            "/admin/routes",
+            "/admin/stats",
+            "/admin/feedback",
+            "/admin/activations",
+        ):
             await _send_json(
                 send, 405, {"error": f"method {scope['method']} not allowed on {scope['path']}"}
             )
@@ -609,9 +683,29 @@ class RouterApp:
                 404,
                 {
                     "error": f"no admin endpoint {scope['path']} "
-                    "(have /admin/routes, /admin/stats, /admin/feedback)"
+                    "(have /admin/routes, /admin/stats, /admin/feedback, /admin/activations)"
                 },
             )
+
+    async def _activations(self, scope: Scope, send: Send) -> None:
+        """Long poll: answers as soon as a request is held for a variant at zero (or after
+        `?wait=SECONDS`, at most 60, default 25) with the held counts per variant. The
+        control plane keeps one open to be woken at once instead of at its next tick."""
+        wait = 25.0
+        for part in scope["query_string"].decode("latin-1").split("&"):
+            key, _, value = part.partition("=")
+            if key == "wait":
+                try:
+                    wait = float(value)
+                except ValueError:
+                    wait = -1.0
+                if not 0 <= wait <= 60:
+                    await _send_json(
+                        send, 400, {"error": f"wait: must be 0..60 seconds, got {value!r}"}
+                    )
+                    return
+        held = await self.state.activator.wait_for_held(wait)
+        await _send_json(send, 200, {"held": held})
 
     async def _put_routes(
         self, scope: Scope, receive: Receive, send: Send, held: list[int]

@@ -71,6 +71,35 @@ def render_metrics(state: RouterState) -> str:
             f"pilotage_router_traffic_weight{{{_labels(deployment=dep, variant=v.name)}}} {v.weight}"
         )
 
+    activator = state.activator
+    names = [v.name for v in table.variants]
+    scaling = (
+        ("pilotage_router_replicas", "gauge", "Replicas the active table gives each variant.",
+         {v.name: len(active.routes[v.name].replicas) for v in table.variants}),
+        ("pilotage_router_in_flight_requests", "gauge",
+         "Requests in progress at each variant's replicas.",
+         {n: active.routes[n].stats.in_flight for n in names}),
+        ("pilotage_router_held_requests", "gauge",
+         "Requests waiting in the router for a variant at zero replicas.", activator.held),
+        ("pilotage_router_cold_starts_total", "counter",
+         "Requests that waited for a variant at zero and were then sent to its first replica.",
+         activator.activations),
+        ("pilotage_router_cold_start_seconds_total", "counter",
+         "Seconds those requests waited (divide by cold_starts_total for the mean).",
+         activator.cold_start_seconds),
+        ("pilotage_router_activation_timeouts_total", "counter",
+         "Held requests answered 503: no replica within the activation timeout.",
+         activator.timeouts),
+        ("pilotage_router_activation_refused_total", "counter",
+         "Requests answered 503 at once: too many held already.", activator.refused),
+    )  # fmt: skip
+    for metric, kind, help_text, values in scaling:
+        out.append(f"# HELP {metric} {help_text}")
+        out.append(f"# TYPE {metric} {kind}")
+        for name in sorted(set(names) | set(values)):
+            value = values.get(name, 0)
+            out.append(f"{metric}{{{_labels(deployment=dep, variant=name)}}} {value:.9g}")
+
     out.append("# HELP pilotage_router_table_generation Routing tables applied since start.")
     out.append("# TYPE pilotage_router_table_generation gauge")
     out.append(f"pilotage_router_table_generation{{{_labels(deployment=dep)}}} {state.generation}")

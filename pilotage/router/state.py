@@ -15,24 +15,25 @@ from typing import Any
 
 from pilotage.inferencelog.record import Label
 from pilotage.inferencelog.writer import InferenceLogger
+from pilotage.router.balance import Activator, ReplicaRegistry, ReplicaSet
 from pilotage.router.feedback import RecentAnswers
 from pilotage.router.shadow import ShadowMirror
 from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
 from pilotage.router.stats import StatsRegistry, VariantStats
 from pilotage.router.table import STABLE, RoutingTable, Variant
-from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS, PoolRegistry, UpstreamPool
+from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS, PoolRegistry
 
 log = logging.getLogger("pilotage.router")
 
 
 class Route:
-    """One variant of the active table with its pool and stats, ready for the hot path."""
+    """One variant of the active table with its replicas and stats, ready for the hot path."""
 
-    __slots__ = ("name_header", "pool", "stats", "variant", "version_header")
+    __slots__ = ("name_header", "replicas", "stats", "variant", "version_header")
 
-    def __init__(self, variant: Variant, pool: UpstreamPool, stats: VariantStats):
+    def __init__(self, variant: Variant, replicas: ReplicaSet, stats: VariantStats):
         self.variant = variant
-        self.pool = pool
+        self.replicas = replicas
         self.stats = stats
         self.name_header = variant.name.encode()
         self.version_header = variant.version.encode()
@@ -58,14 +59,18 @@ class ActiveTable:
     def __init__(
         self,
         table: RoutingTable,
-        pools: PoolRegistry,
+        replicas: ReplicaRegistry,
         registry: StatsRegistry,
         logger: InferenceLogger | None = None,
     ):
         self.table = table
         self.logger = logger  # None when inference logging is off
         self.routes = {
-            v.name: Route(v, pools.pool(v.host, v.port), registry.for_variant(v.name, v.version))
+            v.name: Route(
+                v,
+                ReplicaSet([replicas.replica(r.url, r.host, r.port) for r in v.replicas]),
+                registry.for_variant(v.name, v.version),
+            )
             for v in table.variants
         }
         self.by_name = {name.encode(): route for name, route in self.routes.items()}
@@ -97,6 +102,8 @@ class RouterState:
         max_connections_per_upstream: int = DEFAULT_MAX_CONNECTIONS,
     ):
         self.pools = PoolRegistry(max_connections_per_upstream)
+        self.replicas = ReplicaRegistry(self.pools)
+        self.activator = Activator()
         self.registry = StatsRegistry()
         self.recent = RecentAnswers(recent_capacity)
         self.mirror = ShadowMirror(self.registry.shadow, shadow_capacity, shadow_workers)
@@ -112,7 +119,7 @@ class RouterState:
         self._commit(self.active, source)
 
     def _build(self, table: RoutingTable) -> ActiveTable:
-        return ActiveTable(table, self.pools, self.registry, self._logger_for(table))
+        return ActiveTable(table, self.replicas, self.registry, self._logger_for(table))
 
     def _logger_for(self, table: RoutingTable) -> InferenceLogger | None:
         """The inference logger ``table`` asks for: the running one when its settings are
@@ -161,7 +168,13 @@ class RouterState:
         self.loaded_at = time.time()
         table = active.table
         self.registry.set_current({(v.name, v.version) for v in table.variants})
-        self.pools.keep_only({(v.host, v.port) for v in table.variants})
+        self.replicas.keep_only({(r.host, r.port) for v in table.variants for r in v.replicas})
+        activation = table.activation
+        if activation is not None:
+            self.activator.configure(activation.timeout_seconds, activation.max_held)
+        # requests held for a variant at zero go on as soon as it has a replica
+        self.activator.released(v.name for v in table.variants if v.replicas)
+        self.activator.abandon(set(self.activator.waiting()) - {v.name for v in table.variants})
 
     def apply(self, table: RoutingTable, source: str) -> bool:
         """Make ``table`` the active one; False (and nothing changes) when it is identical."""
@@ -190,6 +203,17 @@ class RouterState:
             entry = route.stats.to_json()
             entry["weight"] = route.variant.weight
             entry["url"] = route.variant.url
+            entry["replicas"] = len(route.replicas)
+            entry["replicasOut"] = sum(1 for r in route.replicas.replicas if r.failures)
+            activator = self.activator
+            entry["held"] = activator.held.get(name, 0)
+            entry["activation"] = {
+                "activations": activator.activations.get(name, 0),
+                "coldStartSecondsSum": activator.cold_start_seconds.get(name, 0.0),
+                "lastColdStartSeconds": activator.last_cold_start.get(name),
+                "timeouts": activator.timeouts.get(name, 0),
+                "refused": activator.refused.get(name, 0),
+            }
             variants[name] = entry
         retired = [{"variant": s.name, **s.to_json()} for s in self.registry.retired()]
         registry = self.registry

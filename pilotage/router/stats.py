@@ -8,6 +8,7 @@ Prometheus series for the variant name stay continuous per version label.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -68,10 +69,13 @@ class VariantStats:
     """Requests, codes and latency of one (variant, version)."""
 
     __slots__ = (
+        "_busy",
+        "_changed",
         "codes",
         "errors",
         "feedback",
         "forced",
+        "in_flight",
         "latency_counts",
         "latency_sum",
         "name",
@@ -91,6 +95,27 @@ class VariantStats:
         self.latency_sum = 0.0
         self.feedback = FeedbackStats()
         self.forced = ForcedStats()
+        # requests in flight to the variant's replicas, and their integral over time (the
+        # autoscaler's concurrency: its growth over a window / the window's length)
+        self.in_flight = 0
+        self._busy = 0.0
+        self._changed = time.monotonic()
+
+    def begin(self) -> None:
+        now = time.monotonic()
+        self._busy += self.in_flight * (now - self._changed)
+        self._changed = now
+        self.in_flight += 1
+
+    def end(self) -> None:
+        now = time.monotonic()
+        self._busy += self.in_flight * (now - self._changed)
+        self._changed = now
+        self.in_flight -= 1
+
+    def busy_seconds(self) -> float:
+        """Integral of requests in flight over time since the router started (seconds)."""
+        return self._busy + self.in_flight * (time.monotonic() - self._changed)
 
     def record(self, status: int, seconds: float) -> None:
         self.requests += 1
@@ -129,6 +154,8 @@ class VariantStats:
             },
             "feedback": self.feedback.to_json(),
             "forced": self.forced.to_json(),
+            "inFlight": self.in_flight,
+            "busySeconds": self.busy_seconds(),
         }
 
 

@@ -14,6 +14,11 @@ the body of ``PUT /admin/routes``) looks like::
     variants:
       - {name: stable, url: "http://10.0.0.5:8080", weight: 90, version: "1"}
       - {name: canary, url: "http://10.0.0.6:8080", weight: 10, version: "2"}
+      # or several replicas, balanced by least requests in flight; [] = at zero:
+      # - {name: canary, urls: ["http://10.0.0.6:8080", "http://10.0.0.7:8080"], ...}
+    activation:                  # optional: requests for a variant at zero wait
+      timeoutSeconds: 30         # this long for its first replica (then 503)
+      maxHeld: 1000              # at most this many at once (more: 503 at once)
     shadow:                      # mode shadow only
       variant: shadow
       percent: 100               # share of requests copied (default 100)
@@ -63,8 +68,11 @@ _TOP_KEYS = {
     "timeoutSeconds",
     "revision",
     "logging",
+    "activation",
 }
-_VARIANT_KEYS = {"name", "url", "weight", "version"}
+_VARIANT_KEYS = {"name", "url", "urls", "weight", "version"}
+_ACTIVATION_KEYS = {"timeoutSeconds", "maxHeld"}
+MAX_REPLICAS = 1000
 _SHADOW_KEYS = {"variant", "percent", "tolerance"}
 
 
@@ -73,13 +81,34 @@ class RoutingError(ValueError):
 
 
 @dataclass(frozen=True)
+class Replica:
+    url: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     url: str
+    """The first replica's URL ("" when the variant is at zero replicas)."""
     host: str
     port: int
     weight: int
     version: str
+    replicas: tuple[Replica, ...] = ()
+    """Every replica (the one of `url` when the document gave `url`)."""
+
+    def url_fields(self) -> dict[str, Any]:
+        if len(self.replicas) == 1:
+            return {"url": self.url}
+        return {"urls": [r.url for r in self.replicas]}
+
+
+@dataclass(frozen=True)
+class Activation:
+    timeout_seconds: float = 30.0
+    max_held: int = 1000
 
 
 @dataclass(frozen=True)
@@ -99,6 +128,7 @@ class RoutingTable:
     timeout_seconds: float
     revision: str | None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    activation: Activation | None = None
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:
@@ -120,7 +150,7 @@ class RoutingTable:
             "deployment": self.deployment,
             "mode": self.mode,
             "variants": [
-                {"name": v.name, "url": v.url, "weight": v.weight, "version": v.version}
+                {"name": v.name, **v.url_fields(), "weight": v.weight, "version": v.version}
                 for v in self.variants
             ],
             "timeoutSeconds": self.timeout_seconds,
@@ -137,6 +167,11 @@ class RoutingTable:
             doc["revision"] = self.revision
         if self.logging.enabled:
             doc["logging"] = self.logging.to_document()
+        if self.activation is not None:
+            doc["activation"] = {
+                "timeoutSeconds": self.activation.timeout_seconds,
+                "maxHeld": self.activation.max_held,
+            }
         return doc
 
 
@@ -195,7 +230,28 @@ def _parse_variant(i: int, raw: Any) -> Variant:
         raise RoutingError(
             f"{where}.name: must be a lowercase DNS label (e.g. stable), got {name!r}"
         )
-    url, host, port = _parse_url(f"{where}.url", raw.get("url"))
+    if ("url" in raw) == ("urls" in raw):
+        raise RoutingError(
+            f"{where}: give exactly one of url (one replica) or urls (a list, [] at zero)"
+        )
+    if "url" in raw:
+        replicas: tuple[Replica, ...] = (Replica(*_parse_url(f"{where}.url", raw.get("url"))),)
+    else:
+        raw_urls = raw.get("urls")
+        if not isinstance(raw_urls, list) or len(raw_urls) > MAX_REPLICAS:
+            raise RoutingError(
+                f"{where}.urls: must be a list of at most {MAX_REPLICAS} http:// URLs, "
+                f"got {raw_urls!r:.80}"
+            )
+        replicas = tuple(
+            Replica(*_parse_url(f"{where}.urls[{j}]", u)) for j, u in enumerate(raw_urls)
+        )
+        seen = [r.url for r in replicas]
+        twice = sorted({u for u in seen if seen.count(u) > 1})
+        if twice:
+            raise RoutingError(f"{where}.urls: listed twice: {', '.join(twice)}")
+    first = replicas[0] if replicas else Replica("", "", 0)
+    url, host, port = first.url, first.host, first.port
     weight = raw.get("weight", 0)
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
         raise RoutingError(f"{where}.weight: must be an integer 0..100, got {weight!r}")
@@ -211,7 +267,15 @@ def _parse_variant(i: int, raw: Any) -> Variant:
             f"{where}.version: must be 1-{MAX_HEADER_VALUE} visible ASCII characters "
             f"(it is sent as the x-pilotage-model-version header), got {str(version)!r}"
         )
-    return Variant(name=name, url=url, host=host, port=port, weight=weight, version=str(version))
+    return Variant(
+        name=name,
+        url=url,
+        host=host,
+        port=port,
+        weight=weight,
+        version=str(version),
+        replicas=replicas,
+    )
 
 
 def _parse_shadow(raw: Any, names: set[str]) -> ShadowSpec:
@@ -226,6 +290,17 @@ def _parse_shadow(raw: Any, names: set[str]) -> ShadowSpec:
     percent = _number("shadow.percent", raw.get("percent", 100), 0, 100)
     tolerance = _number("shadow.tolerance", raw.get("tolerance", 1e-6), 0, math.inf)
     return ShadowSpec(variant=str(variant), percent=percent, tolerance=tolerance)
+
+
+def _parse_activation(raw: Any) -> Activation:
+    if not isinstance(raw, Mapping):
+        raise RoutingError("activation: must be a mapping with timeoutSeconds and maxHeld")
+    _unknown_keys("activation", raw, _ACTIVATION_KEYS)
+    timeout = _number("activation.timeoutSeconds", raw.get("timeoutSeconds", 30), 0.001, 3600)
+    held = raw.get("maxHeld", 1000)
+    if isinstance(held, bool) or not isinstance(held, int) or not 1 <= held <= 100000:
+        raise RoutingError(f"activation.maxHeld: must be an integer 1..100000, got {held!r}")
+    return Activation(timeout_seconds=timeout, max_held=held)
 
 
 def parse_table(doc: Any) -> RoutingTable:
@@ -296,6 +371,7 @@ def parse_table(doc: Any) -> RoutingTable:
         timeout_seconds=timeout,
         revision=None if revision is None else str(revision),
         logging=logging,
+        activation=None if doc.get("activation") is None else _parse_activation(doc["activation"]),
     )
 
 

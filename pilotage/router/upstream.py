@@ -31,6 +31,11 @@ class UpstreamTimeout(UpstreamError):
     status = 504
 
 
+class UpstreamUnreachable(UpstreamError):
+    """Nothing reached the upstream (connection refused, or closed before the request was
+    written): trying another replica is always safe."""
+
+
 class UpstreamResponse:
     __slots__ = ("body", "headers", "status")
 
@@ -124,12 +129,14 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         transport = self.transport
         if self.closed or transport is None or transport.is_closing():
-            self._fail(UpstreamError("connection closed before the request was sent"))
+            self._fail(UpstreamUnreachable("connection closed before the request was sent"))
             return
         try:
             transport.write(data)
         except (RuntimeError, OSError) as exc:
-            self._fail(UpstreamError(f"connection unusable before the request was sent ({exc})"))
+            self._fail(
+                UpstreamUnreachable(f"connection unusable before the request was sent ({exc})")
+            )
             self.close()
 
     def _fail(self, exc: UpstreamError) -> None:
@@ -207,7 +214,7 @@ class UpstreamPool:
             ) from None
         except OSError as exc:
             self._free_slot()
-            raise UpstreamError(
+            raise UpstreamUnreachable(
                 f"cannot connect to {self.host}:{self.port} ({exc.strerror or exc})"
             ) from None
         except BaseException:
