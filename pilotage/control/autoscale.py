@@ -25,7 +25,8 @@ The decision follows Knative's autoscaler:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -33,7 +34,24 @@ from typing import Literal
 from pilotage.api.common import parse_duration
 from pilotage.api.modeldeployment import Autoscaling, ModelDeploymentSpec, VariantReplicas
 from pilotage.control.common import format_time, parse_time, seconds_between
-from pilotage.control.types import Event
+from pilotage.control.types import Event, LoadSample, RouterStats
+
+__all__ = [
+    "ACTIVATED",
+    "SCALED_DOWN",
+    "SCALED_TO_ZERO",
+    "SCALED_UP",
+    "AutoscaleResult",
+    "Decision",
+    "LoadHistory",
+    "LoadSample",
+    "Policy",
+    "VariantLoad",
+    "autoscale",
+    "decide",
+    "summary",
+    "window_load",
+]
 
 Metric = Literal["inFlight", "requestsPerSecond"]
 
@@ -51,6 +69,9 @@ class Policy:
     max_replicas: int
     metric: Metric
     target: float
+    interval: float
+    activation_timeout: float
+    max_held: int
     window: float
     panic_window: float
     panic_threshold: float
@@ -78,6 +99,9 @@ class Policy:
             max_replicas=auto.max_replicas,
             metric=metric,
             target=float(value),
+            interval=parse_duration(auto.interval),
+            activation_timeout=parse_duration(auto.activation_timeout),
+            max_held=auto.max_held_requests,
             window=parse_duration(auto.window),
             panic_window=parse_duration(auto.panic_window),
             panic_threshold=auto.panic_threshold,
@@ -86,25 +110,6 @@ class Policy:
             scale_to_zero_after=parse_duration(auto.scale_to_zero_after),
             initial=max(1, min(max(replicas, auto.min_replicas), auto.max_replicas)),
         )
-
-
-@dataclass(frozen=True)
-class LoadSample:
-    """One read of a variant's cumulative router counters.
-
-    ``requests`` and ``busy_seconds`` only grow while the router runs (a router restart
-    starts them again from zero; the samples before a drop are ignored).
-    """
-
-    time: datetime
-    requests: int
-    """Requests the variant received (held ones included), cumulative."""
-    busy_seconds: float
-    """Integral of the variant's requests in flight over time, cumulative (seconds)."""
-    in_flight: int = 0
-    """Requests in progress now."""
-    held: int = 0
-    """Requests waiting now in the router for a replica (the variant is at zero)."""
 
 
 @dataclass(frozen=True)
@@ -373,3 +378,34 @@ def autoscale(
         summary=summary(status),
         events=events,
     )
+
+
+class LoadHistory:
+    """The recent load samples a shell keeps per deployment, from each read of its router's
+    stats (plain data: the shell passes the time; nothing here reads a clock)."""
+
+    def __init__(self, max_samples: int = 2048) -> None:
+        self.max_samples = max_samples
+        self._samples: dict[Hashable, dict[tuple[str, str], deque[LoadSample]]] = {}
+
+    def add(self, key: Hashable, stats: RouterStats, now: datetime, keep: float) -> None:
+        """Record one read of the router's stats; samples older than ``keep`` seconds go."""
+        per = self._samples.setdefault(key, {})
+        seen = set()
+        for v in stats.variants:
+            variant = (v.name, v.version)
+            seen.add(variant)
+            samples = per.setdefault(variant, deque(maxlen=self.max_samples))
+            if samples and samples[-1].time >= now:
+                continue
+            samples.append(LoadSample(now, v.requests, v.busy_seconds, v.in_flight, v.held))
+            while len(samples) > 2 and seconds_between(samples[0].time, now) > keep:
+                samples.popleft()
+        for variant in set(per) - seen:
+            del per[variant]
+
+    def samples(self, key: Hashable) -> dict[tuple[str, str], tuple[LoadSample, ...]]:
+        return {variant: tuple(s) for variant, s in self._samples.get(key, {}).items()}
+
+    def forget(self, key: Hashable) -> None:
+        self._samples.pop(key, None)

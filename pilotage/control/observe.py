@@ -7,6 +7,7 @@ operator and the local runtime build them the same way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -103,7 +104,16 @@ def _variant(name: str, doc: Mapping[str, Any]) -> VariantStats:
         latency_bounds=tuple(float(b) for b in latency.get("le", [])),
         latency_counts=tuple(_int(c) for c in latency.get("counts", [])),
         feedback=_feedback(doc.get("feedback") or {}),
+        in_flight=_int(doc.get("inFlight")),
+        busy_seconds=_float(doc.get("busySeconds")),
+        held=_int(doc.get("held")),
     )
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return 0.0
 
 
 def router_stats(doc: Mapping[str, Any]) -> RouterStats:

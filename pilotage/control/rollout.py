@@ -64,7 +64,13 @@ class Rollout:
     # -- observations ------------------------------------------------------------
 
     def server_ready(self, version: str) -> bool:
-        return any(s.version == version and s.ready for s in self.obs.servers)
+        if any(s.version == version and s.ready for s in self.obs.servers):
+            return True
+        # autoscaled to zero: no server runs, yet the version serves (the router holds
+        # its requests and the first one starts a replica)
+        return self.spec.autoscaling is not None and any(
+            e.version == version and e.desired == 0 for e in self.old.replicas.values()
+        )
 
     def server_failure(self, version: str) -> str | None:
         """Why the version's server cannot start (crash loop), or None."""

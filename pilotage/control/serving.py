@@ -3,11 +3,15 @@ version still wanted, the routing table, and the removal of servers nothing refe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from pilotage.control.autoscale import Policy, VariantLoad, autoscale
 from pilotage.control.common import namespace_of
 from pilotage.control.rollout import Rollout
 from pilotage.control.routes import build_table, traffic, traffic_summary
 from pilotage.control.types import (
     Action,
+    Activation,
     EnsureRouter,
     EnsureServer,
     RemoveServer,
@@ -26,7 +30,53 @@ def routing_table(r: Rollout) -> RouteTable | None:
     cand = st.candidate
     routable = cand.version if cand is not None and r.server_ready(cand.version) else None
     weight = r.strategy.weight(r.spec, st) if routable else 0
-    return build_table(r.spec, st.stable.version, routable, weight, namespace_of(r.md))
+    table = build_table(r.spec, st.stable.version, routable, weight, namespace_of(r.md))
+    policy = Policy.from_spec(r.spec)
+    if policy is not None:
+        # ready replicas only, none at zero: the router holds requests until one is ready
+        table = replace(table, activation=Activation(policy.activation_timeout, policy.max_held))
+    return table
+
+
+ACTIVATION_POLL_SECONDS = 0.1
+"""How soon to look again while a variant starts from zero with requests waiting."""
+
+
+def ready_replicas(r: Rollout, version: str) -> int:
+    n = 0
+    for s in r.obs.servers:
+        if s.version == version:
+            n += s.ready_replicas if s.ready_replicas is not None else int(s.ready)
+    return n
+
+
+def autoscaled_replicas(r: Rollout, table: RouteTable | None) -> dict[str, int] | None:
+    """With `spec.autoscaling`: the replicas each routed version's servers should have,
+    decided from the router's load (`pilotage.control.autoscale`); `status.replicas`,
+    its summary and the scaling events follow. None without autoscaling."""
+    st = r.st
+    policy = Policy.from_spec(r.spec)
+    if policy is None:
+        st.replicas = {}
+        st.replicas_summary = ""
+        return None
+    loads: dict[str, VariantLoad] = {}
+    if table is not None:
+        for v in table.variants:
+            loads[v.name] = VariantLoad(
+                v.version,
+                tuple(r.obs.load.get((v.name, v.version), ())),
+                ready_replicas(r, v.version),
+            )
+    result = autoscale(policy, loads, st.replicas, r.now)
+    st.replicas = result.status
+    st.replicas_summary = result.summary[:128]
+    for event in result.events:
+        r.event(event.type, event.reason, event.message)
+    r.wait(policy.interval)
+    if any(d.desired > loads[n].ready for n, d in result.decisions.items()):
+        r.wait(ACTIVATION_POLL_SECONDS)  # a replica is starting: route to it once ready
+    return result.replicas
 
 
 def router_serves(r: Rollout, table: RouteTable | None) -> bool:
@@ -81,8 +131,13 @@ def serving_actions(r: Rollout, table: RouteTable | None) -> list[Action]:
     )
     wanted = [m for m in (st.stable, st.candidate, st.previous) if m is not None]
     versions = {m.version for m in wanted}
+    scaled = autoscaled_replicas(r, table)
+    policy = Policy.from_spec(spec)
     for model in wanted:
-        out.append(EnsureServer(name, model.version, model.uri, spec.replicas, settings))
+        replicas = spec.replicas
+        if scaled is not None and policy is not None:
+            replicas = scaled.get(model.version, policy.initial)
+        out.append(EnsureServer(name, model.version, model.uri, replicas, settings))
     if (
         table is not None
         and st.stable is not None

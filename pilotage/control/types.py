@@ -145,6 +145,14 @@ class RouteLogging:
 
 
 @dataclass(frozen=True)
+class Activation:
+    """How long and how many requests the router holds for a variant at zero replicas."""
+
+    timeout_seconds: float
+    max_held: int
+
+
+@dataclass(frozen=True)
 class RouteTable:
     """The routing table without upstream URLs: the platform fills each variant's URL
     from (deployment, version). Weights of the routed variants sum to 100; a preview or
@@ -157,6 +165,9 @@ class RouteTable:
     shadow: ShadowRoute | None = None
     revision: str = ""
     logging: RouteLogging | None = None
+    activation: Activation | None = None
+    """Set with autoscaling: a variant's URLs are then its *ready* replicas only (none at
+    zero, and the router holds its requests until one is ready)."""
 
     def weights(self) -> dict[str, int]:
         return {v.name: v.weight for v in self.variants}
@@ -183,6 +194,11 @@ class RouteTable:
             doc["shadow"] = {"variant": self.shadow.variant, "percent": self.shadow.percent}
         if self.logging is not None:
             doc["logging"] = self.logging.to_document()
+        if self.activation is not None:
+            doc["activation"] = {
+                "timeoutSeconds": self.activation.timeout_seconds,
+                "maxHeld": self.activation.max_held,
+            }
         return doc
 
 
@@ -308,6 +324,8 @@ class ServerState:
     """The version's server cannot start: it exits again each time it is restarted (a
     crash loop; on Kubernetes a pod in CrashLoopBackOff). ``message`` says why."""
     restarts: int = 0
+    ready_replicas: int | None = None
+    """Replicas that answer their readiness probe (None: the shell did not count them)."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +351,12 @@ class VariantStats:
     latency_counts: tuple[int, ...]
     """Requests per bucket (not cumulative); one more entry than bounds (overflow)."""
     feedback: FeedbackStats = field(default_factory=FeedbackStats)
+    in_flight: int = 0
+    """Requests at the variant's replicas now."""
+    busy_seconds: float = 0.0
+    """Integral of `in_flight` over time, cumulative (the autoscaler's concurrency)."""
+    held: int = 0
+    """Requests waiting now for the variant at zero replicas."""
 
 
 @dataclass(frozen=True)
@@ -410,6 +434,25 @@ class DriftSignal:
 
 
 @dataclass(frozen=True)
+class LoadSample:
+    """One read of a variant's cumulative router counters, for the autoscaler.
+
+    ``requests`` and ``busy_seconds`` only grow while the router runs (a router restart
+    starts them again from zero; the autoscaler ignores the samples before a drop).
+    """
+
+    time: datetime
+    requests: int
+    """Requests the variant answered, cumulative."""
+    busy_seconds: float
+    """Integral of the variant's requests in flight over time, cumulative (seconds)."""
+    in_flight: int = 0
+    """Requests in progress now."""
+    held: int = 0
+    """Requests waiting now in the router for a replica (the variant is at zero)."""
+
+
+@dataclass(frozen=True)
 class ModelDeploymentObservation:
     training_jobs: tuple[TrainingJobInfo, ...] = ()
     """TrainingJobs `spec.model` may refer to (the namespace's, or at least the matches)."""
@@ -420,6 +463,9 @@ class ModelDeploymentObservation:
     model_card_version: str | None = None
     """For `spec.model.uri`: the version in its model.json, when the shell read it
     (otherwise the URI's last path segment is the version)."""
+    load: Mapping[tuple[str, str], tuple[LoadSample, ...]] = field(default_factory=dict)
+    """(variant, version) → recent samples of its router counters, oldest first (with
+    `spec.autoscaling`; the shell keeps them, see `pilotage.control.autoscale.LoadHistory`)."""
 
 
 RowValue = float | str | None
