@@ -228,6 +228,10 @@ def decide(
     seen = last_active(samples)
     if seen is not None and seen > active_at:
         active_at = seen
+    if current > 0 and (load.ready == 0 or not samples):
+        # still starting, or the router does not route to it yet: no request could come,
+        # so idle time counts from when a ready replica is in the router's table
+        active_at = now
     panic_since = parse_time(previous.panic_since)
     down_since = parse_time(previous.down_since)
     down_to = previous.down_to

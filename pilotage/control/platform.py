@@ -26,6 +26,7 @@ from pilotage.api.modelcard import ModelCard
 from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.api.resource import Resource
 from pilotage.api.trainingjob import TrainingJob
+from pilotage.control.autoscale import LoadHistory, Policy
 from pilotage.control.common import LABEL_MONITOR
 from pilotage.control.dataset import reconcile_dataset
 from pilotage.control.driftmonitor import reconcile_driftmonitor
@@ -171,6 +172,8 @@ class Observer:
     def __init__(self, platform: Platform[Any]) -> None:
         self.platform = platform
         self._cards: dict[str, ModelCard] = {}
+        self.loads = LoadHistory()
+        """Router load samples per deployment, for `spec.autoscaling`."""
 
     def model_card(
         self, uri: str, served_by: tuple[str, str, str] | None = None
@@ -190,7 +193,9 @@ class Observer:
             drift_signal(m) for m in monitors if m.spec.deployment_ref.name == deployment
         )
 
-    def observe(self, resource: Resource) -> Observation:
+    def observe(self, resource: Resource, now: datetime | None = None) -> Observation:
+        """What the resource's reconciler observes. `now` (the shell's clock) stamps the
+        router's load sample of an autoscaled ModelDeployment; without it none is taken."""
         namespace = namespace_of(resource)
         if isinstance(resource, Dataset):
             return DatasetObservation(
@@ -204,7 +209,7 @@ class Observer:
                 artifact_uri=self.platform.artifact_uri,
             )
         if isinstance(resource, ModelDeployment):
-            return self._deployment(resource, namespace)
+            return self._deployment(resource, namespace, now)
         if isinstance(resource, DriftMonitor):
             return self._monitor(resource, namespace)
         raise TypeError(f"no observation for {resource.kind}")
@@ -212,15 +217,26 @@ class Observer:
     def _run(self, namespace: str, name: str | None) -> RunState | None:
         return self.platform.run_state(namespace, name) if name else None
 
-    def _deployment(self, md: ModelDeployment, namespace: str) -> ModelDeploymentObservation:
+    def _deployment(
+        self, md: ModelDeployment, namespace: str, now: datetime | None
+    ) -> ModelDeploymentObservation:
         uri = md.spec.model.uri
         card = self.model_card(uri) if uri else None
+        router = self.platform.router(namespace, md.name)
+        key = (namespace, md.name)
+        policy = Policy.from_spec(md.spec)
+        if policy is None:
+            self.loads.forget(key)
+        elif now is not None and router is not None and router.stats is not None:
+            keep = max(policy.window, policy.scale_to_zero_after) + 2 * policy.interval
+            self.loads.add(key, router.stats, now, keep)
         return ModelDeploymentObservation(
             training_jobs=self.platform.training_jobs(namespace),
             servers=self.platform.servers(namespace, md.name),
-            router=self.platform.router(namespace, md.name),
+            router=router,
             drift=self.drift(namespace, md.name),
             model_card_version=card.version if card is not None else None,
+            load=self.loads.samples(key) if policy is not None else {},
         )
 
     def _monitor(self, dm: DriftMonitor, namespace: str) -> DriftMonitorObservation:

@@ -446,6 +446,7 @@ class LocalPlatform:
                     message=message,
                     failing=bool(down) and worst is not None and worst.count >= CRASH_LOOP_CRASHES,
                     restarts=worst.count if worst is not None else 0,
+                    ready_replicas=len(records) - len(down),
                 )
             )
         return tuple(states)
@@ -455,6 +456,24 @@ class LocalPlatform:
     ) -> str | None:
         records = self.server_records(deployment, version, namespace)
         return f"http://{LOCALHOST}:{records[0].port}" if records else None
+
+    def server_urls(
+        self, deployment: str, version: str, namespace: str, ready_only: bool
+    ) -> list[str] | None:
+        """The URLs of the version's replicas the router balances over: the ready ones
+        (every one while none is ready yet, unless ``ready_only``: autoscaling, where
+        the router holds requests until one is). None when no replica exists and
+        ``ready_only`` is off."""
+        records = sorted(
+            self.server_records(deployment, version, namespace),
+            key=lambda r: int(r.key.rsplit("/", 1)[1]),
+        )
+        ready = [r for r in records if self._ready_now(r, "/v2/health/ready")]
+        if not ready_only and not ready:
+            if not records:
+                return None
+            ready = records
+        return [f"http://{LOCALHOST}:{r.port}" for r in ready]
 
     def server_counters(
         self, namespace: str, deployment: str, version: str
@@ -622,15 +641,18 @@ class LocalPlatform:
             table = json.loads(table_path.read_text())
         except (OSError, ValueError):
             return
-        urls: dict[str, str] = {}
+        urls: dict[str, list[str]] = {}
+        # with autoscaling (the table has activation settings) only ready replicas are
+        # routed to; a variant with none is at zero and the router holds its requests
+        autoscaled = table.get("activation") is not None
         for variant in table["variants"]:
-            url = self.server_url(deployment, variant["version"], namespace)
-            if url is None:
+            found = self.server_urls(deployment, variant["version"], namespace, autoscaled)
+            if found is None:
                 return  # a server is missing; the reconciler ensures it first
-            urls[variant["version"]] = url
+            urls[variant["version"]] = found
         doc = dict(table)
         doc["deployment"] = deployment
-        doc["variants"] = [{**v, "url": urls[v["version"]]} for v in table["variants"]]
+        doc["variants"] = [{**v, **_url_fields(urls[v["version"]])} for v in table["variants"]]
         text = json.dumps(doc, indent=2, sort_keys=True)
         path = self._routes_file(deployment, namespace)
         with contextlib.suppress(OSError):
@@ -645,6 +667,19 @@ class LocalPlatform:
                 record.port if record else None,
                 bool(record.info.get("feedback_token")) if record else False,
             )
+
+    def router_admin(
+        self, deployment: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> tuple[str, str] | None:
+        """(admin URL, token) of the deployment's running router, or None."""
+        record = self._router(deployment, namespace)
+        if record is None or not self.supervisor.running(record):
+            return None
+        admin_port = record.info.get("admin_port")
+        if not isinstance(admin_port, int):
+            return None
+        token = self._token_file(deployment, namespace, "admin").read_text().strip()
+        return f"http://{LOCALHOST}:{admin_port}", token
 
     def router_endpoint(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> str | None:
         record = self._router(deployment, namespace)
@@ -802,6 +837,10 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _url_fields(urls: list[str]) -> dict[str, Any]:
+    return {"url": urls[0]} if len(urls) == 1 else {"urls": urls}
 
 
 def _table_to_json(action: SetRoutes) -> dict[str, Any]:

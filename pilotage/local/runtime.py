@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pilotage.api import Resource
+from pilotage.api import ModelDeployment, Resource
 from pilotage.control.platform import (
     Observation,
     Observer,
@@ -26,6 +26,7 @@ from pilotage.control.platform import (
     reconcile,
 )
 from pilotage.control.types import DeleteRun
+from pilotage.local.activations import Activations
 from pilotage.local.platform import LocalPlatform, scoped, unscoped
 from pilotage.local.store import Store
 
@@ -50,6 +51,8 @@ class Runtime:
         self.observer = Observer(platform)
         self._last_error: dict[tuple[str, str, str], str] = {}
         self.stop_event = threading.Event()
+        self._wakeup = threading.Event()
+        self.activations = Activations(platform, self.wake, self.stop_event)
         self.ticks = 0
         """Ticks completed: a tick after a store change has reconciled every resource."""
         self.observers: list[Callable[[Resource, Any], None]] = []
@@ -57,11 +60,29 @@ class Runtime:
         dashboard's charts read what the loop fetched anyway; an observer's failure is
         ignored: it must never stop the control loop)."""
 
-    def observe(self, res: Resource) -> Observation:
+    def observe(self, res: Resource, now: datetime | None = None) -> Observation:
         """What the resource's reconciler observes now (see `control.platform.Observer`)."""
-        return self.observer.observe(res)
+        return self.observer.observe(res, now)
 
     # -- the loop ----------------------------------------------------------------------------
+
+    def wake(self, namespace: str, name: str) -> None:
+        """Reconcile this ModelDeployment now (a router holds requests for a variant at
+        zero); safe from any thread."""
+        self._due[("ModelDeployment", namespace, name)] = 0.0
+        self._wakeup.set()
+
+    def _sync_activations(self, resources: list[Resource]) -> None:
+        """A long poll on the router of each deployment that may scale to zero."""
+        self.activations.sync(
+            {
+                (namespace_of(r), r.name)
+                for r in resources
+                if isinstance(r, ModelDeployment)
+                and r.spec.autoscaling is not None
+                and r.spec.autoscaling.min_replicas == 0
+            }
+        )
 
     def collect_garbage(self, resources: list[Resource]) -> None:
         """Stop the processes whose owner resource was deleted (owners are ``Kind/scoped``)."""
@@ -105,11 +126,15 @@ class Runtime:
             report.reconciled += 1
             self._due[key] = clock + min(requeue or self.max_requeue, self.max_requeue)
         self._seen_version = self.store.resource_version()
+        present = {(r.kind, namespace_of(r), r.name) for r in resources}
+        for gone in [k for k in list(self._due) if k not in present]:
+            self._due.pop(gone, None)
+        self._sync_activations(resources)
         self.ticks += 1
         return report
 
     def reconcile(self, res: Resource, now: datetime) -> float | None:
-        observation = self.observe(res)
+        observation = self.observe(res, now)
         for observer in self.observers:
             with contextlib.suppress(Exception):  # a view must not break the loop
                 observer(res, observation)
@@ -129,11 +154,18 @@ class Runtime:
         self, interval: float = 0.25, on_tick: Callable[[TickReport], None] | None = None
     ) -> None:
         """Tick until ``stop_event`` is set."""
-        while not self.stop_event.is_set():
-            try:
-                report = self.tick()
-            except Exception as exc:  # e.g. the store is locked for longer than its timeout
-                report = TickReport(errors=[f"control loop: {type(exc).__name__}: {exc}"])
-            if on_tick is not None:
-                on_tick(report)
-            self.stop_event.wait(interval)
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    report = self.tick()
+                except Exception as exc:  # e.g. the store is locked longer than its timeout
+                    report = TickReport(errors=[f"control loop: {type(exc).__name__}: {exc}"])
+                if on_tick is not None:
+                    on_tick(report)
+                # the next tick comes after `interval`, sooner when a reconcile is due
+                # sooner (a replica starting from zero) or a router woke the loop
+                soonest = min(self._due.values(), default=time.monotonic() + interval)
+                self._wakeup.wait(max(0.0, min(interval, soonest - time.monotonic())))
+                self._wakeup.clear()
+        finally:
+            self.activations.close()

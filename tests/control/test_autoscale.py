@@ -343,3 +343,21 @@ def test_invalid_autoscaling_is_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Autoscaling.model_validate(fields)
+
+
+def test_a_variant_still_starting_is_not_idle() -> None:
+    p = policy(minReplicas=0, scaleToZeroAfter="4s")
+    load = Load()
+    state = None
+    for _ in range(10):  # 20 s without a ready replica and without requests
+        load.run(STEP, 0)
+        d = decide(p, load.view(ready=0), state, at(load.t))
+        state = d.status
+        assert d.desired == 1
+    load.run(STEP, 0)  # ready now (t=22): idle since the last decision while starting
+    d = decide(p, load.view(ready=1), state, at(load.t))
+    state = d.status
+    assert d.desired == 1
+    load.run(STEP, 0)  # t=24: 4 s idle
+    d = decide(p, load.view(ready=1), state, at(load.t))
+    assert (d.desired, d.reason) == (0, SCALED_TO_ZERO)
