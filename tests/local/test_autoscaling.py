@@ -62,7 +62,9 @@ def status(store: Store) -> Any:
 
 
 def servers(runtime: Runtime) -> list[Any]:
-    return [r for r in runtime.platform.server_records("iris") if runtime.platform.supervisor.running(r)]
+    return [
+        r for r in runtime.platform.server_records("iris") if runtime.platform.supervisor.running(r)
+    ]
 
 
 def router_stats(runtime: Runtime) -> Any:
