@@ -10,6 +10,7 @@ from pilotage import sources
 from pilotage.api.common import (
     ApiModel,
     Condition,
+    Duration,
     LocalObjectReference,
     Name,
     ShortText,
@@ -27,12 +28,62 @@ def _uri_schema(schema: dict[str, Any]) -> None:
     schema["pattern"] = sources.uri_pattern()
 
 
+class BaseData(ApiModel):
+    """Data appended to what the logs give (a retrain should not forget the original data)."""
+
+    uri: Annotated[str, Field(max_length=2048, json_schema_extra=_uri_schema)]
+    """Any source URI but `logs://`: `builtin://iris`, `file:///path.csv`, `pvc://`, `s3://`,
+    `https://`."""
+    format: Literal["csv", "parquet"] | None = None
+    """File format; inferred from the extension when absent."""
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, uri: str) -> str:
+        problem = sources.uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
+
+
+class InferenceLogs(ApiModel):
+    """A window of a ModelDeployment's inference logs (`uri: logs://DEPLOYMENT`), joined with
+    the feedback labels by request id and materialised as one Parquet snapshot."""
+
+    sink: Annotated[str, Field(min_length=1, max_length=2048)]
+    """Where the deployment's logs are: the same URI as its `spec.logging.sink.uri`
+    (`file:///dir`, `pvc://CLAIM/dir` or `s3://bucket/prefix`; an `https://` collector keeps
+    its own copy and cannot be read back)."""
+    window: Duration = "168h"
+    """How far back from the profiling run's start the logs are read (`168h`: 7 days)."""
+    labelled: bool = True
+    """Keep only the rows whose request got a feedback label (for training); false keeps every
+    logged row, the target empty where no label came (for profiling live inputs)."""
+    base: BaseData | None = None
+    """Rows appended after the logged ones, e.g. the data the first version learned from;
+    it must have the snapshot's feature and target columns."""
+    max_labels: Annotated[int, Field(ge=1, le=50_000_000)] = 5_000_000
+    """At most this many labels are joined (they are held in memory, about 100 bytes each,
+    while the requests are streamed); a window with more fails the profiling run."""
+
+
 class DataSource(ApiModel):
     """Where the data is read from."""
 
+    model_config = cel_rules(
+        (
+            "self.uri.startsWith('logs://') == has(self.inferenceLogs)",
+            "spec.source.inferenceLogs is required with a logs:// uri and only with one",
+        )
+    )
+
     uri: Annotated[str, Field(max_length=2048, json_schema_extra=_uri_schema)]
     """`builtin://iris|wine|breast_cancer|diabetes|digits`, `file:///path`, `pvc://CLAIM/path`,
-    `s3://bucket/key` or `https://host/path`."""
+    `s3://bucket/key`, `https://host/path`, or `logs://DEPLOYMENT` (a ModelDeployment's
+    inference logs, read as `inferenceLogs` says)."""
+    inference_logs: InferenceLogs | None = None
+    """With `uri: logs://DEPLOYMENT`: where the logs are, the window, labelled rows only or
+    all, and base data to append."""
     format: Literal["csv", "parquet"] | None = None
     """File format; inferred from the extension when absent."""
     credentials_secret_ref: LocalObjectReference | None = None
@@ -49,6 +100,13 @@ class DataSource(ApiModel):
         if problem:
             raise ValueError(problem)
         return uri
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataSource:
+        problem = sources.spec_problem(self)
+        if problem and "inferenceLogs" in problem:
+            raise ValueError(problem.removeprefix("spec.source."))
+        return self
 
 
 class ColumnSchema(ApiModel):
@@ -149,6 +207,35 @@ class ColumnSummary(ApiModel):
     """Largest value (numeric columns)."""
 
 
+class Snapshot(ApiModel):
+    """The data a source materialised for this profile (a `logs://` window): what a
+    TrainingJob of this Dataset reads, instead of the source."""
+
+    uri: Annotated[str, Field(max_length=2048)]
+    """The Parquet file in the artifact store."""
+    rows: Annotated[int, Field(ge=0)]
+    """Rows in the snapshot (logged rows plus base rows)."""
+    logged_rows: Annotated[int, Field(ge=0)] = 0
+    """Rows that came from the logs."""
+    labelled_rows: Annotated[int, Field(ge=0)] = 0
+    """Logged rows that carry a feedback label."""
+    base_rows: Annotated[int, Field(ge=0)] = 0
+    """Rows appended from `inferenceLogs.base`."""
+    requests: Annotated[int, Field(ge=0)] = 0
+    """Request records read in the window."""
+    labels: Annotated[int, Field(ge=0)] = 0
+    """Label records read in the window."""
+    skipped: Annotated[int, Field(ge=0)] = 0
+    """Records left out: torn or invalid lines, failed or shadow requests, rows without
+    named features."""
+    unreadable: Annotated[int, Field(ge=0)] = 0
+    """Log files that could not be read (the profiling run's log names them)."""
+    window_start: Timestamp | None = None
+    """Start of the window read (inclusive)."""
+    window_end: Timestamp | None = None
+    """End of the window read (exclusive): when the run read it."""
+
+
 class DatasetStatus(ApiModel):
     """Observed state of a Dataset."""
 
@@ -176,6 +263,9 @@ class DatasetStatus(ApiModel):
     summary: Annotated[list[ColumnSummary], Field(max_length=1000)] = Field(default_factory=list)
     """Per column: type, missing, distinct values, range; the target first. On Kubernetes
     the list may be cut short to fit the run's 4 KiB termination message."""
+    snapshot: Snapshot | None = None
+    """For a source read as a snapshot (`logs://`): where the rows were materialised and what
+    went into them; TrainingJobs train on this file."""
     last_profiled_time: Timestamp | None = None
     """When the data was last read."""
     run: Annotated[str, Field(max_length=253)] | None = None
@@ -206,6 +296,7 @@ class Dataset(Resource):
 
 
 __all__ = [
+    "BaseData",
     "ColumnSchema",
     "ColumnSummary",
     "DataSource",
@@ -213,6 +304,8 @@ __all__ = [
     "DatasetSpec",
     "DatasetStatus",
     "Finding",
+    "InferenceLogs",
     "Name",
+    "Snapshot",
     "Split",
 ]

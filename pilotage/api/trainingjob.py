@@ -16,6 +16,7 @@ from pilotage.api.common import (
     cel_rules,
     conditions_field,
 )
+from pilotage.api.dataset import Snapshot
 from pilotage.api.resource import PrinterColumn, Resource, age_column
 
 Algorithm = Literal[
@@ -484,6 +485,9 @@ class TrainingJobStatus(ApiModel):
     """Generation the current run trains; a run is never started twice for one generation."""
     dataset_fingerprint: Annotated[str, Field(max_length=80)] | None = None
     """Fingerprint of the data the model was trained on."""
+    dataset_snapshot: Snapshot | None = None
+    """The Dataset's snapshot the model learned from (a `logs://` Dataset): the Parquet file,
+    its rows (logged, labelled, base) and the window of logs it holds."""
     start_time: Timestamp | None = None
     """When the first attempt started."""
     completion_time: Timestamp | None = None

@@ -13,7 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from pilotage import sources
-from pilotage.api.dataset import ColumnSummary, Dataset, DatasetSpec, DatasetStatus, Finding
+from pilotage.api.dataset import (
+    ColumnSummary,
+    Dataset,
+    DatasetSpec,
+    DatasetStatus,
+    Finding,
+    Snapshot,
+)
 from pilotage.control.common import (
     ANNOTATION_REFRESH,
     RUN_POLL_SECONDS,
@@ -84,6 +91,8 @@ def _apply_summary(status: DatasetStatus, result: Any, run: RunState, now: datet
         if task not in (None, "classification", "regression"):
             raise ValueError(f"task {task!r} is neither classification nor regression")
         target = result.get("target")
+        snapshot = result.get("snapshot")
+        status.snapshot = Snapshot.model_validate(snapshot) if snapshot is not None else None
         status.rows = int(result["rows"])
         status.columns = int(result["columns"])
         status.fingerprint = str(result["fingerprint"])

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from pilotage.api.dataset import Dataset
+from pilotage.api.dataset import Dataset, DataSource
 from pilotage.api.trainingjob import (
     ALGORITHM_PARAMETERS,
     CLASSIFICATION_METRICS,
@@ -199,17 +199,29 @@ def _start(
     if tj.spec.active_deadline_seconds is not None:
         spent = seconds_between(started, now) if started else 0.0
         deadline = max(1.0, tj.spec.active_deadline_seconds - spent)
+    data = data_of(dataset)
+    dataset_manifest = manifest(dataset)
+    dataset_manifest["spec"]["source"] = data.model_dump(by_alias=True, exclude_none=True)
     return StartRun(
         name=run_name(tj, attempt),
         purpose="train",
         owner_kind="TrainingJob",
         owner_name=tj.name,
-        manifests=[manifest(dataset), manifest(tj)],
+        manifests=[dataset_manifest, manifest(tj)],
         output_uri=output_uri(tj, obs.artifact_uri),
         deadline_seconds=deadline,
         resources=tj.spec.resources.dump(),
-        data=(dataset.spec.source,),
+        data=(data,),
     )
+
+
+def data_of(dataset: Dataset) -> DataSource:
+    """What a run trains on: the Dataset's snapshot when its profile materialised one (a
+    `logs://` window: the Parquet file in the artifact store), else its source."""
+    snapshot = dataset.status.snapshot if dataset.status is not None else None
+    if snapshot is None:
+        return dataset.spec.source
+    return DataSource(uri=snapshot.uri, format="parquet")
 
 
 def _read_summary(result: Any) -> tuple[dict[str, float], OnnxParity | None, dict[str, Any]]:
@@ -318,6 +330,7 @@ def reconcile_trainingjob(
         status.start_time = stamp
         status.completion_time = None
         status.dataset_fingerprint = ds_status.fingerprint
+        status.dataset_snapshot = ds_status.snapshot
         limit = tj.spec.backoff_limit + 1
         finish("Running", False, "Training", f"attempt 1 of {limit} running as {start.name}")
         events.append(

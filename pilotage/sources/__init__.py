@@ -8,13 +8,14 @@ docs/extending.md walks through adding one.
 
 from __future__ import annotations
 
-from pilotage.sources import builtin, file, http, pvc, s3  # noqa: F401 - each registers its source
+from pilotage.sources import builtin, file, http, logs, pvc, s3  # noqa: F401 - each registers its source
 from pilotage.sources.base import (
     CREDENTIALS_ENV,
     DEFAULT_CREDENTIALS_DIR,
     Access,
     DataFile,
     LoadedData,
+    Snapshot,
     Source,
     register,
     scheme_of,
@@ -34,6 +35,7 @@ __all__ = [
     "Access",
     "DataFile",
     "LoadedData",
+    "Snapshot",
     "Source",
     "register",
     "scheme_of",

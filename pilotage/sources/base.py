@@ -23,15 +23,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlparse
 
 from pilotage.trainer.errors import DataError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import pandas as pd
 
-    from pilotage.api.dataset import DataSource
+    from pilotage.api.dataset import Dataset, DataSource
 
 CREDENTIALS_ENV = "PILOTAGE_CREDENTIALS_DIR"
 """Where a run finds the Secrets its sources name: one directory per Secret, one file per key
@@ -61,6 +63,15 @@ class LoadedData:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What a source that materialises its data wrote: one Parquet file, and the facts of
+    how it was made (the keys of a Dataset's `status.snapshot`, camelCase)."""
+
+    path: Path
+    facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class DataFile:
     """A source's data as a local file that can be read in chunks."""
 
@@ -77,12 +88,26 @@ class Source:
     """Keys a `credentialsSecretRef` Secret may hold for this source; empty: it takes none."""
     default_target: ClassVar[str | None] = None
     """The target column when `spec.target` is absent; None: the Dataset must name it."""
+    fields: ClassVar[tuple[str, ...]] = ()
+    """The source's own fields of `spec.source` (camelCase) beside uri, format and
+    credentialsSecretRef; a field of another source is refused."""
 
     def problem(self, source: DataSource) -> str | None:
         """What makes ``source`` unusable, naming the field; None when it is usable."""
+        scheme = scheme_of(source.uri)
         if source.credentials_secret_ref is not None and not self.credentials:
-            scheme = scheme_of(source.uri)
             return f"spec.source.credentialsSecretRef: {scheme}:// sources take no credentials"
+        for name in OWN_FIELDS:
+            if name not in self.fields and getattr(source, OWN_FIELDS[name]) is not None:
+                return f"spec.source.{name}: only a {_owner_of(name)} source takes it"
+        return None
+
+    def materialise(self, dataset: Dataset, directory: Path, now: datetime) -> Snapshot | None:
+        """For a source whose content changes with the clock (a window of logs): write the
+        Dataset's rows once, as a Parquet file in ``directory``, and say what went in. The
+        profiling run publishes it in the artifact store and TrainingJobs read that file, so
+        every run of one profile sees the same rows. None (the default): the source is read
+        as it is."""
         return None
 
     def access(self, source: DataSource) -> Access:
@@ -98,6 +123,15 @@ class Source:
         """The data as a local file for chunked reading (a remote one is copied to a
         temporary file, removed on exit), or None when the source only loads whole."""
         yield None
+
+
+OWN_FIELDS = {"inferenceLogs": "inference_logs"}
+"""Source-specific fields of `spec.source`: API name -> attribute of DataSource."""
+
+
+def _owner_of(name: str) -> str:
+    owners = [f"{s}://" for s, found in _SOURCES.items() if name in found.fields]
+    return " or ".join(owners) or "(no registered)"
 
 
 def scheme_of(uri: str) -> str:

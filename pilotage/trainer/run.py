@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from pilotage import sources
-from pilotage.api.dataset import Dataset
+from pilotage.api.dataset import Dataset, DataSource
 from pilotage.api.modelcard import (
     CARD_FILE,
     MODEL_FILE,
@@ -179,88 +180,128 @@ def profile(
     """
     say = progress or _quiet
     summary = failed_profile()
-    uri = dataset.spec.source.uri
     try:
-        source = sources.source_for(uri)
-        with _warnings_to(say), source.local_file(dataset.spec.source) as data_file:
-            if data_file is None:
-                loaded, validated = _load_and_validate(dataset, say)
-                result = streaming.Streamed(
-                    rows=int(loaded.frame.shape[0]),
-                    columns=int(loaded.frame.shape[1]),
-                    fingerprint=loaded.fingerprint,
-                    findings=validated.findings,
-                    features=validated.features,
-                    target=validated.target,
-                    profiles={
-                        c.name: _profile_of(validated.frame[c.name], c, 50)
-                        for c in [*validated.features, validated.target]
-                    },
-                    summary=[
-                        _column_summary(
-                            validated.frame[c.name],
-                            c,
-                            "target" if c is validated.target else "feature",
-                        )
-                        for c in [validated.target, *validated.features]
-                    ],
-                    task=_infer_task(validated.target, validated.frame[validated.target.name]),
-                )
-            else:
-                say(f"reading {uri} in chunks of {streaming.CHUNK_ROWS} rows")
-                result = streaming.profile_file(dataset, data_file.path, data_file.format, uri)
-                say(
-                    f"read {result.rows} rows x {result.columns} columns, "
-                    f"sha256 {result.fingerprint[:12]}"
-                )
-                for f in result.findings:
-                    say(
-                        f"finding: {f.severity} {f.kind} {f.column or '(rows)'}: {f.count} - {f.message}"
-                    )
-        summary.update(
-            rows=result.rows,
-            columns=result.columns,
-            fingerprint=result.fingerprint,
-            findings=[f.dump() for f in result.findings],
-        )
-        if result.errors:
-            raise DataError(describe_errors(result.errors))
-        columns = [*result.features, result.target]
-        summary["target"] = result.target.name
-        summary["task"] = result.task
-        summary["summary"] = result.summary
-        document = {
-            "dataset": dataset.name,
-            "uri": dataset.spec.source.uri,
-            "fingerprint": result.fingerprint,
-            "rows": result.rows,
-            "target": result.target.name,
-            "columns": {
-                c.name: {
-                    "type": c.type,
-                    **result.profiles[c.name].model_dump(by_alias=True, exclude_none=True),
-                }
-                for c in columns
-            },
-            "findings": summary["findings"],
-            "created": _now(),
-        }
-        if output_uri:
-            with tempfile.TemporaryDirectory(prefix="pilotage-profile-") as tmp:
-                (Path(tmp) / PROFILE_FILE).write_text(json.dumps(document, indent=2) + "\n")
-                publish_directory(Path(tmp), output_uri)
-            summary["profileUri"] = join(output_uri, PROFILE_FILE)
-            say(f"wrote {summary['profileUri']}")
-        warnings_count = len(result.findings)
-        summary["phase"] = "Ready"
-        summary["message"] = (
-            f"{summary['rows']} rows, {summary['columns']} columns, {warnings_count} warning(s)"
-        )
+        with tempfile.TemporaryDirectory(prefix="pilotage-snapshot-") as tmp:
+            profiled, snapshot = _snapshot_of(dataset, Path(tmp), say)
+            _profile(dataset, profiled, output_uri, say, summary, snapshot)
     except (TrainingError, StorageError) as exc:
         summary["message"] = str(exc)
     except Exception as exc:  # the run must end with a summary, whatever went wrong
         summary["message"] = _internal_error(exc, say)
     return summary
+
+
+def _snapshot_of(
+    dataset: Dataset, directory: Path, say: Progress
+) -> tuple[Dataset, sources.Snapshot | None]:
+    """The Dataset to profile: itself, or for a source that materialises its data (a window
+    of logs) the same Dataset reading the Parquet snapshot written into ``directory``."""
+    source = dataset.spec.source
+    with _warnings_to(say):
+        snapshot = sources.source_for(source.uri).materialise(dataset, directory, datetime.now(UTC))
+    if snapshot is None:
+        return dataset, None
+    facts = snapshot.facts
+    say(
+        f"snapshot: {facts.get('rows')} rows ({facts.get('loggedRows')} logged, "
+        f"{facts.get('labelledRows')} labelled, {facts.get('baseRows')} base) from "
+        f"{facts.get('requests')} requests and {facts.get('labels')} labels; "
+        f"{facts.get('skipped')} skipped"
+    )
+    spec = dataset.spec.model_copy(
+        update={"source": DataSource(uri=snapshot.path.as_uri(), format="parquet")}
+    )
+    return dataset.model_copy(update={"spec": spec}), snapshot
+
+
+def _profile(
+    dataset: Dataset,
+    profiled: Dataset,
+    output_uri: str | None,
+    say: Progress,
+    summary: dict[str, Any],
+    snapshot: sources.Snapshot | None,
+) -> None:
+    uri = dataset.spec.source.uri
+    source = sources.source_for(profiled.spec.source.uri)
+    with _warnings_to(say), source.local_file(profiled.spec.source) as data_file:
+        if data_file is None:
+            loaded, validated = _load_and_validate(profiled, say)
+            result = streaming.Streamed(
+                rows=int(loaded.frame.shape[0]),
+                columns=int(loaded.frame.shape[1]),
+                fingerprint=loaded.fingerprint,
+                findings=validated.findings,
+                features=validated.features,
+                target=validated.target,
+                profiles={
+                    c.name: _profile_of(validated.frame[c.name], c, 50)
+                    for c in [*validated.features, validated.target]
+                },
+                summary=[
+                    _column_summary(
+                        validated.frame[c.name],
+                        c,
+                        "target" if c is validated.target else "feature",
+                    )
+                    for c in [validated.target, *validated.features]
+                ],
+                task=_infer_task(validated.target, validated.frame[validated.target.name]),
+            )
+        else:
+            say(f"reading {uri} in chunks of {streaming.CHUNK_ROWS} rows")
+            result = streaming.profile_file(profiled, data_file.path, data_file.format, uri)
+            say(
+                f"read {result.rows} rows x {result.columns} columns, "
+                f"sha256 {result.fingerprint[:12]}"
+            )
+            for f in result.findings:
+                say(
+                    f"finding: {f.severity} {f.kind} {f.column or '(rows)'}: {f.count} - {f.message}"
+                )
+    summary.update(
+        rows=result.rows,
+        columns=result.columns,
+        fingerprint=result.fingerprint,
+        findings=[f.dump() for f in result.findings],
+    )
+    if result.errors:
+        raise DataError(describe_errors(result.errors))
+    columns = [*result.features, result.target]
+    summary["target"] = result.target.name
+    summary["task"] = result.task
+    summary["summary"] = result.summary
+    document = {
+        "dataset": dataset.name,
+        "uri": dataset.spec.source.uri,
+        "fingerprint": result.fingerprint,
+        "rows": result.rows,
+        "target": result.target.name,
+        "columns": {
+            c.name: {
+                "type": c.type,
+                **result.profiles[c.name].model_dump(by_alias=True, exclude_none=True),
+            }
+            for c in columns
+        },
+        "findings": summary["findings"],
+        "created": _now(),
+    }
+    if output_uri:
+        with tempfile.TemporaryDirectory(prefix="pilotage-profile-") as tmp:
+            (Path(tmp) / PROFILE_FILE).write_text(json.dumps(document, indent=2) + "\n")
+            if snapshot is not None:
+                shutil.copyfile(snapshot.path, Path(tmp) / snapshot.path.name)
+            publish_directory(Path(tmp), output_uri)
+        summary["profileUri"] = join(output_uri, PROFILE_FILE)
+        say(f"wrote {summary['profileUri']}")
+        if snapshot is not None:
+            summary["snapshot"] = {"uri": join(output_uri, snapshot.path.name), **snapshot.facts}
+    warnings_count = len(result.findings)
+    summary["phase"] = "Ready"
+    summary["message"] = (
+        f"{summary['rows']} rows, {summary['columns']} columns, {warnings_count} warning(s)"
+    )
 
 
 # ---------------------------------------------------------------- train
