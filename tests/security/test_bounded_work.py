@@ -153,6 +153,24 @@ def test_a_body_sent_too_slowly_is_dropped(start_upstream, start_router) -> None
     assert router.stats()["variants"]["stable"]["requests"] == 0
 
 
+def test_a_server_cuts_off_slow_headers_and_slow_bodies(iris: Any, tmp_path: Path) -> None:
+    # the model server, like the router (above): issue 16 item 5 names both
+    flags = ("--header-timeout", "1", "--body-timeout", "1")
+    with serve(iris, tmp_path, *flags) as server, serve(iris, tmp_path, *flags) as twin:
+        summary = within_3x(server.url, twin.url, "slowloris", 200)
+        assert summary["closed"] == 200, summary
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(
+                b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000"
+                b'\r\n\r\n{"instances": '
+            )
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # closed by the server, not answered
+            assert time.monotonic() - started < 10
+        assert Client(server.url).predict(ROW).status == 200
+
+
 def test_connections_past_the_cap_are_refused_at_once(start_upstream, start_router) -> None:
     stable = start_upstream("1")
     router = start_router(table(stable=(stable, 100)), "--max-connections", "20")
