@@ -412,3 +412,27 @@ def test_a_bad_logging_section_is_refused_naming_the_field(
     assert answer.status == 400
     assert json.loads(answer.body)["error"] == "logging.sampleRate: must be within 0-1, got 2"
     assert router.log_stats()["sampleRate"] == 1.0  # the running settings stay
+
+
+def test_failed_requests_are_logged_with_their_error(
+    start_upstream: Callable[..., Upstream],
+    start_logging_router: Callable[..., LoggingRouter],
+    tmp_path: Path,
+) -> None:
+    upstream = start_upstream("1")
+    root = tmp_path / "logs"
+    router = start_logging_router(upstream, file_logging(root))
+    upstream.control(fail=503)
+    client = Client(router.url)
+    refused = client.predict([[1.0, 2.0, 3.0, 4.0]])
+    upstream.proc.stop()  # nothing answers any more: the router's own 502
+    unreachable = client.predict([[1.0, 2.0, 3.0, 4.0]])
+    client.close()
+    assert (refused.status, unreachable.status) == (503, 502)
+    router.proc.stop()
+    records = {r["id"]: r for r in read_logs(root.as_uri())}
+    assert sorted(records) == sorted([refused.request_id, unreachable.request_id])
+    r503, r502 = records[refused.request_id], records[unreachable.request_id]
+    assert (r503["status"], r503["error"], r503["predictions"]) == (503, "injected failure", None)
+    assert r502["status"] == 502 and r502["error"] and r502["variant"] == "stable"
+    assert r502["error"] in json.loads(unreachable.body)["error"]
