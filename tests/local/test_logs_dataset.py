@@ -1,0 +1,164 @@
+"""Issue 17, closing the loop with live data on the embedded runtime, all real processes:
+requests through the router are logged, ground truth comes through /v1/feedback (half of
+it after a restart, when the router no longer remembers the answers), a `logs://` Dataset
+materialises the labelled window, and a TrainingJob trains on that snapshot and names it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+from pilotage.inferencelog.reader import LogReader
+from pilotage.local.processes import start_ticks
+from pilotage.local.store import Store
+from tests.support.procs import Process, http_ok, pilotage, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-up")]
+
+API = "pilotage.dev/v1alpha1"
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+
+
+def serving(sink: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "iris"},
+         "spec": {"source": {"uri": "builtin://iris"}, "target": "target"}},
+        {"apiVersion": API, "kind": "TrainingJob", "metadata": {"name": "iris-v1"},
+         "spec": {"datasetRef": {"name": "iris"},
+                  "model": {"algorithm": "logistic_regression"}}},
+        {"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "iris"},
+         "spec": {"model": {"trainingJobRef": {"name": "iris-v1"}},
+                  "logging": {"sampleRate": 1.0, "sink": {"uri": sink}}}},
+    ]  # fmt: skip
+
+
+def live(sink: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "iris-live"},
+         "spec": {"source": {"uri": "logs://iris",
+                             "inferenceLogs": {"sink": sink, "window": "1h"}},
+                  "target": "target"}},
+        {"apiVersion": API, "kind": "TrainingJob", "metadata": {"name": "iris-live-1"},
+         "spec": {"datasetRef": {"name": "iris-live"},
+                  "model": {"algorithm": "decision_tree"}}},
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "state"
+    store = Store(tmp_path / "state")
+    for rec in store.processes():  # whatever happened, leave no process behind
+        if start_ticks(rec.pid) == rec.start_ticks:
+            os.killpg(rec.pid, signal.SIGKILL)
+
+
+def _status(store: Store, kind: str, name: str) -> dict[str, Any]:
+    res = store.find(kind, name)
+    return dict(res.dump().get("status") or {}) if res else {}
+
+
+def _post(url: str, doc: Any) -> tuple[str, Any]:
+    req = urllib.request.Request(
+        url, json.dumps(doc).encode(), {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.headers.get("x-pilotage-request-id", ""), json.loads(resp.read())
+
+
+def _up(state: Path, log: Path, *files: Path) -> Process:
+    args = ["up", "--state-dir", str(state), "--interval", "0.1", "--no-dashboard"]
+    for f in files:
+        args += ["-f", str(f)]
+    return Process(pilotage(*args), log)
+
+
+def _answers(endpoint: str | None) -> bool:
+    return bool(endpoint) and http_ok(f"{endpoint}/v1/models/iris")
+
+
+def _labels_logged(sink: str) -> int:
+    end = datetime.now(UTC) + timedelta(minutes=5)
+    reader = LogReader(sink, "default", "iris", end - timedelta(hours=2), end, kinds=("label",))
+    return sum(1 for _ in reader)
+
+
+def test_a_retrain_learns_from_the_labelled_logs_and_names_its_snapshot(
+    state: Path, tmp_path: Path
+) -> None:
+    sink = (tmp_path / "logs").as_uri()
+    first = tmp_path / "serving.yaml"
+    first.write_text("\n---\n".join(json.dumps(d) for d in serving(sink)))
+    iris = load_iris()
+    picks = list(range(0, 150, 5))  # 30 rows, 10 of each class
+    store = Store(state)
+
+    up = _up(state, tmp_path / "up1.log", first)
+    try:
+        wait_until(
+            lambda: _status(store, "ModelDeployment", "iris").get("phase") == "Healthy",
+            180, 0.1, "iris serving",
+        )  # fmt: skip
+        endpoint = _status(store, "ModelDeployment", "iris")["endpoint"]
+        sent: dict[str, tuple[list[float], int]] = {}
+        for i in picks:
+            row = [float(v) for v in iris.data[i]]
+            rid, _ = _post(f"{endpoint}/v1/models/iris:predict", {"instances": [row]})
+            sent[rid] = (row, int(iris.target[i]))
+        ids = list(sent)
+        now_labelled = [{"requestId": r, "label": sent[r][1]} for r in ids[:10]]
+        _, answer = _post(f"{endpoint}/v1/feedback", {"feedback": now_labelled})
+        assert answer["recorded"] == 10
+    finally:
+        up.stop(30)
+
+    # A new router remembers none of the answers: the labels are "unknown" to it, yet logged.
+    up = _up(state, tmp_path / "up2.log")
+    try:
+        wait_until(
+            lambda: _answers(_status(store, "ModelDeployment", "iris").get("endpoint")),
+            180, 0.1, "iris serving again",
+        )  # fmt: skip
+        endpoint = _status(store, "ModelDeployment", "iris")["endpoint"]
+        late = [{"requestId": r, "label": sent[r][1]} for r in ids[10:20]]
+        _, answer = _post(f"{endpoint}/v1/feedback", {"feedback": late})
+        assert (answer["recorded"], answer["unknown"]) == (0, 10)
+        wait_until(lambda: _labels_logged(sink) == 20, 30, 0.1, "20 labels in the log")
+
+        second = tmp_path / "live.yaml"
+        second.write_text("\n---\n".join(json.dumps(d) for d in live(sink)))
+        applied = subprocess.run(
+            pilotage("apply", "-f", str(second), "--state-dir", str(state)),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        wait_until(
+            lambda: _status(store, "TrainingJob", "iris-live-1").get("phase")
+            in ("Succeeded", "Failed"),
+            240, 0.2, "the TrainingJob on the logs finished",
+        )  # fmt: skip
+    finally:
+        up.stop(30)
+
+    dataset = _status(store, "Dataset", "iris-live")
+    job = _status(store, "TrainingJob", "iris-live-1")
+    assert job["phase"] == "Succeeded", job.get("message")
+    snapshot = dataset["snapshot"]
+    assert (snapshot["rows"], snapshot["labelledRows"], snapshot["requests"]) == (20, 20, 30)
+    assert job["datasetSnapshot"] == snapshot
+    assert job["datasetFingerprint"] == dataset["fingerprint"]
+    frame = pd.read_parquet(Path(snapshot["uri"].removeprefix("file://")))
+    assert list(frame.columns) == [*FEATURES, "target"]
+    got = sorted((tuple(r[:4]), int(r[4])) for r in frame.itertuples(index=False))
+    assert got == sorted((tuple(sent[r][0]), sent[r][1]) for r in ids[:20])
