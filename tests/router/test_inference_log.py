@@ -436,3 +436,20 @@ def test_failed_requests_are_logged_with_their_error(
     assert (r503["status"], r503["error"], r503["predictions"]) == (503, "injected failure", None)
     assert r502["status"] == 502 and r502["error"] and r502["variant"] == "stable"
     assert r502["error"] in json.loads(unreachable.body)["error"]
+
+
+def test_sigterm_writes_what_the_buffer_holds(
+    start_upstream: Callable[..., Upstream],
+    start_logging_router: Callable[..., LoggingRouter],
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "logs"
+    # a batch would leave only after an hour: whatever is in the files came with shutdown
+    router = start_logging_router(start_upstream("1"), file_logging(root, flushSeconds=3600))
+    answers = send(router.url, 30)
+    stats = router.log_stats()
+    assert (stats["written"], stats["queued"]) == (0, 30)
+    assert list(root.rglob("*.jsonl")) == []
+    router.proc.stop()
+    ids = sorted(r["id"] for r in read_logs(root.as_uri()))
+    assert ids == sorted(a.request_id for a in answers)
