@@ -228,6 +228,9 @@ class DriftMonitorStatus(ApiModel):
     """Last retrain this monitor created."""
     retrains: int = 0
     """Retrains created so far."""
+    retrain_not_started: ShortText | None = None
+    """Why a retrain that a trigger wanted was not started (the Dataset holds the very data
+    the stable version learned from); cleared when a retrain starts."""
     last_schedule_time: Timestamp | None = None
     """Last scheduled retrain considered."""
     dataset_fingerprint: Annotated[str, Field(max_length=80)] | None = None

@@ -350,6 +350,19 @@ class _Reconcile:
             )[:1024]
             return
         trigger, why = fired[0][0].name, fired[0][1]
+        unchanged = self.same_data()
+        if unchanged and trigger != "manual":
+            # Trained on the same bytes, the retrain would be the stable model again (a
+            # byte-identical model.onnx rolled out every cooldown). A person's on-demand
+            # retrain still runs: the template may have changed.
+            if st.retrain_not_started != unchanged:
+                self.events.append(Event("Normal", "RetrainNotStarted", f"{why}: {unchanged}"))
+            st.retrain_not_started = unchanged
+            base = st.message.split("; retrain not started")[0]
+            st.message = f"{base}; retrain not started: {unchanged}"[:1024]
+            self.wait(parse_duration(spec.interval))
+            return
+        st.retrain_not_started = None
         name = self.retrain_name()
         labels = {
             **template.template.metadata.labels,
@@ -388,6 +401,23 @@ class _Reconcile:
             )
         )
         self.wait(parse_duration(spec.on_drift.cooldown))
+
+    def same_data(self) -> str | None:
+        """Why a retrain would learn nothing new: the stable version is one this monitor's
+        template trained, and the template's Dataset still has the fingerprint of the data it
+        learned from (the same spec on the same bytes makes the same model). None otherwise
+        (a stable version trained by another job, with another spec, retrains)."""
+        ours, stable = self.obs.dataset_fingerprint, self.obs.stable_fingerprint
+        if not ours or ours != stable:
+            return None
+        if not any(j.model_version == self.obs.version for j in self.obs.retrain_jobs):
+            return None
+        template = self.spec.on_drift.retrain
+        dataset = template.template.spec.dataset_ref.name if template is not None else "?"
+        return (
+            f"Dataset {dataset} (fingerprint {ours[:12]}) holds the data stable version "
+            f"{self.obs.version} learned from; profile it again when it has new rows"
+        )[:1024]
 
     def retrain_name(self) -> str:
         taken = {j.name for j in self.obs.retrain_jobs}

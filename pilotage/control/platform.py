@@ -273,5 +273,12 @@ class Observer:
             dataset_fingerprint=(
                 dataset.status.fingerprint if dataset is not None and dataset.status else None
             ),
+            stable_fingerprint=_trained_on(card),
             retrain_jobs=self.platform.training_jobs(namespace, {LABEL_MONITOR: dm.name}),
         )
+
+
+def _trained_on(card: ModelCard | None) -> str | None:
+    """The fingerprint of the data a model card says its model learned from."""
+    dataset = getattr(card, "dataset", None)  # a card built for a test may lack it
+    return getattr(dataset, "fingerprint", None)

@@ -512,5 +512,7 @@ class DriftMonitorObservation:
     """Cumulative live feedback counters of the stable variant from the router."""
     dataset_fingerprint: str | None = None
     """Fingerprint of the Dataset the retrain template trains on."""
+    stable_fingerprint: str | None = None
+    """Fingerprint of the data the stable version learned from (its model card's)."""
     retrain_jobs: tuple[TrainingJobInfo, ...] = ()
     """TrainingJobs this monitor created (label `pilotage.dev/monitor=<name>`)."""
