@@ -175,7 +175,7 @@ def load_step(work: Path, label: str) -> dict[str, Any]:
         work / f"model-{label}-step", dataset=dataset, algorithm=algorithm, **params
     )
     rows = row * 50  # 50 rows per request: each request is real work
-    name = f"{label}-step"
+    name = "iris"  # the model name in the request path (tests.router.traffic's clients)
     with control_plane(work / f"state-{label}-step") as (store, runtime):
         store.create(
             deployment(
@@ -229,6 +229,7 @@ def load_step(work: Path, label: str) -> dict[str, Any]:
             },
             "ten_clients_after": {"p50_ms": p(after, 50) * 1e3, "p99_ms": p(after, 99) * 1e3},
             "failures": len(ten.failures) + len(one.failures),
+            "answers": len(ten.all()) + len(one.all()),
         }
 
 
@@ -263,11 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold", type=int, default=5, help="cold starts per model (default 5)")
     ap.add_argument("--warm", type=int, default=2000, help="warm requests per deployment")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument(
+        "--only", choices=["cold", "step", "warm"], action="append", help="run only these"
+    )
     args = ap.parse_args(argv)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="pilotage-bench-autoscale-") as tmp:
         work = Path(tmp)
-        results["cold_start"] = [cold_starts(work, m, args.cold) for m in MODELS]
+        parts = set(args.only or ["cold", "step", "warm"])
+        results["cold_start"] = [cold_starts(work, m, args.cold) for m in MODELS if "cold" in parts]
         for r in results["cold_start"]:
             print(
                 f"cold start {r['model']}: median {r['median_s']:.2f}s "
@@ -275,11 +280,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"router held median {r['router_held_median_s']:.2f}s)",
                 flush=True,
             )
-        results["load_step"] = [load_step(work, m) for m in MODELS]
+        results["load_step"] = [load_step(work, m) for m in MODELS if "step" in parts]
         for r in results["load_step"]:
             print(f"load step {r['model']}: {json.dumps(r)}", flush=True)
-        results["warm_path"] = warm_path(work, args.warm)
-        print(f"warm path: {json.dumps(results['warm_path'])}", flush=True)
+        if "warm" in parts:
+            results["warm_path"] = warm_path(work, args.warm)
+            print(f"warm path: {json.dumps(results['warm_path'])}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -12,7 +12,7 @@ differences against a checkpoint they keep in status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -172,7 +172,9 @@ class RouteTable:
     def weights(self) -> dict[str, int]:
         return {v.name: v.weight for v in self.variants}
 
-    def to_document(self, deployment: str, url_for_version: Mapping[str, str]) -> dict[str, Any]:
+    def to_document(
+        self, deployment: str, url_for_version: Mapping[str, str | Sequence[str]]
+    ) -> dict[str, Any]:
         """The router's routing document (`pilotage route --config`, `PUT /admin/routes`)."""
         doc: dict[str, Any] = {
             "deployment": deployment,
@@ -180,7 +182,7 @@ class RouteTable:
             "variants": [
                 {
                     "name": v.name,
-                    "url": url_for_version[v.version],
+                    **url_fields(url_for_version[v.version]),
                     "weight": v.weight,
                     "version": v.version,
                 }
@@ -200,6 +202,13 @@ class RouteTable:
                 "maxHeld": self.activation.max_held,
             }
         return doc
+
+
+def url_fields(urls: str | Sequence[str]) -> dict[str, Any]:
+    """`url` for one replica, `urls` for several or none (a variant at zero)."""
+    if isinstance(urls, str):
+        return {"url": urls}
+    return {"url": urls[0]} if len(urls) == 1 else {"urls": list(urls)}
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ from pilotage.control.types import (
     StartRun,
     TableRejection,
     TrainingJobInfo,
+    url_fields,
 )
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
@@ -652,7 +653,7 @@ class LocalPlatform:
             urls[variant["version"]] = found
         doc = dict(table)
         doc["deployment"] = deployment
-        doc["variants"] = [{**v, **_url_fields(urls[v["version"]])} for v in table["variants"]]
+        doc["variants"] = [{**v, **url_fields(urls[v["version"]])} for v in table["variants"]]
         text = json.dumps(doc, indent=2, sort_keys=True)
         path = self._routes_file(deployment, namespace)
         with contextlib.suppress(OSError):
@@ -837,10 +838,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _url_fields(urls: list[str]) -> dict[str, Any]:
-    return {"url": urls[0]} if len(urls) == 1 else {"urls": urls}
 
 
 def _table_to_json(action: SetRoutes) -> dict[str, Any]:

@@ -339,6 +339,7 @@ class KubernetesPlatform:
                     message,
                     failing=looping and not is_ready,
                     restarts=restarts,
+                    ready_replicas=ready,
                 )
             )
         return tuple(states)
@@ -481,10 +482,19 @@ class KubernetesPlatform:
 
     def set_routes(self, owner: Obj, action: SetRoutes) -> None:
         namespace = owner["metadata"]["namespace"]
-        urls = {
+        urls: dict[str, str | list[str]] = {
             v.version: self.addresses.server_url(action.deployment, v.version, namespace)
             for v in action.table.variants
         }
+        if action.table.activation is not None:
+            # autoscaling: a version with no ready pod is at zero (its Service has no
+            # endpoint); the router holds its requests until one is ready
+            ready = {
+                s.version: s.ready_replicas for s in self.servers(namespace, action.deployment)
+            }
+            for version in urls:
+                if not ready.get(version):
+                    urls[version] = []
         document = action.table.to_document(action.deployment, urls)
         self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
         answers = []

@@ -95,7 +95,7 @@ class Reconciler:
                 return None
             key = (plural, namespace, name)
             try:
-                result = reconcile(resource, self.observer.observe(resource), now)
+                result = reconcile(resource, self.observer.observe(resource, now), now)
                 for action in result.actions:
                     try:
                         carry_out(self.platform, body, action)

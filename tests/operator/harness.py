@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,10 @@ class FakeRouterAdmin:
         self.refuse_with: str | None = None
         self.counters: dict[tuple[str, str], dict[str, Any]] = {}
         self.comparisons = {"agree": 0, "disagree": 0, "error": 0}
+        # autoscaling load: requests in flight per (variant, version), held per variant
+        self.concurrency: dict[tuple[str, str], float] = {}
+        self.held: dict[str, int] = {}
+        self._busy: dict[tuple[str, str], tuple[float, float]] = {}  # (integral, at)
 
     def _authorized(self, request: aiohttp.web.Request) -> bool:
         secret = self.cluster.get("v1/secrets", *self.secret)
@@ -241,12 +246,22 @@ class FakeRouterAdmin:
                 (v["name"], v["version"]),
                 {"requests": 0, "errors": 0, "counts": [0] * (len(LATENCY_BOUNDS) + 1)},
             )
+            key = (v["name"], v["version"])
+            now = time.monotonic()
+            busy, at = self._busy.get(key, (0.0, now))
+            busy += self.concurrency.get(key, 0.0) * (now - at)
+            self._busy[key] = (busy, now)
+            if self.concurrency.get(key):
+                self.add_requests(v["name"], v["version"], 1, 0.01)  # keeps it active
             variants[v["name"]] = {
                 "version": v["version"],
                 "weight": v["weight"],
                 "requests": c["requests"],
                 "errors": c["errors"],
                 "latency": {"le": list(LATENCY_BOUNDS), "counts": list(c["counts"])},
+                "inFlight": round(self.concurrency.get(key, 0.0)),
+                "busySeconds": busy,
+                "held": self.held.get(v["name"], 0),
             }
         mirrored = sum(self.comparisons.values())
         totals = {"mirrored": mirrored, "dropped": 0, "comparisons": dict(self.comparisons)}

@@ -53,7 +53,9 @@ ANALYSIS: dict[str, Any] = {
 
 
 def model_deployment(
-    strategy: dict[str, Any] | None = None, analysis: dict[str, Any] | None = None
+    strategy: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
+    **spec: Any,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "pilotage.dev/v1alpha1",
@@ -63,6 +65,7 @@ def model_deployment(
             "model": {"trainingJobSelector": {"matchLabels": {"app": "iris"}}},
             "strategy": strategy or CANARY,
             "analysis": analysis or ANALYSIS,
+            **spec,
         },
     }
 

@@ -61,7 +61,7 @@ async def annotate(cluster: Cluster, key: str, value: str) -> None:
 
 @contextlib.asynccontextmanager
 async def serving_v1(
-    cluster: Cluster, strategy: dict[str, Any], analysis: dict[str, Any]
+    cluster: Cluster, strategy: dict[str, Any], analysis: dict[str, Any], **spec: Any
 ) -> AsyncIterator[FakeRouterAdmin]:
     """Operator, kubelet and router admin running; iris-v1 deployed and Healthy."""
     await apply_crds(cluster)
@@ -81,7 +81,7 @@ async def serving_v1(
     async with router.serving(admin_port), running_kubelet(cluster), operator(cluster, settings):
         await ready_dataset(cluster)
         await trained(cluster, "iris-v1")
-        md = model_deployment(strategy, analysis)
+        md = model_deployment(strategy, analysis, **spec)
         await cluster_call(cluster, "POST", f"{BASE}/modeldeployments", md)
         await eventually(
             lambda: md_status(cluster).get("phase") == "Healthy" and router.tables,

@@ -1,0 +1,73 @@
+"""Autoscaling through the real operator (kopf in-process, emulated API server and
+kubelet, a fake router admin API that reports load): the variant's Deployment gets the
+replicas the autoscaler decides, goes to zero when idle with the routing table naming
+no replica, and comes back for a held request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.operator.conftest import eventually
+from tests.operator.emulator import Cluster
+from tests.operator.harness import events, status
+from tests.operator.manifests import NS
+from tests.operator.test_strategies import serving_v1
+
+pytestmark = pytest.mark.xdist_group("operator-strategies")
+
+AUTOSCALING = {
+    "minReplicas": 0,
+    "maxReplicas": 4,
+    "target": {"inFlight": 2},
+    "interval": "500ms",
+    "window": "2s",
+    "panicWindow": "1s",
+    "scaleDownDelay": "1s",
+    "scaleToZeroAfter": "3s",
+}
+
+
+def replicas(cluster: Cluster) -> int | None:
+    dep = cluster.get("apps/v1/deployments", NS, "iris-iris-v1")
+    return None if dep is None else int(dep["spec"]["replicas"])
+
+
+def stable_entry(table: dict[str, Any]) -> dict[str, Any]:
+    return next(v for v in table["variants"] if v["name"] == "stable")
+
+
+async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
+    strategy = {"type": "Canary"}
+    async with serving_v1(cluster, strategy, {"interval": "1s"}, autoscaling=AUTOSCALING) as router:
+        assert router.tables[-1]["activation"] == {"timeoutSeconds": 30.0, "maxHeld": 1000}
+        # 6 requests in flight, 2 per replica: 3 replicas
+        router.concurrency[("stable", "iris-v1")] = 6
+        await eventually(lambda: replicas(cluster) == 3, what="the Deployment at 3 replicas")
+        await eventually(
+            lambda: (
+                status(cluster, "modeldeployments", "iris").get("replicasSummary") == "stable 3/3"
+            ),
+            what="status.replicas 3/3",
+        )
+        assert events(cluster, "ScaledUp")
+
+        # idle: down to zero; the routing table then names no replica for stable
+        router.concurrency[("stable", "iris-v1")] = 0
+        await eventually(lambda: replicas(cluster) == 0, what="the Deployment at zero")
+        await eventually(
+            lambda: stable_entry(router.tables[-1]).get("urls") == [],
+            what="a table with no replica for stable",
+        )
+        assert events(cluster, "ScaledToZero")
+        assert status(cluster, "modeldeployments", "iris")["phase"] == "Healthy"
+
+        # a request held at zero: one replica again, and the table names it
+        router.held["stable"] = 1
+        await eventually(lambda: replicas(cluster) == 1, what="woken to one replica")
+        router.held["stable"] = 0
+        await eventually(
+            lambda: "url" in stable_entry(router.tables[-1]), what="the ready replica routed"
+        )
+        assert events(cluster, "Activated")
