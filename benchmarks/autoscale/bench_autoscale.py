@@ -24,18 +24,15 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pilotage.api import ModelDeployment, parse_resource
 from pilotage.local.runtime import Runtime
 from pilotage.local.store import Store
-from pilotage.local.up import build_runtime
 from tests.router.traffic import Client, Traffic
+from tests.support.control_plane import control_plane
 from tests.support.models import build_model
 from tests.support.procs import wait_until
 
@@ -60,20 +57,6 @@ def deployment(name: str, model: Path, autoscaling: dict[str, Any] | None) -> Mo
     )
     assert isinstance(res, ModelDeployment)
     return res
-
-
-@contextmanager
-def control_plane(state: Path) -> Iterator[tuple[Store, Runtime]]:
-    store, runtime = build_runtime(state)
-    loop = threading.Thread(target=runtime.run, args=(0.1,), daemon=True)
-    loop.start()
-    try:
-        yield store, runtime
-    finally:
-        runtime.stop_event.set()
-        loop.join(15)
-        runtime.platform.stop_everything()
-        store.close()
 
 
 def status(store: Store, name: str) -> Any:
