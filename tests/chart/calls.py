@@ -104,8 +104,8 @@ class _Scanner:
     def _constant(self, fn: _Function, name: str) -> Res | None:
         return self.modules[fn.module].constants.get(name)
 
-    def _dict_attr_values(self, fn: _Function, attr: str, position: int) -> list[Res]:
-        """Element ``position`` of each tuple value of ``self.<attr> = {...}`` in fn's class."""
+    def _dict_attr_values(self, fn: _Function, attr: str, position: int | None) -> list[Res]:
+        """Each value of ``self.<attr> = {...}`` in fn's class (element ``position`` of tuples)."""
         if fn.cls is None:
             return []
         cls = self.modules[fn.module].classes[fn.cls]
@@ -121,9 +121,12 @@ class _Scanner:
                 ):
                     found = []
                     for value in node.value.values:
-                        if not isinstance(value, ast.Tuple):
+                        if position is None:
+                            element = value
+                        elif isinstance(value, ast.Tuple):
+                            element = value.elts[position]
+                        else:
                             raise UnresolvedCall(f"self.{attr}: a value is not a tuple literal")
-                        element = value.elts[position]
                         if not isinstance(element, ast.Name):
                             raise UnresolvedCall(f"self.{attr}: element {position} is not a name")
                         res = self._constant(fn, element.id)
@@ -134,7 +137,7 @@ class _Scanner:
         return []
 
     def _unpacked_from_attr(self, fn: _Function, name: str) -> list[Res] | None:
-        """``a, b = self.<attr>[...]`` binding ``name`` in fn: the dict's values there."""
+        """``name = self.<attr>[...]`` or ``a, b = self.<attr>[...]`` in fn: the dict's values."""
         for node in ast.walk(fn.node):
             if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript)):
                 continue
@@ -142,6 +145,8 @@ class _Scanner:
             if not (isinstance(container, ast.Attribute) and isinstance(container.value, ast.Name)):
                 continue
             for target in node.targets:
+                if isinstance(target, ast.Name) and target.id == name:
+                    return self._dict_attr_values(fn, container.attr, None)
                 if isinstance(target, ast.Tuple):
                     for position, element in enumerate(target.elts):
                         if isinstance(element, ast.Name) and element.id == name:
