@@ -196,7 +196,11 @@ def test_file_changes_apply_and_bad_files_are_ignored(start_upstream, start_rout
     write_table_file(router.config, table(stable=(stable, 0), canary=(canary, 100)))
     wait_until(lambda: router.stats()["generation"] == 2, 5, what="file change applied")
     assert Client(router.url).predict([[1.0, 2.0, 3.0, 4.0]]).variant == "canary"
-    router.config.write_text('{"deployment": "iris", "mode": "canary", "variants": []}')
+    # Replaced whole, as write_table_file does (it refuses this document): a watcher that read
+    # a half-written file would report a JSON error instead of the one asserted below.
+    staged = router.config.with_name(".bad-table.json")
+    staged.write_text('{"deployment": "iris", "mode": "canary", "variants": []}')
+    staged.replace(router.config)
     wait_until(lambda: router.stats()["reloadErrors"] == 1, 5, what="bad file reported")
     stats = router.stats()
     assert (
