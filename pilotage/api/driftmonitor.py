@@ -70,6 +70,16 @@ class RetrainSpec(ApiModel):
     """The TrainingJob to create."""
 
 
+class ChampionPolicy(ApiModel):
+    """Champion and challenger: a retrain must beat (or match) the stable version."""
+
+    compare: bool = True
+    """Score the stable version on the retrain's held-out rows; the retrain passes its gates
+    only if it is at least as good on every gate metric (accuracy or r2 without gates)."""
+    margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """How much worse than the stable version a retrain may score and still be rolled out."""
+
+
 class OnDrift(ApiModel):
     """What to do when drift (or a performance drop) is detected."""
 
@@ -79,6 +89,8 @@ class OnDrift(ApiModel):
     """Create a TrainingJob from this template."""
     cooldown: Duration = "30m"
     """No new retrain sooner than this after the previous one, whatever triggered it."""
+    champion: ChampionPolicy = Field(default_factory=ChampionPolicy)
+    """How a retrained model is compared with the deployment's stable version."""
 
 
 class PerformanceSpec(ApiModel):

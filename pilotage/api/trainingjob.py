@@ -359,6 +359,18 @@ class Gate(ApiModel):
         return self
 
 
+class Champion(ApiModel):
+    """A model the new one must be at least as good as (a deployment's stable version)."""
+
+    uri: Annotated[str, Field(max_length=2048, pattern=r"^(file|pvc|s3)://.+$")]
+    """The champion's model directory (model.onnx + model.json)."""
+    version: Annotated[str, Field(max_length=63)] | None = None
+    """Its version, for the status and Events."""
+    margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """How much worse than the champion the new model may score on each compared metric
+    (absolute: 0.01 lets accuracy 0.67 pass against 0.68)."""
+
+
 class EvaluationSpec(ApiModel):
     """What is measured on the test split and what must hold."""
 
@@ -366,6 +378,10 @@ class EvaluationSpec(ApiModel):
     """Metrics to report; all metrics of the task when empty."""
     gates: Annotated[list[Gate], Field(max_length=16)] = Field(default_factory=list)
     """Gates; a model failing any of them is never deployed."""
+    champion: Champion | None = None
+    """Score this model too on the same test rows; the new model passes its gates only if it
+    is at least as good on every gate metric (accuracy or r2 without gates), within
+    `margin`. A DriftMonitor's retrain names the deployment's stable version here."""
 
 
 class OutputSpec(ApiModel):
@@ -420,6 +436,24 @@ class GateResult(ApiModel):
     """Bound."""
     passed: bool
     """Whether the bound holds."""
+
+
+class ChampionResult(ApiModel):
+    """The new model against `spec.evaluation.champion`, on the same test rows."""
+
+    version: Annotated[str, Field(max_length=63)] | None = None
+    """The champion's version."""
+    uri: Annotated[str, Field(max_length=2048)]
+    """The champion's model directory."""
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
+    """The champion's scores on the test split (the new model's are `status.metrics`)."""
+    margin: float = 0.0
+    """The margin allowed."""
+    passed: bool | None = None
+    """Whether the new model is at least as good; None when the champion could not be
+    scored (then only the gates judge)."""
+    message: ShortText = ""
+    """The comparison, or why there was none."""
 
 
 class GatesStatus(ApiModel):
@@ -485,6 +519,8 @@ class TrainingJobStatus(ApiModel):
     """Generation the current run trains; a run is never started twice for one generation."""
     dataset_fingerprint: Annotated[str, Field(max_length=80)] | None = None
     """Fingerprint of the data the model was trained on."""
+    champion: ChampionResult | None = None
+    """The comparison with `spec.evaluation.champion`: both scores and the verdict."""
     dataset_snapshot: Snapshot | None = None
     """The Dataset's snapshot the model learned from (a `logs://` Dataset): the Parquet file,
     its rows (logged, labelled, base) and the window of logs it holds."""

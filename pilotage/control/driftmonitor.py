@@ -376,6 +376,9 @@ class _Reconcile:
             meta["annotations"] = dict(template.template.metadata.annotations)
         body = template.template.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
         body["version"] = name
+        champion = self.champion()
+        if champion is not None and "champion" not in body.get("evaluation", {}):
+            body.setdefault("evaluation", {})["champion"] = champion
         manifest = {
             "apiVersion": self.dm.api_version,
             "kind": "TrainingJob",
@@ -401,6 +404,16 @@ class _Reconcile:
             )
         )
         self.wait(parse_duration(spec.on_drift.cooldown))
+
+    def champion(self) -> dict[str, Any] | None:
+        """The deployment's stable version, which a retrain must match (spec.evaluation.
+        champion of the TrainingJob it creates); None when not compared or none is stable."""
+        policy = self.spec.on_drift.champion
+        md = self.obs.deployment
+        stable = md.status.stable if md is not None and md.status is not None else None
+        if not policy.compare or stable is None or not stable.uri:
+            return None
+        return {"uri": stable.uri, "version": stable.version, "margin": policy.margin}
 
     def same_data(self) -> str | None:
         """Why a retrain would learn nothing new: the stable version is one this monitor's

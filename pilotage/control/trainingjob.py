@@ -21,6 +21,7 @@ from pilotage.api.trainingjob import (
     ALGORITHM_PARAMETERS,
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
+    ChampionResult,
     GateResult,
     GatesStatus,
     OnnxParity,
@@ -168,6 +169,61 @@ def judge_gates(tj: TrainingJob, metrics: dict[str, float]) -> GatesStatus:
             GateResult(metric=gate.metric, value=value, min=gate.min, max=gate.max, passed=passed)
         )
     return GatesStatus(passed=all(r.passed for r in results), results=results)
+
+
+LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "log_loss"})
+"""Metrics where a smaller value is the better model."""
+
+
+def compared_metrics(tj: TrainingJob) -> list[str]:
+    """What a champion is compared on: the gate metrics, else the task's headline metric."""
+    gated: list[str] = list(dict.fromkeys(g.metric for g in tj.spec.evaluation.gates))
+    if gated:
+        return gated
+    return ["r2"] if tj.spec.task == "regression" else ["accuracy", "r2"]
+
+
+def judge_champion(
+    tj: TrainingJob, metrics: dict[str, float], scored: Any
+) -> ChampionResult | None:
+    """The new model against `spec.evaluation.champion`: at least as good on every compared
+    metric, within the margin. Unknown (passed None) when the champion was not scored."""
+    champion = tj.spec.evaluation.champion
+    if champion is None:
+        return None
+    result = ChampionResult(uri=champion.uri, version=champion.version, margin=champion.margin)
+    who = f"stable version {champion.version}" if champion.version else "the champion"
+    if not isinstance(scored, dict) or not isinstance(scored.get("metrics"), dict):
+        why = scored.get("error") if isinstance(scored, dict) else None
+        result.message = f"{who} not scored ({why or 'no scores reported'}); gates alone judge"
+        return result
+    theirs = {
+        str(k): float(v)
+        for k, v in scored["metrics"].items()
+        if isinstance(v, int | float) and math.isfinite(v)
+    }
+    result.metrics = theirs
+    names = [m for m in compared_metrics(tj) if m in theirs and m in metrics]
+    if not names:
+        result.message = f"{who} shares no compared metric with the new model; gates alone judge"
+        return result
+    worse: list[str] = []
+    shown: list[str] = []
+    for name in names:
+        ours, their = metrics[name], theirs[name]
+        lower = name in LOWER_IS_BETTER
+        ok = ours <= their + champion.margin if lower else ours >= their - champion.margin
+        shown.append(f"{name} {ours:.4g} vs {their:.4g}")
+        if not ok:
+            worse.append(f"{name} {ours:.4g} {'>' if lower else '<'} {who}'s {their:.4g}")
+    margin = f" (margin {champion.margin:g})" if champion.margin else ""
+    result.passed = not worse
+    result.message = (
+        f"{'; '.join(worse)}{margin} on the same test rows"
+        if worse
+        else f"at least as good as {who}{margin}: {', '.join(shown)}"
+    )[:1024]
+    return result
 
 
 def _gate_text(result: GateResult) -> str:
@@ -453,6 +509,9 @@ def _after_success(
     status.metrics = metrics
     status.onnx_parity = parity
     status.gates = judge_gates(tj, metrics)
+    status.champion = judge_champion(tj, metrics, summary.get("champion"))
+    if status.champion is not None and status.champion.passed is False:
+        status.gates = GatesStatus(passed=False, results=status.gates.results)
     status.search = _search_of(summary)
     task = summary.get("task")
     status.task = task if task in ("classification", "regression") else tj.spec.task
@@ -465,6 +524,13 @@ def _after_success(
         events.append(Event("Warning", "RunResultInvalid", message))
         return Result(status, actions, events)
     shown = _metrics_text(metrics, list(tj.spec.evaluation.metrics))
+    if status.champion is not None and status.champion.passed is False:
+        message = (
+            f"version {status.model_version} trained but rejected: {status.champion.message}"
+        )[:1024]
+        finish("Succeeded", False, "ChampionBetter", message, stalled=True)
+        events.append(Event("Warning", "ChallengerRejected", message))
+        return Result(status, actions, events)
     if not status.gates.passed:
         failed = [_gate_text(r) for r in status.gates.results if not r.passed]
         message = f"version {status.model_version} trained but gates failed: {'; '.join(failed)}"

@@ -153,7 +153,9 @@ def onnx_info(exported: Exported, sha256: str) -> OnnxInfo:
     )
 
 
-def _feeds(x: Any, features: list[Column]) -> dict[str, np.ndarray]:
+def onnx_feeds(x: Any, features: list[Column]) -> dict[str, np.ndarray]:
+    """The ONNX inputs of rows ``x`` (a model's own graph, or a champion's with the same
+    feature names)."""
     if layout_of(features) == "matrix":
         return {MATRIX_INPUT: np.asarray(x, dtype=np.float32)}
     feeds: dict[str, np.ndarray] = {}
@@ -181,7 +183,7 @@ def check_parity(
         names = [exported.label_output]
         if exported.probabilities_output:
             names.append(exported.probabilities_output)
-        result = session.run(names, _feeds(x, features))
+        result = session.run(names, onnx_feeds(x, features))
     except Exception as exc:  # onnxruntime raises private exception types
         raise TrainingError(f"onnxruntime cannot run the exported model: {exc}") from exc
     rows = len(x)

@@ -42,7 +42,7 @@ from pilotage.api.modelcard import (
 )
 from pilotage.api.trainingjob import GatesStatus, TrainingJob
 from pilotage.drift.baseline import categorical_profile, numeric_profile, top_categories
-from pilotage.storage import StorageError, join, publish_directory
+from pilotage.storage import StorageError, join, publish_directory, read_bytes
 from pilotage.trainer import streaming
 from pilotage.trainer.algorithms import (
     float32_safe_thresholds,
@@ -59,7 +59,13 @@ from pilotage.trainer.evaluation import (
     reported_metrics,
     residual_histogram,
 )
-from pilotage.trainer.export import PARITY_TOLERANCE, check_parity, onnx_info, to_onnx
+from pilotage.trainer.export import (
+    PARITY_TOLERANCE,
+    check_parity,
+    onnx_feeds,
+    onnx_info,
+    to_onnx,
+)
 from pilotage.trainer.pipeline import build_pipeline, encoder_categories, model_input
 from pilotage.trainer.sampling import training_sample
 from pilotage.trainer.search import search
@@ -511,6 +517,10 @@ def _train(
     metrics = reported_metrics(all_metrics, list(spec.evaluation.metrics), spec.evaluation.gates)
     gates = evaluate_gates(spec.evaluation.gates, all_metrics)
     summary["metrics"] = metrics
+    if spec.evaluation.champion is not None:
+        summary["champion"] = _score_champion(
+            spec.evaluation.champion.uri, x_test, y_test, features, task, list(metrics), say
+        )
     summary["gates"] = gates.dump()
     say("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
@@ -573,6 +583,58 @@ def _train(
         if spec.evaluation.gates
         else f"model {name} {job.version} trained (no gates)"
     )
+
+
+def _score_champion(
+    uri: str,
+    x_test: Any,
+    y_test: np.ndarray,
+    features: list[Column],
+    task: Task,
+    names: list[str],
+    say: Progress,
+) -> dict[str, Any]:
+    """The champion model's scores on the same test rows as the new model's: ``metrics``,
+    or ``error`` saying why it could not be scored (another feature set, unreadable...)."""
+    import onnxruntime as ort
+
+    try:
+        card = ModelCard.from_json(read_bytes(join(uri, CARD_FILE)).decode())
+        content = read_bytes(join(uri, MODEL_FILE))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(
+            content, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        feeds = onnx_feeds(x_test, features)
+        wanted = [i.name for i in session.get_inputs()]
+        missing = [n for n in wanted if n not in feeds]
+        if missing:
+            raise TrainingError(f"it reads input {missing[0]!r}, which the new data lacks")
+        outputs = [card.onnx.label_output]
+        if task == "classification" and card.onnx.probabilities_output:
+            outputs.append(card.onnx.probabilities_output)
+        result = session.run(outputs, {n: feeds[n] for n in wanted})
+        labels = np.asarray(result[0]).reshape(-1)
+        if task == "classification":
+            classes = list(card.classes or [])
+            proba = np.asarray(result[1], dtype=np.float64) if len(result) > 1 else None
+            if proba is None or proba.shape[1] != len(classes):
+                raise TrainingError("its card and its probabilities disagree on the classes")
+            scores, _ = classification_metrics(y_test, labels, proba, classes)
+        else:
+            scores = regression_metrics(y_test, labels.astype(np.float64))
+    except (StorageError, TrainingError, ValueError, KeyError) as exc:
+        say(f"champion {uri} not scored: {_one_line(exc)}")
+        return {"error": _one_line(exc)}
+    except Exception as exc:  # onnxruntime raises private exception types
+        say(f"champion {uri} not scored: {type(exc).__name__}")
+        return {"error": f"onnxruntime cannot run it ({type(exc).__name__})"}
+    scores = _finite(scores)
+    chosen = {n: scores[n] for n in names if n in scores}
+    say("champion metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in chosen.items()))
+    return {"metrics": chosen}
 
 
 def _baseline(
