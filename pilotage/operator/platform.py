@@ -155,6 +155,9 @@ def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
                 requests=m.requests + v.requests,
                 errors=m.errors + v.errors,
                 latency_counts=counts,
+                in_flight=m.in_flight + v.in_flight,
+                busy_seconds=m.busy_seconds + v.busy_seconds,
+                held=m.held + v.held,
             )
     revisions = {s.revision for s in all_stats}
     first = all_stats[0]

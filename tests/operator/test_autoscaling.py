@@ -51,7 +51,7 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
             ),
             what="status.replicas 3/3",
         )
-        assert events(cluster, "ScaledUp")
+        await eventually(lambda: events(cluster, "ScaledUp"), what="a ScaledUp Event")
 
         # idle: down to zero; the routing table then names no replica for stable
         router.concurrency[("stable", "iris-v1")] = 0
@@ -60,7 +60,7 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
             lambda: stable_entry(router.tables[-1]).get("urls") == [],
             what="a table with no replica for stable",
         )
-        assert events(cluster, "ScaledToZero")
+        await eventually(lambda: events(cluster, "ScaledToZero"), what="a ScaledToZero Event")
         assert status(cluster, "modeldeployments", "iris")["phase"] == "Healthy"
 
         # a request held at zero: one replica again, and the table names it
@@ -70,4 +70,4 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
         await eventually(
             lambda: "url" in stable_entry(router.tables[-1]), what="the ready replica routed"
         )
-        assert events(cluster, "Activated")
+        await eventually(lambda: events(cluster, "Activated"), what="an Activated Event")
