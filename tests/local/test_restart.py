@@ -165,6 +165,66 @@ def test_a_graceful_restart_keeps_the_endpoint_and_the_pause(
         up.stop()
 
 
+def _router(store: Store) -> Any:
+    """The router's record, if its process is alive (a recycled pid does not count)."""
+    for rec in store.processes():
+        if rec.role == "router" and start_ticks(rec.pid) == rec.start_ticks:
+            return rec
+    return None
+
+
+def _time_wait(port: int) -> bool | None:
+    """Whether a connection on ``port`` sits in TIME_WAIT (None without ``ss``)."""
+    try:
+        out = subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return None
+    return "TIME-WAIT" in out.stdout if out.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_a_router_killed_under_up_comes_back_on_its_endpoint(
+    up_env: tuple[Path, Path],  # noqa: F811
+) -> None:
+    # issue 16.14: under `up`, every router crash picked a new port (52313 -> 54365 ->
+    # 38113) because the connections it had served sat in TIME_WAIT on the old one
+    state, tmp = up_env
+    up = _up(state, tmp, "up.log", _write(tmp / "m.yaml", DOCS))
+    store = Store(state)
+    try:
+        _until(
+            lambda: _status(store, "ModelDeployment", "iris").get("phase") == "Healthy",
+            180,
+            "iris-v1 serving",
+        )
+        endpoint = _status(store, "ModelDeployment", "iris")["endpoint"]
+        port = int(endpoint.rsplit(":", 1)[1])
+        for crash in range(2):
+            # traffic first, one connection per request that the router closes (urllib
+            # sends `connection: close`), so its side of each ends in TIME_WAIT
+            for _ in range(20):
+                assert _predict(endpoint) == 200
+            assert _time_wait(port) in (True, None)
+            victim = _until(lambda: _router(store), 30, "the router's record")
+            os.kill(victim.pid, signal.SIGKILL)
+
+            def back(gone: int = victim.pid) -> dict[str, Any] | None:
+                rec = _router(store)
+                if rec is None or rec.pid == gone:
+                    return None
+                st = _status(store, "ModelDeployment", "iris")
+                if st.get("endpoint") != endpoint:
+                    return st  # moved: the assertion below says where
+                return st if _answers(endpoint) else None
+
+            st = _until(back, 60, f"a new router answering on {endpoint} (crash {crash + 1})")
+            assert st["endpoint"] == endpoint, st.get("endpointNote")
+            assert st.get("endpointNote", "") == ""
+        assert _events(store, "EndpointChanged") == []
+    finally:
+        up.stop()
+
+
 ECHO = """
 import signal, sys, time
 path, delay = sys.argv[1], float(sys.argv[2])
