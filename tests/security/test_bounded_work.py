@@ -14,6 +14,7 @@ server that stalls on a hostile body slows the attacked one only, which this cat
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -191,6 +192,52 @@ def test_connections_past_the_cap_are_refused_at_once(start_upstream, start_rout
     finally:
         for sock in held:
             sock.close()
+
+
+def _predict_on(sock: socket.socket) -> tuple[int, bytes]:
+    """A small prediction on an already open connection (kept open): status and body."""
+    body = json.dumps({"instances": ROW}).encode()
+    sock.sendall(
+        b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    return resp.status, resp.read()
+
+
+def test_a_server_refuses_connections_past_its_cap(iris: Any, tmp_path: Path) -> None:
+    # the model server, like the router (above): docs/security.md, `--max-connections`
+    with serve(iris, tmp_path, "--max-connections", "20") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+        try:
+            # the 21st is answered 503 and closed at once, before it sends a byte
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                answer = b""
+                while chunk := extra.recv(4096):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b"connection: close" in answer.lower()
+            assert answer.endswith(
+                b'{"error": "too many connections: this server holds at most 20 at once"}'
+            ), answer
+            # a connection inside the cap is served meanwhile, and stays open
+            for sock in (held[0], held[-1]):
+                status, body = _predict_on(sock)
+                assert status == 200, body
+                assert len(json.loads(body)["predictions"]) == 1
+            for sock in held[:5]:
+                sock.close()
+            # room again: a new client is served
+            wait_until(
+                lambda: Client(server.url, timeout=5).predict(ROW).status == 200,
+                10,
+                what="served once connections were released",
+            )
+        finally:
+            for sock in held:
+                sock.close()
 
 
 def test_declared_length_over_the_limit_is_refused_before_the_body(
