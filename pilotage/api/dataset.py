@@ -268,6 +268,9 @@ class DatasetStatus(ApiModel):
     went into them; TrainingJobs train on this file."""
     last_profiled_time: Timestamp | None = None
     """When the data was last read."""
+    refresh_request: Annotated[str, Field(max_length=64)] | None = None
+    """The DriftMonitor's request for a fresh snapshot (before a retrain) that the latest
+    profiling run answers."""
     run: Annotated[str, Field(max_length=253)] | None = None
     """Name of the profiling run in progress or last finished."""
 

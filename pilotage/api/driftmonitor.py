@@ -240,6 +240,9 @@ class DriftMonitorStatus(ApiModel):
     """Last retrain this monitor created."""
     retrains: int = 0
     """Retrains created so far."""
+    snapshot_request: Annotated[str, Field(max_length=64)] | None = None
+    """When a retrain asked its `logs://` Dataset for a fresh snapshot (the Dataset is
+    profiled again, and the retrain starts once it is)."""
     retrain_not_started: ShortText | None = None
     """Why a retrain that a trigger wanted was not started (the Dataset holds the very data
     the stable version learned from); cleared when a retrain starts."""

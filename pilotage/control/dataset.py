@@ -61,10 +61,13 @@ def spec_problem(spec: DatasetSpec) -> str | None:
     return None
 
 
-def wanted_run(ds: Dataset) -> str:
-    """The run that profiles this generation (and refresh request) of the Dataset."""
+def wanted_run(ds: Dataset, request: str | None = None) -> str:
+    """The run that profiles this generation (and refresh annotation, and a DriftMonitor's
+    request for a fresh snapshot) of the Dataset."""
     refresh = ds.metadata.annotations.get(ANNOTATION_REFRESH)
     token = f"r{short_hash(refresh, 6)}" if refresh else ""
+    if request:
+        token += f"m{short_hash(request, 6)}"
     return dns_name(ds.name, "profile", f"g{ds.generation}", token)
 
 
@@ -150,8 +153,9 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
             events.append(Event("Warning", "InvalidSpec", problem))
         return Result(status, actions, events)
 
-    run_name = wanted_run(ds)
+    run_name = wanted_run(ds, obs.refresh)
     if status.run != run_name:
+        status.refresh_request = obs.refresh
         if obs.run is not None and obs.run.phase == "Running":
             actions.append(DeleteRun(obs.run.name))
         actions.append(_start(ds, run_name, obs))
@@ -169,8 +173,9 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
             actions.append(_start(ds, run_name, obs))
             finish("Validating", False, "Profiling", f"waiting for profiling run {run_name}")
             return Result(status, actions, events, RUN_POLL_SECONDS)
-        # Finished earlier; the run may have been cleaned up since. The status stands.
-        return Result(status, actions, events, None)
+        # Finished earlier; the run may have been cleaned up since. The status stands. A
+        # snapshot is looked at again soon: a DriftMonitor may ask for a fresh one.
+        return Result(status, actions, events, _listening(ds))
 
     if run.phase == "Running":
         finish("Validating", False, "Profiling", f"profiling run {run_name} in progress")
@@ -181,7 +186,7 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
         finish("Failed", False, "ProfilingFailed", message, stalled=True)
         if old.phase != "Failed":
             events.append(Event("Warning", "ProfilingFailed", message))
-        return Result(status, actions, events)
+        return Result(status, actions, events, _listening(ds))
 
     problem = _apply_summary(status, run.result, run, now)
     if problem:
@@ -203,4 +208,12 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
         events.append(
             Event("Normal", "Profiled", f"{message}; fingerprint {(status.fingerprint or '')[:12]}")
         )
-    return Result(status, actions, events)
+    return Result(status, actions, events, _listening(ds))
+
+
+SNAPSHOT_POLL_SECONDS = 10.0
+"""How often a Dataset read as a snapshot looks for a DriftMonitor's request of a fresh one."""
+
+
+def _listening(ds: Dataset) -> float | None:
+    return SNAPSHOT_POLL_SECONDS if sources.snapshots(ds.spec.source) else None

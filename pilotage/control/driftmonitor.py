@@ -47,6 +47,7 @@ from pilotage.api.driftmonitor import (
 from pilotage.control.common import (
     LABEL_MONITOR,
     LABEL_TRIGGER,
+    RUN_POLL_SECONDS,
     Readiness,
     dns_name,
     format_time,
@@ -350,17 +351,14 @@ class _Reconcile:
             )[:1024]
             return
         trigger, why = fired[0][0].name, fired[0][1]
+        if not self.fresh_snapshot():
+            return
         unchanged = self.same_data()
         if unchanged and trigger != "manual":
             # Trained on the same bytes, the retrain would be the stable model again (a
             # byte-identical model.onnx rolled out every cooldown). A person's on-demand
             # retrain still runs: the template may have changed.
-            if st.retrain_not_started != unchanged:
-                self.events.append(Event("Normal", "RetrainNotStarted", f"{why}: {unchanged}"))
-            st.retrain_not_started = unchanged
-            base = st.message.split("; retrain not started")[0]
-            st.message = f"{base}; retrain not started: {unchanged}"[:1024]
-            self.wait(parse_duration(spec.interval))
+            self.not_started(unchanged)
             return
         st.retrain_not_started = None
         name = self.retrain_name()
@@ -415,12 +413,76 @@ class _Reconcile:
             return None
         return {"uri": stable.uri, "version": stable.version, "margin": policy.margin}
 
+    def template_dataset(self) -> str:
+        template = self.spec.on_drift.retrain
+        return template.template.spec.dataset_ref.name if template is not None else "?"
+
+    def waits(self, why: str, seconds: float) -> None:
+        base = self.st.message.split("; retrain waits")[0]
+        self.st.message = f"{base}; retrain waits {why}"[:1024]
+        self.wait(seconds)
+
+    def fresh_snapshot(self) -> bool:
+        """For a Dataset read as a snapshot (`logs://`): ask for a fresh one, and wait until
+        its profile answers. True when the retrain may go on (with a fresh snapshot, or a
+        Dataset of another source)."""
+        obs, st = self.obs, self.st
+        if not obs.dataset_snapshots:
+            return True
+        name = self.template_dataset()
+        token = st.snapshot_request
+        asked = parse_time(token) if token else None
+        stale = asked is None or (
+            obs.dataset_answered == token
+            and seconds_between(asked, self.now) >= parse_duration(self.spec.on_drift.cooldown)
+        )
+        if stale:
+            st.snapshot_request = self.stamp
+            self.events.append(
+                Event(
+                    "Normal",
+                    "SnapshotRequested",
+                    f"Dataset {name} is profiled again for a fresh snapshot before the retrain",
+                )
+            )
+            self.waits(f"for a fresh snapshot of Dataset {name}", RUN_POLL_SECONDS)
+            return False
+        if obs.dataset_answered != token:
+            self.waits(f"for a fresh snapshot of Dataset {name}", RUN_POLL_SECONDS)
+            return False
+        if obs.dataset_failed:
+            self.not_started(f"Dataset {name}'s fresh snapshot failed: {obs.dataset_failed}")
+            return False
+        return True
+
+    def not_started(self, why: str) -> None:
+        st = self.st
+        if st.retrain_not_started != why:
+            self.events.append(Event("Normal", "RetrainNotStarted", why[:1024]))
+        st.retrain_not_started = why[:1024]
+        base = st.message.split("; retrain")[0]
+        st.message = f"{base}; retrain not started: {why}"[:1024]
+        self.wait(parse_duration(self.spec.interval))
+
     def same_data(self) -> str | None:
         """Why a retrain would learn nothing new: the stable version is one this monitor's
         template trained, and the template's Dataset still has the fingerprint of the data it
         learned from (the same spec on the same bytes makes the same model). None otherwise
         (a stable version trained by another job, with another spec, retrains)."""
         ours, stable = self.obs.dataset_fingerprint, self.obs.stable_fingerprint
+        snapshot = self.obs.dataset_snapshot
+        learned = [j for j in self.obs.retrain_jobs if j.dataset_fingerprint]
+        last = max(
+            learned,
+            key=lambda j: (j.created.timestamp() if j.created else 0.0, j.name),
+            default=None,
+        )
+        if snapshot is not None and ours and last is not None and last.dataset_fingerprint == ours:
+            return (
+                f"Dataset {self.template_dataset()}'s fresh snapshot ({snapshot.rows} rows, "
+                f"{snapshot.labelled_rows} labelled, fingerprint {ours[:12]}) is the one retrain "
+                f"{last.name} learned from: no new labelled rows since"
+            )[:1024]
         if not ours or ours != stable:
             return None
         if not any(j.model_version == self.obs.version for j in self.obs.retrain_jobs):

@@ -44,6 +44,7 @@ def training_job_info(
         model_version=status.model_version if status is not None else None,
         model_uri=status.model_uri if status is not None else None,
         gates_passed=status.gates.passed if status is not None and status.gates else None,
+        dataset_fingerprint=status.dataset_fingerprint if status is not None else None,
         owner_kind=owner_kind,
         owner_name=owner_name,
     )

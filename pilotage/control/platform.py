@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from pilotage import sources
 from pilotage.api.dataset import Dataset
 from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.modelcard import ModelCard
@@ -201,6 +202,7 @@ class Observer:
             return DatasetObservation(
                 run=self._run(namespace, resource.status.run if resource.status else None),
                 artifact_uri=self.platform.artifact_uri,
+                refresh=self._snapshot_request(resource, namespace),
             )
         if isinstance(resource, TrainingJob):
             return TrainingJobObservation(
@@ -239,6 +241,20 @@ class Observer:
             load=self.loads.samples(key) if policy is not None else {},
         )
 
+    def _snapshot_request(self, ds: Dataset, namespace: str) -> str | None:
+        """The newest fresh snapshot a DriftMonitor retraining on ``ds`` asked for."""
+        if not sources.snapshots(ds.spec.source):
+            return None  # only a Dataset read as a snapshot is refreshed for a retrain
+        asked = [
+            m.status.snapshot_request
+            for m in self.platform.drift_monitors(namespace)
+            if m.status is not None
+            and m.status.snapshot_request
+            and m.spec.on_drift.retrain is not None
+            and m.spec.on_drift.retrain.template.spec.dataset_ref.name == ds.name
+        ]
+        return max(asked) if asked else None
+
     def _monitor(self, dm: DriftMonitor, namespace: str) -> DriftMonitorObservation:
         target = dm.spec.deployment_ref.name
         md = self.platform.deployment(namespace, target)
@@ -274,6 +290,7 @@ class Observer:
                 dataset.status.fingerprint if dataset is not None and dataset.status else None
             ),
             stable_fingerprint=_trained_on(card),
+            **_dataset_facts(dataset),
             retrain_jobs=self.platform.training_jobs(namespace, {LABEL_MONITOR: dm.name}),
         )
 
@@ -282,3 +299,23 @@ def _trained_on(card: ModelCard | None) -> str | None:
     """The fingerprint of the data a model card says its model learned from."""
     dataset = getattr(card, "dataset", None)  # a card built for a test may lack it
     return getattr(dataset, "fingerprint", None)
+
+
+def _dataset_facts(dataset: Dataset | None) -> dict[str, Any]:
+    """What a DriftMonitor needs of its template's Dataset to refresh its snapshot first."""
+    if dataset is None or not sources.snapshots(dataset.spec.source):
+        return {}
+    st = dataset.status
+    if st is None:
+        return {"dataset_snapshots": True}
+    done = st.phase in ("Ready", "Failed") and st.observed_generation == dataset.generation
+    return {
+        "dataset_snapshots": True,
+        "dataset_snapshot": st.snapshot,
+        "dataset_answered": st.refresh_request if done else None,
+        "dataset_failed": (
+            next((c.message for c in st.conditions if c.type == "Ready"), "failed")
+            if st.phase == "Failed"
+            else None
+        ),
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pilotage.api.dataset import Dataset, DataSource
+from pilotage.api.dataset import Dataset, DataSource, Snapshot
 from pilotage.api.modelcard import Baseline
 from pilotage.api.modeldeployment import ModelDeployment
 
@@ -297,6 +297,9 @@ class DatasetObservation:
     """The run named in `status.run` (None when there is none or it vanished)."""
     artifact_uri: str
     """The shell's default artifact store base URI (profiles go under it)."""
+    refresh: str | None = None
+    """The newest fresh snapshot a DriftMonitor asked for before a retrain (its
+    `status.snapshotRequest`), for a Dataset read as a snapshot."""
 
 
 @dataclass(frozen=True)
@@ -320,6 +323,7 @@ class TrainingJobInfo:
     model_version: str | None = None
     model_uri: str | None = None
     gates_passed: bool | None = None
+    dataset_fingerprint: str | None = None
     owner_kind: str | None = None
     owner_name: str | None = None
 
@@ -523,5 +527,13 @@ class DriftMonitorObservation:
     """Fingerprint of the Dataset the retrain template trains on."""
     stable_fingerprint: str | None = None
     """Fingerprint of the data the stable version learned from (its model card's)."""
+    dataset_snapshots: bool = False
+    """Whether the template's Dataset is read through a snapshot (a `logs://` Dataset)."""
+    dataset_snapshot: Snapshot | None = None
+    """Its latest snapshot (None before the first, or for other sources)."""
+    dataset_answered: str | None = None
+    """The snapshot request the Dataset's finished profile answers (None while profiling)."""
+    dataset_failed: str | None = None
+    """Why the Dataset's last profile failed, when it did."""
     retrain_jobs: tuple[TrainingJobInfo, ...] = ()
     """TrainingJobs this monitor created (label `pilotage.dev/monitor=<name>`)."""

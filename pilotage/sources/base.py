@@ -88,6 +88,9 @@ class Source:
     """Keys a `credentialsSecretRef` Secret may hold for this source; empty: it takes none."""
     default_target: ClassVar[str | None] = None
     """The target column when `spec.target` is absent; None: the Dataset must name it."""
+    snapshots: ClassVar[bool] = False
+    """Whether the source is read through a snapshot that `materialise` writes (its content
+    changes with the clock); a DriftMonitor then asks for a fresh one before a retrain."""
     fields: ClassVar[tuple[str, ...]] = ()
     """The source's own fields of `spec.source` (camelCase) beside uri, format and
     credentialsSecretRef; a field of another source is refused."""
@@ -229,6 +232,12 @@ def spec_problem(source: DataSource) -> str | None:
     except ValueError as exc:
         return f"spec.source.uri: {exc}"
     return found.problem(source)
+
+
+def snapshots(source: DataSource) -> bool:
+    """Whether ``source`` is read through a materialised snapshot (False for an unknown one)."""
+    found = _SOURCES.get(scheme_of(source.uri))
+    return found is not None and found.snapshots
 
 
 def uri_access(uri: str) -> Access:

@@ -75,6 +75,7 @@ class LogsSource(Source):
     schemes = ("logs",)
     default_target = TARGET
     fields = ("inferenceLogs",)
+    snapshots = True
 
     def problem(self, source: DataSource) -> str | None:
         logs = source.inference_logs

@@ -1,7 +1,9 @@
 """Issue 17, closing the loop with live data on the embedded runtime, all real processes:
 requests through the router are logged, ground truth comes through /v1/feedback (half of
 it after a restart, when the router no longer remembers the answers), a `logs://` Dataset
-materialises the labelled window, and a TrainingJob trains on that snapshot and names it."""
+materialises the labelled window, and a TrainingJob trains on that snapshot and names it;
+then a DriftMonitor's retrain has the snapshot refreshed first (new labels in it), trains
+on the fresh one, names it, and is measured against the stable version."""
 
 from __future__ import annotations
 
@@ -53,6 +55,18 @@ def live(sink: str) -> list[dict[str, Any]]:
          "spec": {"datasetRef": {"name": "iris-live"},
                   "model": {"algorithm": "decision_tree"}}},
     ]  # fmt: skip
+
+
+def monitor() -> dict[str, Any]:
+    """A DriftMonitor whose retrain reads the logs; the annotation asks for one now."""
+    return {
+        "apiVersion": API, "kind": "DriftMonitor",
+        "metadata": {"name": "iris-live", "annotations": {"pilotage.dev/retrain": "now"}},
+        "spec": {"deploymentRef": {"name": "iris"},
+                 "onDrift": {"retrain": {"template": {"spec": {
+                     "datasetRef": {"name": "iris-live"},
+                     "model": {"algorithm": "decision_tree"}}}}}},
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -148,16 +162,44 @@ def test_a_retrain_learns_from_the_labelled_logs_and_names_its_snapshot(
             in ("Succeeded", "Failed"),
             240, 0.2, "the TrainingJob on the logs finished",
         )  # fmt: skip
+        first_snapshot = _status(store, "Dataset", "iris-live")["snapshot"]
+
+        # Five more labels, then a retrain: it asks for a fresh snapshot first.
+        more = [{"requestId": r, "label": sent[r][1]} for r in ids[20:25]]
+        _post(f"{endpoint}/v1/feedback", {"feedback": more})
+        wait_until(lambda: _labels_logged(sink) == 25, 30, 0.1, "25 labels in the log")
+        third = tmp_path / "monitor.yaml"
+        third.write_text(json.dumps(monitor()))
+        applied = subprocess.run(
+            pilotage("apply", "-f", str(third), "--state-dir", str(state)),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        wait_until(
+            lambda: _status(store, "TrainingJob", "iris-live-retrain-1").get("phase")
+            in ("Succeeded", "Failed"),
+            240, 0.2, "the monitor's retrain finished",
+        )  # fmt: skip
     finally:
         up.stop(30)
+    retrain = _status(store, "TrainingJob", "iris-live-retrain-1")
+    refreshed = _status(store, "Dataset", "iris-live")
+    assert retrain["phase"] == "Succeeded", retrain.get("message")
+    assert (
+        refreshed["refreshRequest"]
+        == _status(store, "DriftMonitor", "iris-live")["snapshotRequest"]
+    )
+    assert (refreshed["snapshot"]["rows"], first_snapshot["rows"]) == (25, 20)
+    assert retrain["datasetSnapshot"] == refreshed["snapshot"]
+    assert retrain["datasetFingerprint"] == refreshed["fingerprint"]
+    # it was measured against the stable version on the same held-out rows
+    assert retrain["champion"]["version"] == "iris-v1" and retrain["champion"]["metrics"]
 
-    dataset = _status(store, "Dataset", "iris-live")
     job = _status(store, "TrainingJob", "iris-live-1")
     assert job["phase"] == "Succeeded", job.get("message")
-    snapshot = dataset["snapshot"]
+    snapshot = job["datasetSnapshot"]
+    assert snapshot == first_snapshot
     assert (snapshot["rows"], snapshot["labelledRows"], snapshot["requests"]) == (20, 20, 30)
-    assert job["datasetSnapshot"] == snapshot
-    assert job["datasetFingerprint"] == dataset["fingerprint"]
     frame = pd.read_parquet(Path(snapshot["uri"].removeprefix("file://")))
     assert list(frame.columns) == [*FEATURES, "target"]
     got = sorted((tuple(r[:4]), int(r[4])) for r in frame.itertuples(index=False))
