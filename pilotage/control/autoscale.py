@@ -153,7 +153,8 @@ def _current(samples: Sequence[LoadSample]) -> Sequence[LoadSample]:
     start = 0
     for i in range(1, len(samples)):
         a, b = samples[i - 1], samples[i]
-        if b.requests < a.requests or b.busy_seconds < a.busy_seconds - 1e-9:
+        restarted = a.clock is not None and b.clock is not None and b.clock < a.clock
+        if restarted or b.requests < a.requests or b.busy_seconds < a.busy_seconds - 1e-9:
             start = i
     return samples[start:]
 
@@ -175,6 +176,8 @@ def window_load(samples: Sequence[LoadSample], seconds: float, metric: Metric) -
     if first is last:
         first = samples[-2]  # the window is shorter than the sampling interval
     span = seconds_between(first.time, last.time)
+    if first.clock is not None and last.clock is not None and last.clock > first.clock:
+        span = last.clock - first.clock  # the router's clock, not the read's
     if span <= 0:
         return None
     if metric == "inFlight":
@@ -402,7 +405,11 @@ class LoadHistory:
             samples = per.setdefault(variant, deque(maxlen=self.max_samples))
             if samples and samples[-1].time >= now:
                 continue
-            samples.append(LoadSample(now, v.requests, v.busy_seconds, v.in_flight, v.held))
+            samples.append(
+                LoadSample(
+                    now, v.requests, v.busy_seconds, v.in_flight, v.held, stats.uptime_seconds
+                )
+            )
             while len(samples) > 2 and seconds_between(samples[0].time, now) > keep:
                 samples.popleft()
         for variant in set(per) - seen:

@@ -136,6 +136,7 @@ def router_stats(doc: Mapping[str, Any]) -> RouterStats:
         ),
         revision=str(revision) if revision is not None else None,
         reload_errors=_int(doc.get("reloadErrors")),
+        uptime_seconds=_float(doc.get("uptimeSeconds")) if "uptimeSeconds" in doc else None,
         last_reload_error=str(reload_error) if reload_error else None,
         logging=_log_counters(doc.get("inferenceLog")),
     )

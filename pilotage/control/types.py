@@ -402,6 +402,9 @@ class RouterStats:
     """Why it refused the last one (`lastReloadError`); it stays after a later success."""
     logging: LogCounters | None = None
     """Inference-log counters; None when the router has never logged."""
+    uptime_seconds: float | None = None
+    """The router's own clock when it made the document (`uptimeSeconds`): the time
+    base of its counters, for rates that the read's delay must not skew."""
 
 
 @dataclass(frozen=True)
@@ -463,6 +466,9 @@ class LoadSample:
     """Requests in progress now."""
     held: int = 0
     """Requests waiting now in the router for a replica (the variant is at zero)."""
+    clock: float | None = None
+    """The router's uptime when it read these counters: rates are taken over its clock
+    when both samples have one (the shell's read can lag by a varying delay)."""
 
 
 @dataclass(frozen=True)

@@ -361,3 +361,13 @@ def test_a_variant_still_starting_is_not_idle() -> None:
     load.run(STEP, 0)  # t=24: 4 s idle
     d = decide(p, load.view(ready=1), state, at(load.t))
     assert (d.desired, d.reason) == (0, SCALED_TO_ZERO)
+
+
+def test_rates_use_the_routers_clock_when_the_samples_carry_it() -> None:
+    # read 2 s apart by the shell, but the router's counters are 1 s apart
+    samples = [LoadSample(at(0), 0, 0.0, clock=10.0), LoadSample(at(2), 10, 6.0, clock=11.0)]
+    assert window_load(samples, 60, "inFlight") == pytest.approx(6.0)
+    assert window_load(samples, 60, "requestsPerSecond") == pytest.approx(10.0)
+    # a router restart: its clock went back, the samples before it are ignored
+    restarted = [*samples, LoadSample(at(4), 50, 30.0, clock=1.0)]
+    assert window_load(restarted, 60, "inFlight") is None

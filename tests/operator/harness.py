@@ -214,6 +214,7 @@ class FakeRouterAdmin:
         self.concurrency: dict[tuple[str, str], float] = {}
         self.held: dict[str, int] = {}
         self._busy: dict[tuple[str, str], tuple[float, float]] = {}  # (integral, at)
+        self.started = time.monotonic()
 
     def _authorized(self, request: aiohttp.web.Request) -> bool:
         secret = self.cluster.get("v1/secrets", *self.secret)
@@ -267,6 +268,7 @@ class FakeRouterAdmin:
         totals = {"mirrored": mirrored, "dropped": 0, "comparisons": dict(self.comparisons)}
         return {
             "revision": table["revision"],
+            "uptimeSeconds": time.monotonic() - self.started,
             "variants": variants,
             "retired": [],
             "shadowTotals": totals,

@@ -42,8 +42,9 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
     strategy = {"type": "Canary"}
     async with serving_v1(cluster, strategy, {"interval": "1s"}, autoscaling=AUTOSCALING) as router:
         assert router.tables[-1]["activation"] == {"timeoutSeconds": 30.0, "maxHeld": 1000}
-        # 6 requests in flight, 2 per replica: 3 replicas
-        router.concurrency[("stable", "iris-v1")] = 6
+        # 5 requests in flight, 2 per replica: 3 replicas (not on a boundary, where the
+        # sampling's jitter would flip between 3 and 4)
+        router.concurrency[("stable", "iris-v1")] = 5
         await eventually(lambda: replicas(cluster) == 3, what="the Deployment at 3 replicas")
         await eventually(
             lambda: (
