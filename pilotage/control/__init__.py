@@ -13,11 +13,11 @@ from pilotage.control.modeldeployment import reconcile_modeldeployment
 from pilotage.control.observe import (
     drift_signal,
     feedback_of,
-    router_stats,
     strongest_drift_signal,
     training_job_info,
 )
 from pilotage.control.trainingjob import output_uri, reconcile_trainingjob
+from pilotage.wire.router_stats import parse_router_stats as router_stats
 
 __all__ = [
     "drift_signal",

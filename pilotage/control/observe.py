@@ -1,13 +1,12 @@
 """Pure helpers the shells use to build observations from what they read.
 
-They turn resources, the router's `/admin/stats` document and a model server's
-`/v1/models/{name}/drift` document into the records of `pilotage.control.types`, so the
-operator and the local runtime build them the same way.
+They turn resources and a model server's `/v1/models/{name}/drift` document into the
+records of `pilotage.control.types`, so the operator and the local runtime build them the
+same way. The router's `/admin/stats` document is parsed by `pilotage.wire.router_stats`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,13 +16,10 @@ from pilotage.control.common import parse_time
 from pilotage.control.types import (
     DriftSignal,
     FeedbackStats,
-    LogCounters,
     RecentRows,
     RouterStats,
     ServerCounters,
-    ShadowStats,
     TrainingJobInfo,
-    VariantStats,
 )
 from pilotage.wire.drift_counts import DriftCounts
 
@@ -84,74 +80,6 @@ def strongest_drift_signal(signals: Iterable[DriftSignal | None]) -> DriftSignal
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-def _feedback(doc: Mapping[str, Any]) -> FeedbackStats:
-    return FeedbackStats(
-        labelled=_int(doc.get("labelled")),
-        correct=_int(doc.get("correct")),
-        valued=_int(doc.get("valued")),
-        abs_error_sum=float(doc.get("absErrorSum") or 0.0),
-    )
-
-
-def _variant(name: str, doc: Mapping[str, Any]) -> VariantStats:
-    latency = doc.get("latency") or {}
-    return VariantStats(
-        name=name,
-        version=str(doc.get("version", "")),
-        requests=_int(doc.get("requests")),
-        errors=_int(doc.get("errors")),
-        latency_bounds=tuple(float(b) for b in latency.get("le", [])),
-        latency_counts=tuple(_int(c) for c in latency.get("counts", [])),
-        feedback=_feedback(doc.get("feedback") or {}),
-        in_flight=_int(doc.get("inFlight")),
-        busy_seconds=_float(doc.get("busySeconds")),
-        held=_int(doc.get("held")),
-    )
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return 0.0
-
-
-def router_stats(doc: Mapping[str, Any]) -> RouterStats:
-    """The router's `GET /admin/stats` document as `RouterStats` (current and retired
-    variants; shadow totals; the routing-table revision in use; refused reloads)."""
-    variants = [_variant(name, entry) for name, entry in (doc.get("variants") or {}).items()]
-    variants += [_variant(str(e.get("variant", "")), e) for e in doc.get("retired") or []]
-    totals = doc.get("shadowTotals") or {}
-    comparisons = totals.get("comparisons") or {}
-    revision = doc.get("revision")
-    reload_error = doc.get("lastReloadError")
-    return RouterStats(
-        variants=tuple(variants),
-        shadow=ShadowStats(
-            agree=_int(comparisons.get("agree")),
-            disagree=_int(comparisons.get("disagree")),
-            error=_int(comparisons.get("error")),
-            dropped=_int(totals.get("dropped")),
-        ),
-        revision=str(revision) if revision is not None else None,
-        reload_errors=_int(doc.get("reloadErrors")),
-        uptime_seconds=_float(doc.get("uptimeSeconds")) if "uptimeSeconds" in doc else None,
-        last_reload_error=str(reload_error) if reload_error else None,
-        logging=_log_counters(doc.get("inferenceLog")),
-    )
-
-
-def _log_counters(doc: Any) -> LogCounters | None:
-    if not isinstance(doc, Mapping):
-        return None
-    error = doc.get("lastError")
-    return LogCounters(
-        written=_int(doc.get("written")),
-        labels=_int(doc.get("labelsWritten")),
-        dropped=_int(doc.get("dropped")),
-        last_error=str(error) if error else None,
-    )
 
 
 def feedback_of(stats: RouterStats, version: str) -> FeedbackStats | None:

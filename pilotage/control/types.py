@@ -12,7 +12,7 @@ differences against a checkpoint they keep in status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -20,6 +20,21 @@ from typing import Any, Generic, Literal, TypeVar
 from pilotage.api.dataset import Dataset, DataSource, Snapshot
 from pilotage.api.modelcard import Baseline
 from pilotage.api.modeldeployment import ModelDeployment
+
+# The wire documents' plain data, part of this vocabulary (re-exported).
+from pilotage.wire.router_stats import FeedbackStats as FeedbackStats
+from pilotage.wire.router_stats import LogCounters as LogCounters
+from pilotage.wire.router_stats import RouterStats as RouterStats
+from pilotage.wire.router_stats import ShadowStats as ShadowStats
+from pilotage.wire.router_stats import VariantStats as VariantStats
+from pilotage.wire.routes import Activation as Activation
+from pilotage.wire.routes import RouteLogging as RouteLogging
+from pilotage.wire.routes import RouteMode as RouteMode
+from pilotage.wire.routes import RouteTable as RouteTable
+from pilotage.wire.routes import RouteVariant as RouteVariant
+from pilotage.wire.routes import ShadowRoute as ShadowRoute
+from pilotage.wire.routes import VariantRole as VariantRole
+from pilotage.wire.routes import url_fields as url_fields
 
 # ---------------------------------------------------------------------------
 # Actions: what a shell must do. Each is idempotent: doing it twice is harmless.
@@ -103,112 +118,6 @@ class EnsureRouter:
     variant_token_secret: str | None = None  # Secret (key `token`) that allows forcing
     feedback_token_secret: str | None = None  # Secret (key `token`) public feedback needs
     log_sink: str | None = None  # inference-log sink URI: a pvc:// claim to mount, s3:// env
-
-
-RouteMode = Literal["canary", "bluegreen", "shadow"]
-VariantRole = Literal["stable", "canary", "preview", "shadow"]
-
-
-@dataclass(frozen=True)
-class RouteVariant:
-    name: VariantRole
-    version: str
-    weight: int
-
-
-@dataclass(frozen=True)
-class ShadowRoute:
-    variant: VariantRole
-    """Name of the variant that receives mirrored requests (always `shadow`)."""
-    percent: int
-
-
-@dataclass(frozen=True)
-class RouteLogging:
-    """Inference logging for the router (`spec.logging`, docs/inference-logging.md)."""
-
-    sample_rate: float
-    sink_uri: str
-    namespace: str
-    redact: tuple[str, ...] = ()
-    shadow: bool = False
-    sink_timeout_seconds: float = 5.0
-
-    def to_document(self) -> dict[str, Any]:
-        return {
-            "sampleRate": self.sample_rate,
-            "sink": {"uri": self.sink_uri, "timeoutSeconds": self.sink_timeout_seconds},
-            "redact": list(self.redact),
-            "shadow": self.shadow,
-            "namespace": self.namespace,
-        }
-
-
-@dataclass(frozen=True)
-class Activation:
-    """How long and how many requests the router holds for a variant at zero replicas."""
-
-    timeout_seconds: float
-    max_held: int
-
-
-@dataclass(frozen=True)
-class RouteTable:
-    """The routing table without upstream URLs: the platform fills each variant's URL
-    from (deployment, version). Weights of the routed variants sum to 100; a preview or
-    shadow variant has weight 0. `revision` changes whenever the table does; the router
-    echoes it in its stats so the reconciler knows the table is live."""
-
-    mode: RouteMode
-    variants: tuple[RouteVariant, ...]
-    sticky_header: str | None = None
-    shadow: ShadowRoute | None = None
-    revision: str = ""
-    logging: RouteLogging | None = None
-    activation: Activation | None = None
-    """Set with autoscaling: a variant's URLs are then its *ready* replicas only (none at
-    zero, and the router holds its requests until one is ready)."""
-
-    def weights(self) -> dict[str, int]:
-        return {v.name: v.weight for v in self.variants}
-
-    def to_document(
-        self, deployment: str, url_for_version: Mapping[str, str | Sequence[str]]
-    ) -> dict[str, Any]:
-        """The router's routing document (`pilotage route --config`, `PUT /admin/routes`)."""
-        doc: dict[str, Any] = {
-            "deployment": deployment,
-            "mode": self.mode,
-            "variants": [
-                {
-                    "name": v.name,
-                    **url_fields(url_for_version[v.version]),
-                    "weight": v.weight,
-                    "version": v.version,
-                }
-                for v in self.variants
-            ],
-            "revision": self.revision,
-        }
-        if self.sticky_header:
-            doc["stickyHeader"] = self.sticky_header
-        if self.shadow is not None:
-            doc["shadow"] = {"variant": self.shadow.variant, "percent": self.shadow.percent}
-        if self.logging is not None:
-            doc["logging"] = self.logging.to_document()
-        if self.activation is not None:
-            doc["activation"] = {
-                "timeoutSeconds": self.activation.timeout_seconds,
-                "maxHeld": self.activation.max_held,
-            }
-        return doc
-
-
-def url_fields(urls: str | Sequence[str]) -> dict[str, Any]:
-    """`url` for one replica, `urls` for several or none (a variant at zero)."""
-    if isinstance(urls, str):
-        return {"url": urls}
-    return {"url": urls[0]} if len(urls) == 1 else {"urls": list(urls)}
 
 
 @dataclass(frozen=True)
@@ -339,72 +248,6 @@ class ServerState:
     restarts: int = 0
     ready_replicas: int | None = None
     """Replicas that answer their readiness probe (None: the shell did not count them)."""
-
-
-@dataclass(frozen=True)
-class FeedbackStats:
-    """Cumulative live-quality counters from feedback (`POST /v1/feedback` on the router)."""
-
-    labelled: int = 0
-    correct: int = 0
-    valued: int = 0
-    abs_error_sum: float = 0.0
-
-
-@dataclass(frozen=True)
-class VariantStats:
-    """Cumulative router counters of one (variant, version), as the router reports them."""
-
-    name: str
-    version: str
-    requests: int
-    errors: int
-    latency_bounds: tuple[float, ...]
-    """Upper bounds of the latency buckets, seconds."""
-    latency_counts: tuple[int, ...]
-    """Requests per bucket (not cumulative); one more entry than bounds (overflow)."""
-    feedback: FeedbackStats = field(default_factory=FeedbackStats)
-    in_flight: int = 0
-    """Requests at the variant's replicas now."""
-    busy_seconds: float = 0.0
-    """Integral of `in_flight` over time, cumulative (the autoscaler's concurrency)."""
-    held: int = 0
-    """Requests waiting now for the variant at zero replicas."""
-
-
-@dataclass(frozen=True)
-class ShadowStats:
-    agree: int = 0
-    disagree: int = 0
-    error: int = 0
-    dropped: int = 0
-
-
-@dataclass(frozen=True)
-class LogCounters:
-    """The router's inference-log counters (`inferenceLog` in its stats)."""
-
-    written: int = 0
-    labels: int = 0
-    dropped: int = 0
-    last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class RouterStats:
-    variants: tuple[VariantStats, ...] = ()
-    shadow: ShadowStats = field(default_factory=ShadowStats)
-    revision: str | None = None
-    """The routing-table revision the router is using (None when unknown)."""
-    reload_errors: int = 0
-    """Routing files the router refused since it started (`reloadErrors`)."""
-    last_reload_error: str | None = None
-    """Why it refused the last one (`lastReloadError`); it stays after a later success."""
-    logging: LogCounters | None = None
-    """Inference-log counters; None when the router has never logged."""
-    uptime_seconds: float | None = None
-    """The router's own clock when it made the document (`uptimeSeconds`): the time
-    base of its counters, for rates that the read's delay must not skew."""
 
 
 @dataclass(frozen=True)

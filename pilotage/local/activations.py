@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from pilotage.local.platform import LocalPlatform, http_json
+from pilotage.local.platform import LocalPlatform
+from pilotage.wire.admin import RouterAdminError, wait_activations
 
 POLL_SECONDS = 20.0
 RETRY_SECONDS = 0.2
@@ -56,12 +57,8 @@ class Activations:
                 continue
             url, token = admin
             try:
-                answer = http_json(
-                    f"{url}/admin/activations?wait={POLL_SECONDS:g}",
-                    timeout=POLL_SECONDS + 5,
-                    token=token,
-                )
-            except OSError:
+                answer = wait_activations(url, token, POLL_SECONDS, timeout=POLL_SECONDS + 5)
+            except RouterAdminError:
                 done.wait(RETRY_SECONDS)
                 continue
             held = answer.get("held") if isinstance(answer, dict) else None

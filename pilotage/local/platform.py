@@ -45,8 +45,8 @@ from pilotage.api import (
 )
 from pilotage.api.modelcard import CARD_FILE, ModelCard
 from pilotage.control.common import CRASH_LOOP_CRASHES, restart_backoff
-from pilotage.control.observe import router_stats, training_job_info
 from pilotage.control.observe import server_counters as parse_server_counters
+from pilotage.control.observe import training_job_info
 from pilotage.control.platform import carry_out
 from pilotage.control.types import (
     Action,
@@ -64,13 +64,15 @@ from pilotage.control.types import (
     StartRun,
     TableRejection,
     TrainingJobInfo,
-    url_fields,
 )
 from pilotage.local.processes import Supervisor
 from pilotage.local.store import DEFAULT_NAMESPACE, ProcessRecord, Store, StoreError
-from pilotage.router.table import RoutingError, load_table_file
+from pilotage.router.table import load_table_file
 from pilotage.sources import CREDENTIALS_ENV
 from pilotage.storage import StorageError, join, read_bytes
+from pilotage.wire.admin import RouterAdminError, get_stats
+from pilotage.wire.router_stats import parse_router_stats
+from pilotage.wire.routes import RouteTable, RoutingError
 
 HTTP_TIMEOUT_S = 1.0
 LOCALHOST = "127.0.0.1"
@@ -111,13 +113,10 @@ def http_json(
     body: Any = None,
     method: str | None = None,
     timeout: float = HTTP_TIMEOUT_S,
-    token: str | None = None,
 ) -> Any:
-    """GET (or POST ``body``) JSON; raises OSError on any failure."""
+    """GET (or POST ``body``) JSON of a model server; raises OSError on any failure."""
     data = None if body is None else json.dumps(body).encode()
     headers = {"content-type": "application/json"}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -182,6 +181,8 @@ class LocalPlatform:
         self._ready: set[tuple[int, int]] = set()  # (pid, start_ticks) seen ready
         # (namespace, deployment) -> why its router could not keep its port ("" if it did)
         self._endpoint_problems: dict[tuple[str, str], str] = {}
+        # (namespace, deployment) -> the routing table last set (URLs filled on writing)
+        self._tables: dict[tuple[str, str], RouteTable] = {}
 
     @property
     def artifact_uri(self) -> str:
@@ -539,15 +540,17 @@ class LocalPlatform:
 
     def _admin_stats(
         self, record: ProcessRecord, deployment: str, namespace: str, timeout: float = 1.0
-    ) -> Any:
-        """The router's stats from its admin port (the public port serves no internals)."""
+    ) -> dict[str, Any]:
+        """The router's stats from its admin port (the public port serves no internals);
+        OSError when it cannot be read."""
         admin_port = record.info.get("admin_port")
         if not isinstance(admin_port, int):
             raise OSError(f"router {deployment} has no admin port (started by an older runtime)")
         token = self._token_file(deployment, namespace, "admin").read_text().strip()
-        return http_json(
-            f"http://{LOCALHOST}:{admin_port}/admin/stats", timeout=timeout, token=token
-        )
+        try:
+            return get_stats(f"http://{LOCALHOST}:{admin_port}", token, timeout=timeout)
+        except RouterAdminError as exc:
+            raise OSError(str(exc)) from exc
 
     def ensure_router(self, namespace: str, action: EnsureRouter) -> None:
         """Keep the router running; it starts with the first routing table."""
@@ -630,31 +633,26 @@ class LocalPlatform:
         )
 
     def set_routes(self, namespace: str, action: SetRoutes) -> None:
-        """Write the routing document with the servers' current URLs; the router reloads it."""
-        path = self._routes_file(action.deployment, namespace)
-        table_path = path.with_suffix(".table.json")
-        _atomic_write(table_path, json.dumps(_table_to_json(action), sort_keys=True))
+        """Keep the table and write it as the routing document with the servers' current
+        URLs; the router reloads it. A server that restarts on another port gets the
+        document rewritten (``_refresh_routes``)."""
+        self._tables[(namespace, action.deployment)] = action.table
         self._refresh_routes(action.deployment, namespace)
 
     def _refresh_routes(self, deployment: str, namespace: str) -> None:
-        table_path = self._routes_file(deployment, namespace).with_suffix(".table.json")
-        try:
-            table = json.loads(table_path.read_text())
-        except (OSError, ValueError):
-            return
+        table = self._tables.get((namespace, deployment))
+        if table is None:
+            return  # none set since the runtime started: the next SetRoutes writes it
         urls: dict[str, list[str]] = {}
         # with autoscaling (the table has activation settings) only ready replicas are
         # routed to; a variant with none is at zero and the router holds its requests
-        autoscaled = table.get("activation") is not None
-        for variant in table["variants"]:
-            found = self.server_urls(deployment, variant["version"], namespace, autoscaled)
+        autoscaled = table.activation is not None
+        for variant in table.variants:
+            found = self.server_urls(deployment, variant.version, namespace, autoscaled)
             if found is None:
                 return  # a server is missing; the reconciler ensures it first
-            urls[variant["version"]] = found
-        doc = dict(table)
-        doc["deployment"] = deployment
-        doc["variants"] = [{**v, **url_fields(urls[v["version"]])} for v in table["variants"]]
-        text = json.dumps(doc, indent=2, sort_keys=True)
+            urls[variant.version] = found
+        text = json.dumps(table.to_document(deployment, urls), indent=2, sort_keys=True)
         path = self._routes_file(deployment, namespace)
         with contextlib.suppress(OSError):
             if path.read_text() == text:
@@ -704,7 +702,7 @@ class LocalPlatform:
             doc = self._admin_stats(record, deployment, namespace)
         except OSError:
             return RouterState(ready=False, endpoint=endpoint, endpoint_problem=moved)
-        stats = router_stats(doc)
+        stats = parse_router_stats(doc)
         return RouterState(
             ready=True,
             endpoint=endpoint,
@@ -738,7 +736,9 @@ class LocalPlatform:
     def remove_router(self, deployment: str, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.supervisor.stop(self._router_key(deployment, namespace))
         self._endpoint_problems.pop((namespace, deployment), None)
+        self._tables.pop((namespace, deployment), None)
         routes = self._routes_file(deployment, namespace)
+        # (earlier runtimes also kept the table without URLs in a `.table.json`)
         for path in (routes, routes.with_suffix(".table.json"), routes.with_suffix(".port")):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -838,12 +838,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _table_to_json(action: SetRoutes) -> dict[str, Any]:
-    """The routing document without URLs (they are filled from the live servers)."""
-    placeholder = {v.version: "" for v in action.table.variants}
-    doc = action.table.to_document(action.deployment, placeholder)
-    for v in doc["variants"]:
-        v.pop("url", None)
-    return doc

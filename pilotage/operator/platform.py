@@ -14,10 +14,8 @@ import json
 import logging
 import secrets
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -25,8 +23,8 @@ from pydantic import ValidationError
 from pilotage.api import Dataset, DriftMonitor, ModelDeployment, Resource, TrainingJob
 from pilotage.api.modelcard import CARD_FILE, ModelCard
 from pilotage.control.common import parse_time
-from pilotage.control.observe import router_stats, training_job_info
 from pilotage.control.observe import server_counters as parse_server_counters
+from pilotage.control.observe import training_job_info
 from pilotage.control.types import (
     CreateTrainingJob,
     DeleteRun,
@@ -61,6 +59,8 @@ from pilotage.operator.kube import (
 from pilotage.operator.patching import is_subset
 from pilotage.operator.settings import OperatorSettings
 from pilotage.storage import StorageError, join, read_bytes
+from pilotage.wire.admin import RouterAdminError, call, get_stats, push_routes
+from pilotage.wire.router_stats import parse_router_stats
 
 log = logging.getLogger("pilotage.operator")
 
@@ -359,9 +359,9 @@ class KubernetesPlatform:
             return RouterState(ready=False, endpoint=endpoint, rejection=rejection)
         collected = []
         for pod in self._router_pods(namespace, deployment):
-            doc = self._admin(namespace, deployment, pod, "GET", "/admin/stats")
+            doc = self._admin_stats(namespace, deployment, pod)
             if doc is not None:
-                collected.append(router_stats(doc))
+                collected.append(parse_router_stats(doc))
         stats = sum_router_stats(collected)
         return RouterState(ready=True, endpoint=endpoint, stats=stats, rejection=rejection)
 
@@ -387,7 +387,7 @@ class KubernetesPlatform:
                 self.addresses.pod_url(pod, self.settings.server_port)
                 + f"/v1/models/{deployment}/drift"
             )
-            doc = _http_json("GET", url, None, None, self.settings.http_timeout_seconds)
+            doc = _http_json("GET", url, self.settings.http_timeout_seconds)
             if doc is None:
                 continue
             replica = f"{pod['metadata']['name']}@{pod['metadata'].get('uid', '')}"
@@ -418,11 +418,7 @@ class KubernetesPlatform:
                 continue
             url = self.addresses.pod_url(pod, self.settings.server_port)
             doc = _http_json(
-                "GET",
-                f"{url}/v1/models/{deployment}/card",
-                None,
-                None,
-                self.settings.http_timeout_seconds,
+                "GET", f"{url}/v1/models/{deployment}/card", self.settings.http_timeout_seconds
             )
             if doc is None:
                 continue
@@ -500,19 +496,22 @@ class KubernetesPlatform:
                     urls[version] = []
         document = action.table.to_document(action.deployment, urls)
         self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
-        answers = []
+        accepted, refusals = False, []
         token = self._known_token(namespace, action.deployment)
         for pod in self._router_pods(namespace, action.deployment) if token else []:
-            url = self.addresses.pod_url(pod, self.settings.router_admin_port) + "/admin/routes"
-            answers.append(
-                _http_call("PUT", url, document, token, self.settings.http_timeout_seconds)
-            )
-        refusals = [a.refusal for a in answers if a.refusal is not None]
+            admin_url = self.addresses.pod_url(pod, self.settings.router_admin_port)
+            try:
+                push_routes(admin_url, token or "", document, self.settings.http_timeout_seconds)
+                accepted = True
+            except RouterAdminError as exc:
+                log.warning("%s", exc)
+                if exc.refused:
+                    refusals.append(exc.error)
         key = (namespace, action.deployment)
         with self._rejections_lock:
             if refusals:
                 self._rejections[key] = TableRejection(action.table.revision, refusals[0])
-            elif any(a.doc is not None for a in answers):
+            elif accepted:
                 self._rejections.pop(key, None)
 
     # ---- router admin API --------------------------------------------------------------
@@ -552,65 +551,27 @@ class KubernetesPlatform:
         selector = _selector(build.router_selector(deployment))
         return [p for p in self.kube.list(PODS, namespace, selector) if _pod_ready(p)]
 
-    def _admin(
-        self,
-        namespace: str,
-        deployment: str,
-        pod: Obj,
-        method: str,
-        path: str,
-        body: Any = None,
-    ) -> dict[str, Any] | None:
+    def _admin_stats(self, namespace: str, deployment: str, pod: Obj) -> dict[str, Any] | None:
+        """One router pod's stats document (None when it cannot be read)."""
         token = self._known_token(namespace, deployment)
         if token is None:
             return None
-        url = self.addresses.pod_url(pod, self.settings.router_admin_port) + path
-        return _http_json(method, url, body, token, self.settings.http_timeout_seconds)
+        admin_url = self.addresses.pod_url(pod, self.settings.router_admin_port)
+        try:
+            return get_stats(admin_url, token, self.settings.http_timeout_seconds)
+        except RouterAdminError as exc:
+            log.warning("%s", exc)
+            return None
 
 
-@dataclass(frozen=True)
-class _Answer:
-    doc: dict[str, Any] | None
-    """The JSON object of a 2xx answer (None on any failure)."""
-    refusal: str | None = None
-    """The `error` of a 4xx answer other than 401/403: the peer refused the request."""
-
-
-def _http_call(method: str, url: str, body: Any, token: str | None, timeout: float) -> _Answer:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
+def _http_json(method: str, url: str, timeout: float) -> dict[str, Any] | None:
+    """A model server's JSON object (None on any failure, which is logged)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            doc = json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        error = _error_of(exc)
-        log.warning("%s %s failed: HTTP %d: %s", method, url, exc.code, error)
-        refused = 400 <= exc.code < 500 and exc.code not in (401, 403)
-        return _Answer(None, error if refused else None)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.warning("%s %s failed: %s", method, url, exc)
-        return _Answer(None)
-    return _Answer(doc if isinstance(doc, dict) else None)
-
-
-def _error_of(exc: urllib.error.HTTPError) -> str:
-    """The `{"error": ...}` of an error answer, or its status line."""
-    try:
-        doc = json.loads(exc.read() or b"{}")
-    except (OSError, ValueError):
-        doc = None
-    if isinstance(doc, dict) and doc.get("error"):
-        return str(doc["error"])
-    return f"HTTP {exc.code} {exc.reason}"
-
-
-def _http_json(
-    method: str, url: str, body: Any, token: str | None, timeout: float
-) -> dict[str, Any] | None:
-    return _http_call(method, url, body, token, timeout).doc
+        doc = call(method, url, None, None, timeout)
+    except RouterAdminError as exc:
+        log.warning("%s", exc)
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _secret_value(secret: Obj, key: str) -> str:

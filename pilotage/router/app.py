@@ -32,13 +32,14 @@ from pilotage.router.feedback import FeedbackError, apply_feedback
 from pilotage.router.metrics import render_metrics
 from pilotage.router.shadow import ShadowCopy
 from pilotage.router.state import ActiveTable, Route, RouterState
-from pilotage.router.table import RoutingError, decode_document, parse_table
+from pilotage.router.table import decode_document
 from pilotage.router.upstream import (
     UpstreamError,
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from pilotage.wire.routes import RoutingError, parse_table
 
 log = logging.getLogger("pilotage.router")
 

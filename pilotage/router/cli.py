@@ -23,9 +23,10 @@ from pilotage.guard import (
 from pilotage.listening import listen
 from pilotage.router.app import MAX_BODY_BYTES, AdminToken, RouterApp
 from pilotage.router.state import RouterState
-from pilotage.router.table import RoutingError, load_table_file
+from pilotage.router.table import load_table_file
 from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS
 from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
+from pilotage.wire.routes import RoutingError
 
 log = logging.getLogger("pilotage.router")
 

@@ -19,8 +19,8 @@ from pilotage.inferencelog.record import Exchange
 from pilotage.inferencelog.writer import InferenceLogger
 from pilotage.router.predictions import compare, extract_predictions
 from pilotage.router.stats import ShadowStats, VariantStats
-from pilotage.router.table import Variant
 from pilotage.router.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from pilotage.wire.routes import Variant
 
 log = logging.getLogger("pilotage.router.shadow")
 

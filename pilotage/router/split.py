@@ -16,7 +16,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 
-from pilotage.router.table import Variant
+from pilotage.wire.routes import Variant
 
 _TWO_52 = float(2**52)
 

@@ -20,8 +20,9 @@ from pilotage.router.feedback import RecentAnswers
 from pilotage.router.shadow import ShadowMirror
 from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
 from pilotage.router.stats import StatsRegistry, VariantStats
-from pilotage.router.table import STABLE, RoutingTable, Variant
 from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS, PoolRegistry
+from pilotage.wire.router_stats import stats_document
+from pilotage.wire.routes import STABLE, RoutingTable, Variant
 
 log = logging.getLogger("pilotage.router")
 
@@ -215,7 +216,6 @@ class RouterState:
                 "refused": activator.refused.get(name, 0),
             }
             variants[name] = entry
-        retired = [{"variant": s.name, **s.to_json()} for s in self.registry.retired()]
         registry = self.registry
         shadow: dict[str, Any] | None = None
         if table.shadow is not None:
@@ -226,25 +226,25 @@ class RouterState:
                 "queued": self.mirror.queued,
                 "capacity": self.mirror.capacity,
             }
-        return {
-            "deployment": table.deployment,
-            "mode": table.mode,
-            "generation": self.generation,
-            "revision": table.revision,
-            "source": self.source,
-            "loadedAt": self.loaded_at,
-            "reloadErrors": self.reload_errors,
-            "lastReloadError": self.last_reload_error,
-            "uptimeSeconds": time.time() - self.started,
-            "incompleteBodies": self.registry.incomplete_bodies,
-            "weights": table.weights(),
-            "stickyHeader": table.sticky_header,
-            "variants": variants,
-            "retired": retired,
-            "shadow": None if shadow is None else {**shadow, **registry.shadow.to_json()},
-            "shadowTotals": registry.shadow.to_json(),
-            "inferenceLog": self.inference_log_json(),
-            "feedback": {
+        return stats_document(
+            deployment=table.deployment,
+            mode=table.mode,
+            generation=self.generation,
+            revision=table.revision,
+            source=self.source,
+            loaded_at=self.loaded_at,
+            reload_errors=self.reload_errors,
+            last_reload_error=self.last_reload_error,
+            uptime_seconds=time.time() - self.started,
+            incomplete_bodies=registry.incomplete_bodies,
+            weights=table.weights(),
+            sticky_header=table.sticky_header,
+            variants=variants,
+            retired=[(s.name, s.to_json()) for s in registry.retired()],
+            shadow=shadow,
+            shadow_totals=registry.shadow.to_json(),
+            inference_log=self.inference_log_json(),
+            feedback={
                 "received": registry.feedback_received,
                 "unknown": registry.feedback_unknown,
                 "mismatched": registry.feedback_invalid,
@@ -252,7 +252,7 @@ class RouterState:
                 "rememberedBytes": self.recent.kept_bytes,
                 "capacity": self.recent.capacity,
             },
-        }
+        )
 
     def inference_log_json(self) -> dict[str, Any] | None:
         """Counters of the inference log, earlier loggers (settings changed) included."""

@@ -1,5 +1,7 @@
 """Counters the router keeps: per variant, for shadow comparisons and for live feedback.
 
+They are written into the stats document by ``pilotage.wire.router_stats``.
+
 Everything is cumulative since the router started (like Prometheus counters): the
 control plane takes differences between two reads. One ``VariantStats`` exists per
 (variant name, model version), so a new canary version starts from zero while the
@@ -11,6 +13,13 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from typing import Any
+
+from pilotage.wire.router_stats import (
+    feedback_document,
+    forced_document,
+    shadow_document,
+    variant_document,
+)
 
 # Upper bounds (seconds) of the latency histogram: fine enough for a p99 SLO check.
 LATENCY_BOUNDS: tuple[float, ...] = (
@@ -30,14 +39,7 @@ class FeedbackStats:
         self.abs_error_sum = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "labelled": self.labelled,
-            "correct": self.correct,
-            "accuracy": self.correct / self.labelled if self.labelled else None,
-            "valued": self.valued,
-            "absErrorSum": self.abs_error_sum,
-            "mae": self.abs_error_sum / self.valued if self.valued else None,
-        }
+        return feedback_document(self)
 
 
 class ForcedStats:
@@ -55,10 +57,7 @@ class ForcedStats:
         self.codes[status] = self.codes.get(status, 0) + 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "codes": {str(code): n for code, n in sorted(self.codes.items())},
-        }
+        return forced_document(self)
 
 
 # What an answer the router could not write to its client is counted as.
@@ -140,23 +139,7 @@ class VariantStats:
         self.errors += 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "requests": self.requests,
-            "errors": self.errors,
-            "retriedOnStable": self.retried_on_stable,
-            "codes": {str(code): n for code, n in sorted(self.codes.items())},
-            "latency": {
-                "le": list(LATENCY_BOUNDS),
-                "counts": list(self.latency_counts),
-                "sum": self.latency_sum,
-                "count": self.requests,
-            },
-            "feedback": self.feedback.to_json(),
-            "forced": self.forced.to_json(),
-            "inFlight": self.in_flight,
-            "busySeconds": self.busy_seconds(),
-        }
+        return variant_document(self, LATENCY_BOUNDS)
 
 
 class ShadowStats:
@@ -180,15 +163,7 @@ class ShadowStats:
         self.numeric_compared = 0
 
     def to_json(self) -> dict[str, Any]:
-        compared = self.agree + self.disagree
-        return {
-            "mirrored": self.mirrored,
-            "dropped": self.dropped,
-            "comparisons": {"agree": self.agree, "disagree": self.disagree, "error": self.error},
-            "agreement": self.agree / compared if compared else None,
-            "numericCompared": self.numeric_compared,
-            "absDiffSum": self.abs_diff_sum,
-        }
+        return shadow_document(self)
 
 
 class StatsRegistry:

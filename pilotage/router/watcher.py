@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 from pilotage.router.state import RouterState
-from pilotage.router.table import RoutingError, load_table_file
+from pilotage.router.table import load_table_file
+from pilotage.wire.routes import RoutingError
 
 DEFAULT_INTERVAL = 0.25
 

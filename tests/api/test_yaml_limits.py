@@ -26,7 +26,8 @@ from pilotage.api.manifests import (
     safe_load_all,
 )
 from pilotage.local.store import MAX_OBJECT_BYTES, Store, StoreError
-from pilotage.router.table import RoutingError, decode_document, load_table_file
+from pilotage.router.table import decode_document, load_table_file
+from pilotage.wire.routes import RoutingError
 from tests.support.procs import pilotage
 
 

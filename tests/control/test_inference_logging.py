@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pilotage.control.observe import router_stats
 from pilotage.control.routes import build_table
-from pilotage.router.table import parse_table
+from pilotage.wire.router_stats import parse_router_stats as router_stats
+from pilotage.wire.routes import parse_table
 from tests.control.factories import deployment, job, observe, routes, run, stats_of, variant
 
 URLS = {"v1": "http://127.0.0.1:8001"}

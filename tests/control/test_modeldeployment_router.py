@@ -8,13 +8,13 @@ from dataclasses import replace
 from pilotage.api.conditions import get
 from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.control.modeldeployment import TABLE_REJECTED
-from pilotage.control.observe import router_stats
 from pilotage.control.types import (
     ModelDeploymentObservation,
     RouterStats,
     RouteTable,
     TableRejection,
 )
+from pilotage.wire.router_stats import parse_router_stats as router_stats
 from tests.control.factories import deployment, job, observe, routes, run
 
 V1, V2 = job("v1", 0), job("v2", 100)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pilotage.control.routes import build_table
-from pilotage.router.table import parse_table
+from pilotage.wire.routes import parse_table
 from tests.control.factories import deployment
 
 STRATEGIES: list[dict[str, Any]] = [

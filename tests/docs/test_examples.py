@@ -31,7 +31,7 @@ import yaml
 
 from pilotage.api import parse_resource
 from pilotage.api.modelcard import ModelCard
-from pilotage.router.table import parse_table
+from pilotage.wire.routes import parse_table
 from tests.api.files import load_crds
 from tests.api.kube import admit
 from tests.chart import test_docs as chart_docs

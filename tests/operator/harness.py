@@ -21,7 +21,7 @@ from pilotage.operator import names
 from pilotage.operator.app import OperatorApp, build_operator
 from pilotage.operator.platform import Addresses
 from pilotage.operator.settings import OperatorSettings
-from pilotage.router.table import RoutingError, parse_table
+from pilotage.wire.routes import RoutingError, parse_table
 from tests.operator.conftest import DEADLINE, api_url, eventually
 from tests.operator.emulator import Cluster
 from tests.operator.manifests import BASE, CRDS, NS, dataset, summary, training_job

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from pilotage.router.client import get_stats, push_routes
 from pilotage.router.table import write_table_file
+from pilotage.wire.admin import get_stats, push_routes
 from tests.support.procs import Process, free_port, pilotage, running
 
 TOKEN = "s3cret-admin-token"

@@ -23,8 +23,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 from pilotage.inferencelog.reader import LogReader
-from pilotage.router.client import get_stats
 from pilotage.router.table import write_table_file
+from pilotage.wire.admin import get_stats
 from tests.router.conftest import TOKEN, Upstream, table
 from tests.router.traffic import Answer, Client
 from tests.support.models import build_model

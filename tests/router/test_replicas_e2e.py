@@ -175,7 +175,7 @@ def test_a_shadow_at_zero_is_not_woken_by_mirrored_copies(
 def test_bad_replica_lists_are_refused_naming_the_field(
     variant: dict[str, Any], message: str
 ) -> None:
-    from pilotage.router.table import RoutingError, parse_table
+    from pilotage.wire.routes import RoutingError, parse_table
 
     with pytest.raises(RoutingError, match=message):
         parse_table({"deployment": "iris", "mode": "canary", "variants": [variant]})

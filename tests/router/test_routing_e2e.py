@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pilotage.router.client import RouterAdminError, get_routes, push_routes
 from pilotage.router.table import write_table_file
+from pilotage.wire.admin import RouterAdminError, get_routes, push_routes
 from tests.router.conftest import TOKEN, force, table
 from tests.router.traffic import Client, Traffic, get_json, put_routes
 from tests.support.procs import wait_until

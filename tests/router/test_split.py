@@ -11,7 +11,7 @@ from pilotage.router.split import (
     WeightedSplitter,
     _unit_interval,
 )
-from pilotage.router.table import Variant
+from pilotage.wire.routes import Variant
 
 
 def variants(**weights: int) -> list[Variant]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pilotage.router.table import RoutingError, load_table_file, parse_table, write_table_file
+from pilotage.router.table import load_table_file, write_table_file
+from pilotage.wire.routes import RoutingError, parse_table
 
 GOOD: dict[str, Any] = {
     "deployment": "iris",

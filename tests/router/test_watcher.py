@@ -10,7 +10,8 @@ import pytest
 
 from pilotage.router import watcher
 from pilotage.router.state import RouterState
-from pilotage.router.table import parse_table, write_table_file
+from pilotage.router.table import write_table_file
+from pilotage.wire.routes import parse_table
 
 TABLE: dict[str, Any] = {
     "deployment": "iris",

@@ -14,7 +14,7 @@ import pytest
 
 from pilotage.router.app import RouterApp
 from pilotage.router.state import RouterState
-from pilotage.router.table import RoutingError, parse_table
+from pilotage.wire.routes import RoutingError, parse_table
 from tests.router.conftest import TOKEN, force, table
 from tests.router.traffic import Client, get_json, put_routes
 from tests.support.procs import free_port, pilotage, wait_until
