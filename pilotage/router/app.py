@@ -21,10 +21,19 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from pilotage.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    lifespan,
+    read_body,
+    send_body,
+    send_json,
+)
 from pilotage.guard import BodyBudget, declared_length
 from pilotage.inferencelog.record import Exchange
 from pilotage.router.balance import Replica, Unavailable
@@ -42,11 +51,6 @@ from pilotage.router.upstream import (
 from pilotage.wire.routes import RoutingError, parse_table
 
 log = logging.getLogger("pilotage.router")
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 VARIANT_HEADER = b"x-pilotage-variant"
@@ -91,7 +95,6 @@ _RESPONSE_SKIP = frozenset(
 _UPSTREAM_METHODS = {"GET": b"GET", "POST": b"POST", "HEAD": b"GET", "PUT": b"PUT"}
 _PRIVATE_PREFIXES = ("/admin/", "/pilotage/")
 _RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_JSON = [(b"content-type", b"application/json")]
 
 
 def _is_inference(method: str, path: str) -> bool:
@@ -102,10 +105,6 @@ def new_request_id() -> bytes:
     """128 random bits in hex: an id that names an answer cannot be guessed from another
     (feedback is scored by id, so a guessable id would let anyone label others' answers)."""
     return os.urandom(16).hex().encode()
-
-
-class ClientGone(Exception):
-    """The client disconnected before its whole body arrived: the request is dropped."""
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -142,51 +141,15 @@ class BodyReader:
 
         Raises BodyRefused, or ClientGone when the client disconnects before the end of
         the body: a truncated prefix must never be forwarded (it would be scored)."""
-        declared = declared_length(scope["headers"])
-        if declared is not None:
-            if declared > self.max_body_bytes:
-                raise BodyRefused(413, self.too_large())
-            if not self.budget.reserve(declared):
-                raise BodyRefused(503, self.budget.busy_message())
-            held[0] += declared
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body"):
-            return body
-        parts = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise BodyRefused(413, self.too_large())
-            if size > held[0]:  # chunked (or longer than declared): count as it comes
-                if not self.budget.reserve(size - held[0]):
-                    raise BodyRefused(503, self.budget.busy_message())
-                held[0] = size
-            parts.append(chunk)
-        return b"".join(parts)
-
-
-async def _send_json(
-    send: Send, status: int, doc: Any, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = orjson.dumps(doc)
-    headers = [*_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_text(send: Send, status: int, text: str, content_type: bytes) -> None:
-    body = text.encode()
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        return await read_body(
+            receive,
+            limit=self.max_body_bytes,
+            declared=declared_length(scope["headers"]),
+            too_large=lambda _size: BodyRefused(413, self.too_large()),
+            busy=lambda: BodyRefused(503, self.budget.busy_message()),
+            budget=self.budget,
+            held=held,
+        )
 
 
 class AdminToken:
@@ -251,7 +214,7 @@ class RouterApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await self._lifespan(receive, send)
+                await lifespan(receive, send)
             return
         if self.admin_port is not None and scope["server"][1] == self.admin_port:
             await self._admin(scope, receive, send)
@@ -264,25 +227,16 @@ class RouterApp:
                 return
             if scope["path"].startswith(_PRIVATE_PREFIXES):
                 # the servers' own admin endpoints (fault injection...) are not for clients
-                await _send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
+                await send_json(send, 404, {"error": f"no such endpoint: {scope['path']}"})
                 return
             await self._proxy(scope, receive, send, held)
         except ClientGone:
             self.state.registry.incomplete_bodies += 1
         except BodyRefused as exc:
-            await _send_json(send, exc.status, {"error": str(exc)})
+            await send_json(send, exc.status, {"error": str(exc)})
         finally:
             if held[0]:
                 self.bodies.budget.release(held[0])
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     # ---- the hot path -------------------------------------------------------------
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
@@ -310,7 +264,7 @@ class RouterApp:
         if request_id is None:
             request_id = new_request_id()
         elif not _valid_request_id(request_id):
-            await _send_json(
+            await send_json(
                 send,
                 400,
                 {
@@ -321,12 +275,12 @@ class RouterApp:
         if forced is not None:
             refusal = self._forcing_refused(variant_token)
             if refusal is not None:
-                await _send_json(send, 403, {"error": refusal})
+                await send_json(send, 403, {"error": refusal})
                 return
             route = active.by_name.get(forced.lower())
             if route is None:
                 names = ", ".join(active.routes)
-                await _send_json(
+                await send_json(
                     send,
                     400,
                     {
@@ -344,7 +298,7 @@ class RouterApp:
             try:
                 await self.state.activator.hold(name)
             except Unavailable as exc:
-                await _send_json(
+                await send_json(
                     send,
                     503,
                     {"error": str(exc)},
@@ -354,7 +308,7 @@ class RouterApp:
             active = self.state.active
             woken = active.routes.get(name)
             if woken is None or not woken.replicas:  # a later table took it away again
-                await _send_json(
+                await send_json(
                     send,
                     503,
                     {"error": f"variant {name} has no replica (removed while waiting)"},
@@ -562,7 +516,7 @@ class RouterApp:
     async def _upstream_failed(
         self, send: Send, route: Route, request_id: bytes, error: UpstreamError
     ) -> None:
-        await _send_json(
+        await send_json(
             send,
             error.status,
             {
@@ -577,15 +531,18 @@ class RouterApp:
 
     # ---- router-local public endpoints -------------------------------------------
     async def _metrics(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
-        await _send_text(
-            send, 200, render_metrics(self.state), b"text/plain; version=0.0.4; charset=utf-8"
+        await send_body(
+            send,
+            200,
+            render_metrics(self.state).encode(),
+            [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")],
         )
 
     async def _public_stats(
         self, scope: Scope, receive: Receive, send: Send, held: list[int]
     ) -> None:
         # upstream URLs and reload errors are internals: the stats live on the admin port
-        await _send_json(
+        await send_json(
             send,
             404,
             {
@@ -595,7 +552,7 @@ class RouterApp:
         )
 
     async def _healthz(self, scope: Scope, receive: Receive, send: Send, held: list[int]) -> None:
-        await _send_json(send, 200, {"status": "ok", "generation": self.state.generation})
+        await send_json(send, 200, {"status": "ok", "generation": self.state.generation})
 
     async def _public_feedback(
         self, scope: Scope, receive: Receive, send: Send, held: list[int]
@@ -612,28 +569,28 @@ class RouterApp:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            await _send_json(send, 400, {"error": f"body: malformed JSON ({exc})"})
+            await send_json(send, 400, {"error": f"body: malformed JSON ({exc})"})
             return
         try:
             result = apply_feedback(doc, self.state.recent, self.state.registry)
         except FeedbackError as exc:
-            await _send_json(send, 400, {"error": str(exc)})
+            await send_json(send, 400, {"error": str(exc)})
             return
         self.state.log_labels(doc)  # a label for an unknown id is written all the same
-        await _send_json(send, 200, result)
+        await send_json(send, 200, result)
 
     # ---- admin port --------------------------------------------------------------
     @staticmethod
     async def _refuse(send: Send, verdict: int, what: str) -> None:
         if verdict == 401:
-            await _send_json(
+            await send_json(
                 send,
                 401,
                 {"error": f"authorization: bearer token required ({what})"},
                 [(b"www-authenticate", b'Bearer realm="pilotage-router"')],
             )
         else:
-            await _send_json(send, 403, {"error": f"authorization: token not accepted ({what})"})
+            await send_json(send, 403, {"error": f"authorization: token not accepted ({what})"})
 
     async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
         held = [0]
@@ -642,7 +599,7 @@ class RouterApp:
         except ClientGone:
             return
         except BodyRefused as exc:
-            await _send_json(send, exc.status, {"error": str(exc)})
+            await send_json(send, exc.status, {"error": str(exc)})
         finally:
             if held[0]:
                 self.bodies.budget.release(held[0])
@@ -656,7 +613,7 @@ class RouterApp:
             return
         key = (scope["method"], scope["path"])
         if key == ("GET", "/admin/routes"):
-            await _send_json(
+            await send_json(
                 send,
                 200,
                 {"generation": self.state.generation, **self.state.active.table.to_document()},
@@ -664,7 +621,7 @@ class RouterApp:
         elif key == ("PUT", "/admin/routes"):
             await self._put_routes(scope, receive, send, held)
         elif key == ("GET", "/admin/stats"):
-            await _send_json(send, 200, self.state.stats_json())
+            await send_json(send, 200, self.state.stats_json())
         elif key == ("POST", "/admin/feedback"):
             await self._feedback(scope, receive, send, held)
         elif key == ("GET", "/admin/activations"):
@@ -675,11 +632,11 @@ class RouterApp:
             "/admin/feedback",
             "/admin/activations",
         ):
-            await _send_json(
+            await send_json(
                 send, 405, {"error": f"method {scope['method']} not allowed on {scope['path']}"}
             )
         else:
-            await _send_json(
+            await send_json(
                 send,
                 404,
                 {
@@ -701,12 +658,12 @@ class RouterApp:
                 except ValueError:
                     wait = -1.0
                 if not 0 <= wait <= 60:
-                    await _send_json(
+                    await send_json(
                         send, 400, {"error": f"wait: must be 0..60 seconds, got {value!r}"}
                     )
                     return
         held = await self.state.activator.wait_for_held(wait)
-        await _send_json(send, 200, {"held": held})
+        await send_json(send, 200, {"held": held})
 
     async def _put_routes(
         self, scope: Scope, receive: Receive, send: Send, held: list[int]
@@ -715,10 +672,10 @@ class RouterApp:
         try:
             table = parse_table(decode_document(body))
         except RoutingError as exc:
-            await _send_json(send, 400, {"error": str(exc)})
+            await send_json(send, 400, {"error": str(exc)})
             return
         if table.deployment != self.state.active.table.deployment:
-            await _send_json(
+            await send_json(
                 send,
                 409,
                 {
@@ -727,7 +684,7 @@ class RouterApp:
             )
             return
         changed = self.state.apply(table, "admin")
-        await _send_json(
+        await send_json(
             send,
             200,
             {"applied": changed, "generation": self.state.generation, "revision": table.revision},

@@ -11,13 +11,15 @@ import asyncio
 import importlib.metadata
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from pilotage.asgi import ClientGone, Receive, Scope, Send, lifespan, send_body
+from pilotage.asgi import read_body as receive_body
 from pilotage.guard import DEFAULT_INFLIGHT_BODY_BYTES, BodyBudget
 from pilotage.server import openapi
 from pilotage.server.batching import Batcher, Call, timed_call
@@ -40,11 +42,6 @@ from pilotage.server.responses import (
 from pilotage.server.rows import Rows, RowSchema
 from pilotage.server.v1 import rows_from_v1
 from pilotage.server.v2 import parse_request, precheck_header, rows_from_tensors, split_binary
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("pilotage.server")
 
@@ -78,10 +75,6 @@ class ServerOptions:
     inject_latency_ms: float = 0.0
     inject_error_rate: float = 0.0
     fault_seed: int = 0
-
-
-class ClientGone(Exception):
-    """The client disconnected before sending its whole body."""
 
 
 class ServerApp:
@@ -147,18 +140,11 @@ class ServerApp:
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send, self._shutdown)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.worker is not None:
-                    self.worker.shutdown(wait=False)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    def _shutdown(self) -> None:
+        if self.worker is not None:
+            self.worker.shutdown(wait=False)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -171,12 +157,12 @@ class ServerApp:
             else:
                 await self._other(method, path, scope, receive, send)
         except RequestError as exc:
-            await respond(send, exc.status, error_body(exc.message))
+            await send_body(send, exc.status, error_body(exc.message))
         except ClientGone:
             return
         except Exception:
             log.exception("unexpected error on %s %s", method, path)
-            await respond(send, 500, error_body("internal server error; see the server log"))
+            await send_body(send, 500, error_body("internal server error; see the server log"))
 
     # ---- routing --------------------------------------------------------------------
 
@@ -199,9 +185,9 @@ class ServerApp:
         require(method, "GET", scope)
         self._check_model(name, version)
         if action:
-            await respond(send, 200, dumps({"name": self.name, "ready": True}))
+            await send_body(send, 200, dumps({"name": self.name, "ready": True}))
         else:
-            await respond(send, 200, self.metadata_body)
+            await send_body(send, 200, self.metadata_body)
 
     async def _v1_model(
         self, method: str, rest: str, scope: Scope, receive: Receive, send: Send
@@ -214,18 +200,18 @@ class ServerApp:
             require(method, "GET", scope)
             self._check_model(parts[0], None)
             body = {"name": self.name, "version": self.version, "ready": True}
-            await respond(send, 200, dumps(body))
+            await send_body(send, 200, dumps(body))
         elif len(parts) == 2 and parts[1] == "drift":
             require(method, "GET", scope)
             self._check_model(parts[0], None)
             snapshot = self.drift.snapshot(self.name, self.version).to_doc()
-            await respond(send, 200, dumps(snapshot))
+            await send_body(send, 200, dumps(snapshot))
         elif len(parts) == 2 and parts[1] == "card":
             # The control plane reads the baseline here: on Kubernetes the artifact claim
             # lives in the workload's namespace, which the operator's pod cannot mount.
             require(method, "GET", scope)
             self._check_model(parts[0], None)
-            await respond(send, 200, self.card_body)
+            await send_body(send, 200, self.card_body)
         else:
             raise not_found(f"no such endpoint: {scope['path']}")
 
@@ -234,21 +220,21 @@ class ServerApp:
     ) -> None:
         if path == "/metrics":
             require(method, "GET", scope)
-            await respond(send, 200, self.metrics.render().encode(), TEXT_HEADERS)
+            await send_body(send, 200, self.metrics.render().encode(), TEXT_HEADERS)
         elif path in ("/v2/health/live", "/v2/health/ready"):
             require(method, "GET", scope)
             key = "live" if path.endswith("live") else "ready"
-            await respond(send, 200, dumps({key: True}))
+            await send_body(send, 200, dumps({key: True}))
         elif path == "/v2":
             require(method, "GET", scope)
             body = {"name": SERVER_NAME, "version": package_version(), "extensions": EXTENSIONS}
-            await respond(send, 200, dumps(body))
+            await send_body(send, 200, dumps(body))
         elif path == "/v1/models":
             require(method, "GET", scope)
-            await respond(send, 200, dumps({"models": [self.name]}))
+            await send_body(send, 200, dumps({"models": [self.name]}))
         elif path == "/openapi.json":
             require(method, "GET", scope)
-            await respond(send, 200, self.openapi_body)
+            await send_body(send, 200, self.openapi_body)
         elif path == "/admin/faults":
             faults = self.faults
             if faults is None:
@@ -260,7 +246,7 @@ class ServerApp:
                 faults.update(parse_json(await read_body(scope, receive, 64 * 1024)))
             else:
                 require(method, "GET", scope)
-            await respond(send, 200, dumps(faults.as_json()))
+            await send_body(send, 200, dumps(faults.as_json()))
         else:
             raise not_found(f"no such endpoint: {path}")
 
@@ -339,7 +325,7 @@ class ServerApp:
         except RequestError as exc:
             status = exc.status
             headers = CLOSE_JSON_HEADERS if exc.close else JSON_HEADERS
-            await respond(send, status, error_body(exc.message), headers)
+            await send_body(send, status, error_body(exc.message), headers)
         except ClientGone:
             status = 499
         except Exception:
@@ -377,7 +363,7 @@ class ServerApp:
         body: dict[str, Any] = {"predictions": json_labels(prediction.labels)}
         if prediction.probabilities is not None:
             body["probabilities"] = prediction.probabilities
-        await respond(send, 200, dumps(body))
+        await send_body(send, 200, dumps(body))
 
     async def _send_v2(
         self, send: Send, prediction: Prediction, wanted: Any, request_id: Any
@@ -389,13 +375,13 @@ class ServerApp:
         body["outputs"] = outputs
         header = dumps(body)
         if not chunks:
-            await respond(send, 200, header)
+            await send_body(send, 200, header)
             return
         headers = [
             (b"content-type", b"application/octet-stream"),
             (b"inference-header-content-length", str(len(header)).encode()),
         ]
-        await respond(send, 200, header + b"".join(chunks), headers)
+        await send_body(send, 200, header + b"".join(chunks), headers)
 
     # ---- metadata -------------------------------------------------------------------
 
@@ -456,16 +442,6 @@ async def inject_faults(faults: Faults) -> None:
 # ---- HTTP helpers -------------------------------------------------------------------
 
 
-async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = JSON_HEADERS
-) -> None:
-    # With a content-length uvicorn writes the body as it is; without one it frames it
-    # as a chunked stream (an extra join per response and two more lines on the wire).
-    headers = [*headers, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def require(method: str, allowed: str, scope: Scope) -> None:
     if method != allowed:
         raise RequestError(405, f"method {method} not allowed on {scope['path']}; use {allowed}")
@@ -503,6 +479,16 @@ async def read_body_and_header(
     holds more rows than that, before it is parsed. With ``precheck``, the JSON header
     of a binary V2 body is checked as soon as it is in, before the binary data.
     A refusal made before the end of the body closes the connection."""
+
+    def too_large(size: int | None) -> RequestError:
+        if size is not None:
+            return RequestError(
+                413, f"body too large: {size} bytes; this server accepts at most {limit}", True
+            )
+        return RequestError(
+            413, f"body too large: over {limit} bytes, the most this server accepts", True
+        )
+
     header_length: str | None = None
     declared: int | None = None
     for key, value in scope["headers"]:
@@ -510,17 +496,9 @@ async def read_body_and_header(
             if value.isdigit():
                 declared = int(value)
                 if declared > limit:
-                    raise RequestError(
-                        413,
-                        f"body too large: {declared} bytes; this server accepts at most {limit}",
-                        close=True,
-                    )
+                    raise too_large(declared)
         elif key == b"inference-header-content-length":
             header_length = value.decode("latin-1")
-    if budget is not None and held is not None and declared is not None:
-        if not budget.reserve(declared):
-            raise RequestError(503, budget.busy_message(), close=True)
-        held[0] += declared
     header_at: int | None = None
     if precheck is not None and header_length is not None and header_length.isdigit():
         header_at = int(header_length)
@@ -537,16 +515,8 @@ async def read_body_and_header(
                     close=True,
                 )
 
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    measure(body)
-    if not message.get("more_body", False):
-        return body, header_length
-    chunks = [body]
-    size = len(body)
-    while True:
+    def check_header(chunks: list[bytes], size: int) -> None:
+        nonlocal header_at
         if header_at is not None and precheck is not None and size >= header_at:
             try:
                 precheck(b"".join(chunks)[:header_at])
@@ -554,20 +524,20 @@ async def read_body_and_header(
                 exc.close = True
                 raise
             header_at = None
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        measure(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(
-                413, f"body too large: over {limit} bytes, the most this server accepts", True
-            )
-        if budget is not None and held is not None and size > held[0]:
-            if not budget.reserve(size - held[0]):
-                raise RequestError(503, budget.busy_message(), close=True)
-            held[0] = size
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), header_length
+
+    def busy() -> RequestError:
+        assert budget is not None
+        return RequestError(503, budget.busy_message(), close=True)
+
+    body = await receive_body(
+        receive,
+        limit=limit,
+        declared=declared,
+        too_large=too_large,
+        busy=busy,
+        budget=budget,
+        held=held,
+        on_chunk=measure,
+        before_next=check_header,
+    )
+    return body, header_length
