@@ -231,7 +231,7 @@ def _scheme_tests(path: Path, schemes: set[str], text: str | None = None) -> lis
 SCHEME_OWNERS_BESIDES_SOURCES = {
     "storage.py": "reads and writes artifact URIs (file, pvc, s3, https)",
     "operator/settings.py": "the artifact store must be one that pods reach (pvc or s3)",
-    "router/table.py": "an upstream is an http:// URL",
+    "wire/routes.py": "an upstream is an http:// URL",
     "inferencelog/": "inference-log sinks (file, s3, http) are where logs are written",
 }
 
