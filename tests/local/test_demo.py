@@ -28,4 +28,7 @@ def test_demo_plays_every_step() -> None:
     assert "every step behaved" in stdout
     for figure in ("accuracy", "p99", "vs SLO", "psi", "canary", "promoted"):
         assert figure in stdout, figure
+    # the retrain learned from the logged, labelled live traffic, and says how much
+    assert "labelled requests of live traffic" in stdout
+    assert "on the same held-out rows" in stdout
     assert "Traceback" not in stderr
