@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "up": ("pilotage.local.cli", "up", "run the embedded control plane on manifests"),
+    "up": ("pilotage.local.up", "main", "run the embedded control plane on manifests"),
     "apply": ("pilotage.local.cli", "apply", "store manifests in the local state"),
     "get": ("pilotage.local.cli", "get", "list resources in the local state"),
     "describe": ("pilotage.local.cli", "describe", "show one resource in detail"),

@@ -3,7 +3,13 @@
 from pilotage.api.common import API_VERSION, GROUP, VERSION, Condition, ObjectMeta, parse_duration
 from pilotage.api.dataset import Dataset, DatasetSpec, DatasetStatus
 from pilotage.api.driftmonitor import DriftMonitor, DriftMonitorSpec, DriftMonitorStatus
-from pilotage.api.manifests import KINDS, ManifestError, load_resources, parse_resource
+from pilotage.api.manifests import (
+    KIND_ORDER,
+    KINDS,
+    ManifestError,
+    load_resources,
+    parse_resource,
+)
 from pilotage.api.modeldeployment import (
     ModelDeployment,
     ModelDeploymentSpec,
@@ -16,6 +22,7 @@ __all__ = [
     "API_VERSION",
     "GROUP",
     "KINDS",
+    "KIND_ORDER",
     "VERSION",
     "Condition",
     "Dataset",

@@ -12,7 +12,8 @@ from pilotage.dashboard.history import History
 from pilotage.dashboard.serve import serve_foreground
 from pilotage.dashboard.source import LocalSource, Source
 from pilotage.listening import listen
-from pilotage.local.cli import CliError, state_dir
+from pilotage.local.cli import state_dir
+from pilotage.local.errors import CliError
 from pilotage.local.store import DEFAULT_NAMESPACE, StoreError
 
 DEFAULT_PORT = 8470

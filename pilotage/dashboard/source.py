@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pilotage.api.modelcard import CARD_FILE
-from pilotage.local.cli import ACTIONS, CliError, Forbidden, request_action
+from pilotage.local.cli import ACTIONS, request_action
+from pilotage.local.errors import CliError, Forbidden
 from pilotage.local.store import Store, StoreError
 from pilotage.storage import StorageError, join, read_bytes
 
@@ -134,7 +135,7 @@ class KubeSource:
         try:
             from kubernetes import client
 
-            from pilotage.operator.connection import (
+            from pilotage.kubeconnection import (
                 ConnectionError_,
                 client_configuration,
                 kubeconfig_configuration,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from pilotage.api import KINDS, ManifestError, Resource, parse_resource
+from pilotage.api import KIND_ORDER, KINDS, ManifestError, Resource, parse_resource
 from pilotage.api.dataset import Dataset
 from pilotage.api.driftmonitor import DriftMonitor
 from pilotage.api.manifests import load_documents, read_manifest_text
@@ -33,21 +33,13 @@ from pilotage.control.common import (
     ANNOTATION_RETRY,
 )
 from pilotage.control.modeldeployment import FULL_PROMOTION
+from pilotage.local.errors import CliError
 from pilotage.local.store import DEFAULT_NAMESPACE, NotFound, Store, StoreError
 from pilotage.local.view import describe as describe_text
 from pilotage.local.view import get_table, resolve_kind
 
 STATE_ENV = "PILOTAGE_STATE_DIR"
 DEFAULT_STATE_DIR = ".pilotage"
-KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
-
-
-class CliError(Exception):
-    """A problem to print as one line."""
-
-
-class Forbidden(CliError):
-    """The cluster refused the request for lack of permission (HTTP 403)."""
 
 
 def state_dir(given: str | None) -> Path:
@@ -413,9 +405,3 @@ def retrain(argv: list[str]) -> int:
 def refresh(argv: list[str]) -> int:
     """`pilotage refresh DATASET`: profile the Dataset again (e.g. its file changed)."""
     return _manual("refresh", argv)
-
-
-def up(argv: list[str]) -> int:
-    from pilotage.local.up import main as up_main
-
-    return up_main(argv)

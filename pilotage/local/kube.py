@@ -28,13 +28,13 @@ def annotate(
 ) -> str:
     """Merge-patch ``metadata.annotations[annotation] = value``; returns where it was done.
     ``in_cluster``: the pod's service account (the dashboard the chart deploys)."""
-    from pilotage.local.cli import CliError, Forbidden
+    from pilotage.local.errors import CliError, Forbidden
 
     try:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        from pilotage.operator.connection import (
+        from pilotage.kubeconnection import (
             ConnectionError_,
             client_configuration,
             kubeconfig_configuration,

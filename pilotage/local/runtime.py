@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pilotage.api import ModelDeployment, Resource
+from pilotage.api import KIND_ORDER, ModelDeployment, Resource
 from pilotage.control.platform import (
     Observation,
     Observer,
@@ -29,8 +29,6 @@ from pilotage.control.types import DeleteRun
 from pilotage.local.activations import Activations
 from pilotage.local.platform import LocalPlatform, scoped, unscoped
 from pilotage.local.store import Store
-
-KIND_ORDER = ("Dataset", "TrainingJob", "ModelDeployment", "DriftMonitor")
 
 
 @dataclass

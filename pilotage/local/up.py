@@ -22,15 +22,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from pilotage.local.cli import (
-    CliError,
-    apply_resources,
-    load_manifests,
-    state_dir,
-)
+from pilotage.api import KIND_ORDER
+from pilotage.local.cli import apply_resources, load_manifests, state_dir
+from pilotage.local.errors import CliError
 from pilotage.local.platform import LocalPlatform
 from pilotage.local.processes import Supervisor
-from pilotage.local.runtime import KIND_ORDER, Runtime, TickReport
+from pilotage.local.runtime import Runtime, TickReport
 from pilotage.local.store import DEFAULT_NAMESPACE, Store, StoreError
 from pilotage.local.view import SUMMARY_HEADERS, render_table, summary_rows
 

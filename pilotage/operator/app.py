@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 
-from pilotage.operator.connection import connection_info
+from pilotage.kubeconnection import connection_info
 from pilotage.operator.handlers import Scheduler, build_registry, kopf_settings
 from pilotage.operator.kube import Kube
 from pilotage.operator.platform import Addresses

@@ -50,8 +50,8 @@ def main(argv: list[str]) -> int:
 
     import kopf
 
+    from pilotage.kubeconnection import ConnectionError_, client_configuration
     from pilotage.operator.app import build_operator
-    from pilotage.operator.connection import ConnectionError_, client_configuration
 
     try:
         cfg = client_configuration(settings.kubeconfig)

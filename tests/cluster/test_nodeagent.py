@@ -306,12 +306,12 @@ def test_a_pod_reads_the_api_with_its_service_account_and_its_role_bounds_it(
     )
     # Raw HTTPS with the mounted token and CA, and the operator's own credential loader
     # (kubernetes 36.0.0's load_incluster_config alone sends no token: see
-    # pilotage/operator/connection.py).
+    # pilotage/kubeconnection.py).
     code = (
         "import json, os, ssl, urllib.error, urllib.request\n"
         "from kubernetes import client\n"
         "from kubernetes.client.exceptions import ApiException\n"
-        "from pilotage.operator.connection import client_configuration\n"
+        "from pilotage.kubeconnection import client_configuration\n"
         "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
         "ns = open(sa + '/namespace').read()\n"
         "base = f\"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}\"\n"

@@ -63,7 +63,7 @@ async def test_promote_and_abort_with_kube_land_as_annotations(tmp_path: Path) -
 
 def test_connection_helper_does_not_import_kopf() -> None:
     code = (
-        "import sys; import pilotage.local.kube, pilotage.operator.connection; "
+        "import sys; import pilotage.local.kube, pilotage.kubeconnection; "
         "sys.exit('kopf' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

@@ -1,4 +1,8 @@
-"""Credentials for the operator: one kubernetes Configuration shared by kopf and the client.
+"""Credentials for a Kubernetes client: one kubernetes Configuration shared by kopf and the
+operator's client, and the one the command line (`--kube`) and the dashboard use.
+
+Outside `pilotage.operator` so that the embedded shell (`pilotage.local`) and the
+dashboard can reach a cluster without depending on the operator.
 
 kubernetes 36.0.0 loaders store the bearer token under ``api_key['authorization']`` while
 its ApiClient only sends ``api_key['BearerToken']`` (fixed upstream in 36.0.1, which
