@@ -13,12 +13,17 @@
   only what a source module imports when it is imported;
 * only pilotage.sources tells data source schemes apart: nothing else tests a URI against
   one (`uri.startswith("builtin://")`, `parsed.scheme == "s3"`), so a new source is one
-  module there.
+  module there;
+* wire contracts (issue 13): each document between processes is defined once, in
+  pilotage/wire (plain data, no pydantic), the router's admin API has one client, the
+  router never loads the resource models, and the embedded shell (pilotage.local) never
+  imports the operator and has no import cycle.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -256,3 +261,113 @@ def test_only_sources_tell_data_source_schemes_apart() -> None:
         "x.py:2 pvc",
         "x.py:3 s3",
     ]
+
+
+# ---------------------------------------------------------------------------
+# Wire contracts (issue 13): each document between processes has one definition, in
+# pilotage/wire, that every side imports; the router's admin API has one client.
+# ---------------------------------------------------------------------------
+
+WIRE_DOCUMENT_KEYS = {
+    # routing document (wire/routes.py); the stats echo stickyHeader (wire/router_stats.py)
+    "stickyHeader": {"wire/routes.py", "wire/router_stats.py"},
+    "maxHeld": {"wire/routes.py"},
+    # router stats document (wire/router_stats.py)
+    "reloadErrors": {"wire/router_stats.py"},
+    "lastReloadError": {"wire/router_stats.py"},
+    "retriedOnStable": {"wire/router_stats.py"},
+    "incompleteBodies": {"wire/router_stats.py"},
+    "busySeconds": {"wire/router_stats.py"},
+    "inferenceLog": {"wire/router_stats.py"},
+}
+ADMIN_PATHS = ("/admin/routes", "/admin/stats", "/admin/activations")
+ADMIN_API_SIDES = {"wire/admin.py", "router/app.py"}  # the one client, the server
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def _spellings(check: dict[str, set[str]] | None = None) -> list[str]:
+    """Where a wire document's field name is spelled outside the modules that define it."""
+    check = WIRE_DOCUMENT_KEYS if check is None else check
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        for line, value in _string_constants(path):
+            if value in check and where not in check[value]:
+                found.append(f"{where}:{line} {value}")
+    return found
+
+
+def test_one_definition_per_wire_document() -> None:
+    assert _spellings() == []
+    # the check sees a document produced elsewhere
+    assert _spellings({"deployment": {"wire/routes.py"}})
+
+
+def test_one_router_admin_client() -> None:
+    offenders = [
+        f"{where}:{line} {value}"
+        for path in sorted(ROOT.rglob("*.py"))
+        if (where := str(path.relative_to(ROOT))) not in ADMIN_API_SIDES
+        for line, value in _string_constants(path)
+        if value.startswith(ADMIN_PATHS)
+    ]
+    assert offenders == []
+
+
+def test_wire_documents_are_plain_data() -> None:
+    """No pydantic, no resource models, no control plane, no I/O (URL parsing aside)."""
+    documents = [m for m in _modules("wire") if m != "pilotage.wire.admin"]
+    forbidden = (IO_MODULES - {"urllib"}) | {
+        "urllib.request",
+        "urllib.error",
+        "pydantic",
+        "pilotage.api",
+        "pilotage.control",
+    }
+    assert _offenders(documents, forbidden, transitive=False) == []
+    assert _offenders(_modules("wire"), {"pydantic", "pilotage.api"}, transitive=True) == []
+
+
+def test_router_never_loads_the_resource_models() -> None:
+    # the routing document and bounded YAML come from wire/ and safeyaml, not pilotage.api
+    assert _offenders(_modules("router"), {"pydantic", "pilotage.api"}, transitive=True) == []
+
+
+def test_local_never_imports_operator() -> None:
+    """The embedded shell reaches a cluster (`--kube`) through pilotage.kubeconnection."""
+    assert _modules("local")
+    assert _offenders(_modules("local"), {"pilotage.operator"}, transitive=True) == []
+
+
+def _cycles(
+    modules: list[str], imports: Callable[[str], frozenset[str]] = _direct_imports
+) -> list[list[str]]:
+    """Import cycles among ``modules`` (lazy imports included), each from its least name."""
+    inside = set(modules)
+    graph = {m: sorted(n for n in imports(m) if n in inside and n != m) for m in modules}
+    found: set[tuple[str, ...]] = set()
+
+    def walk(path: list[str]) -> None:
+        for nxt in graph[path[-1]]:
+            if nxt == path[0]:
+                found.add(tuple(path))
+            elif nxt not in path and nxt > path[0]:
+                walk([*path, nxt])
+
+    for start in modules:
+        walk([start])
+    return [list(c) for c in sorted(found)]
+
+
+def test_local_has_no_import_cycle() -> None:
+    assert _cycles(_modules("local")) == []
+    # the check sees a cycle
+    fake = {"a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"}), "d": frozenset()}
+    assert _cycles(["a", "b", "c", "d"], lambda m: fake[m]) == [["a", "b", "c"]]
