@@ -172,4 +172,4 @@ def restart_backoff(crashes: int) -> float:
     shorter because a local restart is cheap)."""
     if crashes <= 0:
         return 0.0
-    return min(RESTART_BACKOFF_BASE_S * 2 ** min(crashes - 1, 30), RESTART_BACKOFF_CAP_S)
+    return float(min(RESTART_BACKOFF_BASE_S * 2 ** min(crashes - 1, 30), RESTART_BACKOFF_CAP_S))

@@ -35,8 +35,8 @@ def _nice_max(value: float) -> float:
     exp = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * exp:
-            return step * exp
-    return 10 * exp
+            return float(step * exp)
+    return float(10 * exp)
 
 
 def _legend(names: Sequence[str], x: float, y: float) -> str:

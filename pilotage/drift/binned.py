@@ -178,7 +178,8 @@ def _integral_abs_linear(a: FloatArray, b: FloatArray, width: FloatArray) -> Flo
     same_sign = a * b >= 0
     magnitude = np.abs(a) + np.abs(b)
     crossing = np.divide(a * a + b * b, 2 * magnitude, out=np.zeros_like(a), where=magnitude > 0)
-    return np.where(same_sign, width * magnitude / 2, width * crossing)
+    integral: FloatArray = np.where(same_sign, width * magnitude / 2, width * crossing)
+    return integral
 
 
 def wasserstein_binned(

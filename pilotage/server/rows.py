@@ -112,7 +112,8 @@ class RowSchema:
             bad = (numeric < self.minimum) | (numeric > self.maximum)
             bad |= self.integral & (np.floor(numeric) != numeric)
             bad |= self.boolean & (numeric != 0) & (numeric != 1)
-        return bad & ~np.isnan(numeric)
+        flagged: np.ndarray = bad & ~np.isnan(numeric)
+        return flagged
 
     def check_schema(self, rows: Rows, where: str) -> None:
         """Strict mode: refuse the first value outside the Dataset schema, naming it."""

@@ -95,7 +95,8 @@ def _canonical(model: onnx.ModelProto, name: str) -> bytes:
     del model.opset_import[:]
     for domain, version in imports:
         model.opset_import.add(domain=domain, version=version)
-    return model.SerializeToString(deterministic=True)
+    serialized: bytes = model.SerializeToString(deterministic=True)
+    return serialized
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:

@@ -328,9 +328,11 @@ def _target_values(target: Column, y: pd.Series, task: Task) -> np.ndarray:
             raise SpecError(
                 f"task regression needs a numeric target, but {target.name} is categorical"
             )
-        return y.to_numpy(dtype=np.float64)
+        values: np.ndarray = y.to_numpy(dtype=np.float64)
+        return values
     if target.type != "category" and bool(np.all(np.floor(y) == y)):
-        return y.to_numpy(dtype=np.float64).astype(np.int64)
+        whole: np.ndarray = y.to_numpy(dtype=np.float64).astype(np.int64)
+        return whole
     return np.array([str(v) for v in y], dtype=object)
 
 

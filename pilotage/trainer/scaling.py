@@ -26,7 +26,7 @@ def _safe_inverse(values: np.ndarray) -> np.ndarray:
     return np.where(values == 0.0, 1.0, 1.0 / np.where(values == 0.0, 1.0, values))
 
 
-class Float32Scaler(TransformerMixin, BaseEstimator):
+class Float32Scaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # untyped sklearn bases
     """Standard, min-max or robust scaling computed as ``(x - offset) * scale`` in float32."""
 
     def __init__(self, method: Method = "standard") -> None:

@@ -85,7 +85,7 @@ def _field(obj: dict[str, Any], path: str) -> str | None:
     """A fieldRef's value: metadata.name, metadata.labels['x'], status.podIP, spec.nodeName..."""
     m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
     if m:
-        return obj.get("metadata", {}).get(m.group(1), {}).get(m.group(2), "")
+        return str(obj.get("metadata", {}).get(m.group(1), {}).get(m.group(2), ""))
     allowed = {
         "metadata.name",
         "metadata.namespace",
