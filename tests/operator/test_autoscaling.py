@@ -64,11 +64,14 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
         await eventually(lambda: events(cluster, "ScaledToZero"), what="a ScaledToZero Event")
         assert status(cluster, "modeldeployments", "iris")["phase"] == "Healthy"
 
-        # a request held at zero: one replica again, and the table names it
+        # a request held at zero: one replica again, and the table names it. The request
+        # stays held until a replica is routed, as in the router; letting it go earlier
+        # left the variant idle again, and on a loaded machine it went back to zero
+        # before the routed table could be seen.
         router.held["stable"] = 1
         await eventually(lambda: replicas(cluster) == 1, what="woken to one replica")
-        router.held["stable"] = 0
         await eventually(
             lambda: "url" in stable_entry(router.tables[-1]), what="the ready replica routed"
         )
+        router.held["stable"] = 0
         await eventually(lambda: events(cluster, "Activated"), what="an Activated Event")
