@@ -152,7 +152,9 @@ class InferenceLogger:
         records: list[dict[str, Any]] = []
         size = labels = 0
         cfg = self.config
-        while queue and len(records) < MAX_BATCH:
+        # Only what is queued now: the event loop appends while this thread pops, and a
+        # batch that kept growing could hold more than one buffer's worth in a hung sink.
+        for _ in range(min(len(queue), MAX_BATCH)):
             item = queue.popleft()
             try:
                 if isinstance(item, Label):
