@@ -35,6 +35,7 @@ dashboard-screenshots: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/pilotage crds
+	$(BIN)/python charts/sync.py
 
 docs: $(STAMP)
 	$(BIN)/python -m pilotage.api.apidocs --output docs/api.md
