@@ -365,11 +365,21 @@ class RouterApp:
             out.append((VERSION_HEADER, route.version_header))
         out.append((REQUEST_ID_HEADER, request_id))
         status = response.status
+        # Remembered before the answer goes out: a client may send its feedback as soon as
+        # it has the answer, before this coroutine runs again after the send.
+        remembered = (
+            forced is None
+            and status < 300
+            and _is_inference(method_str, path)
+            and self.state.recent.remember(request_id, route.stats, rbody)
+        )
         try:
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": rbody})
         except Exception as exc:  # the client got nothing: not a success
             log.error("could not write the answer of %s: %s", route.variant.name, exc)
+            if remembered:
+                self.state.recent.take(request_id)  # nobody got it: nothing to score
             if forced is None:
                 route.stats.unwritten(status)
             return
@@ -389,7 +399,6 @@ class RouterApp:
                 len(body) + len(rbody),
             )  # fmt: skip
         if status < 300:
-            self.state.recent.remember(request_id, route.stats, rbody)
             shadow = active.shadow
             replica: Replica | None = None
             if (

@@ -44,19 +44,21 @@ class RecentAnswers:
         self._entries: OrderedDict[bytes, tuple[VariantStats, bytes]] = OrderedDict()
         self._bytes = 0
 
-    def remember(self, request_id: bytes, stats: VariantStats, body: bytes) -> None:
+    def remember(self, request_id: bytes, stats: VariantStats, body: bytes) -> bool:
+        """Keep the answer for its feedback; False when it was not kept."""
         if len(body) > MAX_KEPT_BODY:
-            return
+            return False
         entries = self._entries
         if request_id in entries:
             # a client-chosen id that names an answer still waiting for its truth: the
             # first answer keeps it (a later request must not take over another client's id)
-            return
+            return False
         entries[request_id] = (stats, body)
         self._bytes += len(body)
         while len(entries) > self.capacity or self._bytes > self.max_bytes:
             _, (_, evicted) = entries.popitem(last=False)
             self._bytes -= len(evicted)
+        return True
 
     def take(self, request_id: bytes) -> tuple[VariantStats, bytes] | None:
         entry = self._entries.pop(request_id, None)
