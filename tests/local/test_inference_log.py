@@ -5,10 +5,7 @@ and status.logging counts what was written."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,6 @@ from typing import Any
 import pytest
 
 from pilotage.inferencelog.reader import LogReader
-from pilotage.local.processes import start_ticks
 from pilotage.local.store import Store
 from tests.support.procs import Process, pilotage, wait_until
 
@@ -37,15 +33,6 @@ def manifests(sink: str) -> list[dict[str, Any]]:
                   "logging": {"sampleRate": 1.0, "sink": {"uri": sink},
                               "redact": ["petal_width_cm"]}}},
     ]  # fmt: skip
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "state"
-    store = Store(tmp_path / "state")
-    for rec in store.processes():  # whatever happened, leave no process behind
-        if start_ticks(rec.pid) == rec.start_ticks:
-            os.killpg(rec.pid, signal.SIGKILL)
 
 
 def _status(store: Store) -> dict[str, Any]:

@@ -8,11 +8,8 @@ on the fresh one, names it, and is measured against the stable version."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,6 @@ import pytest
 from sklearn.datasets import load_iris
 
 from pilotage.inferencelog.reader import LogReader
-from pilotage.local.processes import start_ticks
 from pilotage.local.store import Store
 from tests.support.procs import Process, http_ok, pilotage, wait_until
 
@@ -67,15 +63,6 @@ def monitor() -> dict[str, Any]:
                      "datasetRef": {"name": "iris-live"},
                      "model": {"algorithm": "decision_tree"}}}}}},
     }  # fmt: skip
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "state"
-    store = Store(tmp_path / "state")
-    for rec in store.processes():  # whatever happened, leave no process behind
-        if start_ticks(rec.pid) == rec.start_ticks:
-            os.killpg(rec.pid, signal.SIGKILL)
 
 
 def _status(store: Store, kind: str, name: str) -> dict[str, Any]:
