@@ -2,7 +2,8 @@
 
 One tick: load the resources → build each one's observation (``control.platform``'s
 ``Observer`` over the local platform, which reads the store and the processes) → call
-``reconcile_<kind>`` → carry out the actions → write the status → record the events. A resource is reconciled again when anything in the store changed,
+``reconcile_<kind>`` → carry out the actions → write the status and record the events
+(one transaction). A resource is reconciled again when anything in the store changed,
 or when its reconciler's ``requeue_after`` (capped at ``max_requeue``, since process
 states change without a store write) has passed.
 """
@@ -141,11 +142,13 @@ class Runtime:
         for action in result.actions:
             carry_out(self.platform, namespace, action)
         status = result.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-        self.store.write_status(res.kind, res.name, status, namespace)
-        for event in result.events:
-            self.store.record_event(
-                res.kind, res.name, event.type, event.reason, event.message, namespace
-            )
+        self.store.write_status(
+            res.kind,
+            res.name,
+            status,
+            namespace,
+            [(event.type, event.reason, event.message) for event in result.events],
+        )
         return result.requeue_after
 
     def run(

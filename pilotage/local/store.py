@@ -21,7 +21,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -325,15 +325,25 @@ class Store:
         return self.apply(resource).resource
 
     def write_status(
-        self, kind: str, name: str, status: dict[str, Any], namespace: str = DEFAULT_NAMESPACE
+        self,
+        kind: str,
+        name: str,
+        status: dict[str, Any],
+        namespace: str = DEFAULT_NAMESPACE,
+        events: Sequence[tuple[str, str, str]] = (),
     ) -> bool:
         """Replace the status; False when the resource is gone. Unchanged status is not rewritten.
+
+        ``events`` (type, reason, message) are recorded in the same transaction: a reader
+        that sees the new status also sees the events that explain it.
 
         A status the kind's model refuses is refused here (StoreError), as the API server
         refuses one its schema does not allow: stored, it would make every read fail.
         """
         text = json.dumps(status, sort_keys=True)
         with self._tx() as db:
+            for type_, reason, message in events:
+                self._insert_event(db, kind, name, type_, reason, message, namespace)
             row = db.execute(
                 "SELECT kind, namespace, name, uid, generation, resource_version, created, "
                 "metadata, spec, status FROM resources "
@@ -413,11 +423,23 @@ class Store:
         namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO events (time, kind, namespace, name, type, reason, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now_rfc3339(), kind, namespace, name, type_, reason, message[:2048]),
-            )
+            self._insert_event(db, kind, name, type_, reason, message, namespace)
+
+    @staticmethod
+    def _insert_event(
+        db: sqlite3.Connection,
+        kind: str,
+        name: str,
+        type_: str,
+        reason: str,
+        message: str,
+        namespace: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (time, kind, namespace, name, type, reason, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (now_rfc3339(), kind, namespace, name, type_, reason, message[:2048]),
+        )
 
     def events(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pilotage.control.types import EnsureRouter, EnsureServer, RouteTable, RouteVariant, SetRoutes
 from pilotage.local.up import build_runtime
-from tests.router.traffic import Client
+from tests.router.traffic import Answer, Client
 from tests.support.models import build_model
 from tests.support.procs import wait_until
 
@@ -59,7 +59,14 @@ def test_local_router_tokens(tmp_path: Path) -> None:
         preview = client.predict(ROW, headers)
         assert (preview.status, preview.variant, preview.version) == (200, "preview", "v2")
 
-        answer = client.predict(ROW)
+        # the stable server may still be starting (502): its first answer is the one scored
+        answers: list[Answer] = []
+        wait_until(
+            lambda: answers.append(client.predict(ROW)) or answers[-1].status == 200,
+            60,
+            what="stable up",
+        )
+        answer = answers[-1]
         assert answer.variant == "stable"
         item = {"feedback": [{"requestId": answer.request_id, "label": 0}]}
         assert client.request("POST", "/v1/feedback", item).status == 401
