@@ -322,8 +322,9 @@ def test_the_story_with_kubectl_and_http_only(story: Cluster) -> None:
         assert ready["reason"] == "RolledBack", ready
         assert rolled_back["traffic"] == {"stable": 100}, rolled_back["traffic"]
         assert "p99" in ready["message"] and str(P99_SLO_MS) in ready["message"], ready
-        warnings = events(cluster, "iris", "RolledBack")
-        assert warnings and warnings[0]["type"] == "Warning", warnings
+        # the operator writes the status, then records the Event: wait for it
+        warnings = wait_for("the RolledBack Event", lambda: events(cluster, "iris", "RolledBack"))
+        assert warnings[0]["type"] == "Warning", warnings
         assert str(P99_SLO_MS) in warnings[0]["message"], warnings[0]["message"]
         rollback_s = time.monotonic() - injected_at
         answered_after = traffic.answered
