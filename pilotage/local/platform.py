@@ -501,13 +501,18 @@ class LocalPlatform:
         latency_ms: float = 0.0,
         error_rate: float = 0.0,
         namespace: str = DEFAULT_NAMESPACE,
+        serial_latency_ms: float = 0.0,
     ) -> int:
         """Set fault injection on every replica of a version; returns how many were set."""
         done = 0
         for record in self.server_records(deployment, version, namespace):
             http_json(
                 f"http://{LOCALHOST}:{record.port}/admin/faults",
-                {"latencyMs": latency_ms, "errorRate": error_rate},
+                {
+                    "latencyMs": latency_ms,
+                    "serialLatencyMs": serial_latency_ms,
+                    "errorRate": error_rate,
+                },
             )
             done += 1
         return done

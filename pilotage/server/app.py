@@ -73,6 +73,7 @@ class ServerOptions:
     strict_schema: bool = False  # refuse values outside the Dataset schema with a 400
     fault_injection: bool = False  # off: no /admin/faults (404), no injected faults
     inject_latency_ms: float = 0.0
+    inject_serial_latency_ms: float = 0.0
     inject_error_rate: float = 0.0
     fault_seed: int = 0
 
@@ -92,7 +93,12 @@ class ServerApp:
         self.batching = options.max_batch_size > 1
         self.metrics = ServerMetrics(self.name, self.version, self.drift, self.batching)
         self.faults = (
-            Faults(options.inject_latency_ms, options.inject_error_rate, options.fault_seed)
+            Faults(
+                options.inject_latency_ms,
+                options.inject_error_rate,
+                options.fault_seed,
+                options.inject_serial_latency_ms,
+            )
             if options.fault_injection
             else None
         )
@@ -433,8 +439,7 @@ class ServerApp:
 
 
 async def inject_faults(faults: Faults) -> None:
-    if faults.latency_ms > 0:
-        await asyncio.sleep(faults.latency_ms / 1000)
+    await faults.delay()
     if faults.should_fail():
         raise RequestError(500, "injected fault (fault injection is on for this server)")
 

@@ -137,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs --enable-fault-injection)",
     )
     p.add_argument(
+        "--inject-serial-latency-ms",
+        type=_bounded(float, 0, 600_000),
+        default=0.0,
+        help="fault injection: hold the server's one slot this many ms per inference "
+        "request, so that concurrent requests queue (needs --enable-fault-injection)",
+    )
+    p.add_argument(
         "--inject-error-rate",
         type=_bounded(float, 0, 1),
         default=0.0,
@@ -158,6 +165,7 @@ def _fault_options_without_flag(args: argparse.Namespace) -> list[str]:
         return []
     given = {
         "--inject-latency-ms": args.inject_latency_ms != 0,
+        "--inject-serial-latency-ms": args.inject_serial_latency_ms != 0,
         "--inject-error-rate": args.inject_error_rate != 0,
         "--fault-seed": args.fault_seed != 0,
     }
@@ -206,6 +214,7 @@ def main(argv: list[str]) -> int:
         strict_schema=args.strict_schema,
         fault_injection=args.enable_fault_injection,
         inject_latency_ms=args.inject_latency_ms,
+        inject_serial_latency_ms=args.inject_serial_latency_ms,
         inject_error_rate=args.inject_error_rate,
         fault_seed=args.fault_seed,
     )

@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pilotage.api import ModelDeployment, parse_resource
 from pilotage.local.runtime import Runtime
 from pilotage.local.store import Store
@@ -159,12 +157,13 @@ def p99(seconds: list[float]) -> float:
 
 
 def test_a_load_step_raises_the_replicas_and_lowers_p99(tmp_path: Path) -> None:
-    # a CPU-bound model: each request scores 200 rows through a 200-tree forest, so one
-    # replica serves one request at a time and clients queue behind it
-    model = build_model(
-        tmp_path / "model", algorithm="random_forest", n_estimators=200, max_depth=12
-    )
-    rows = [[5.1 + i % 7 * 0.1, 3.5, 1.4 + i % 5 * 0.2, 0.2] for i in range(200)]
+    # Each replica gets a fixed capacity: the server's serial fault latency holds its one
+    # slot SLOT_MS per request, so clients queue behind a single replica whatever the
+    # machine's cores (a CPU-bound model shows the same only with cores to spare: on the
+    # 2-core CI machine one replica of it already keeps both busy; see
+    # benchmarks/autoscale for that case).
+    slot_ms = 40.0
+    model = build_model(tmp_path / "model")
     with control_plane(tmp_path / "state") as (store, runtime):
         store.create(
             manifest(
@@ -181,16 +180,22 @@ def test_a_load_step_raises_the_replicas_and_lowers_p99(tmp_path: Path) -> None:
         wait_until(lambda: healthy(store), timeout=90, what="the deployment Healthy")
         endpoint = status(store).endpoint
         assert status(store).replicas["stable"].desired == 1
+        version = status(store).stable.version
+
+        def slow_every_replica() -> int:
+            return runtime.platform.inject_faults("iris", version, serial_latency_ms=slot_ms)
+
+        assert slow_every_replica() == 1
 
         def latencies(seconds: float) -> list[float]:
-            with Traffic(endpoint, threads=6, rows=lambda i: rows) as traffic:
+            with Traffic(endpoint, threads=6, rows=lambda i: ROW) as traffic:
                 time.sleep(seconds)  # a fixed measuring period of steady load, not a wait
             assert traffic.failures == []
             return [a.seconds for a in traffic.all()]
 
-        # one replica under the step: measured before the autoscaler reacts
+        # one replica under the step: measured before the new replicas are slowed too
         step = time.monotonic()
-        one = latencies(1.0)
+        one = latencies(1.5)
         wait_until(
             lambda: status(store).replicas["stable"].desired >= 3,
             timeout=30,
@@ -202,16 +207,14 @@ def test_a_load_step_raises_the_replicas_and_lowers_p99(tmp_path: Path) -> None:
             timeout=60,
             what="the new replicas ready and routed to",
         )
+        replicas = slow_every_replica()
+        assert replicas >= 3
         many = latencies(3.0)
         print(
             f"scale-up decided {reacted:.1f}s after the step; p99 one replica "
-            f"{p99(one) * 1000:.0f}ms vs {status(store).replicas['stable'].ready} replicas "
-            f"{p99(many) * 1000:.0f}ms"
+            f"{p99(one) * 1000:.0f}ms vs {replicas} replicas {p99(many) * 1000:.0f}ms "
+            f"({slot_ms:.0f} ms per request per replica, 6 clients)"
         )
         assert "ScaledUp" in reasons(store)
-        if (os.cpu_count() or 1) < 4:
-            # replicas add capacity only where there are cores to run them: on a 2-core
-            # machine (shared with the router and the clients) more replicas of a
-            # CPU-bound model cannot lower p99; the scale-up itself was checked above
-            pytest.skip(f"p99 comparison needs 4+ CPUs, this machine has {os.cpu_count()}")
+        # 6 clients on one slot wait about 6 slots; on 3+ replicas about 2
         assert p99(many) < p99(one)

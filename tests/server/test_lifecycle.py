@@ -124,7 +124,11 @@ def test_fault_injection_is_off_unless_enabled(start_server: StartServer) -> Non
 
 
 def test_fault_options_without_the_flag_are_refused() -> None:
-    for option, value in [("--inject-latency-ms", "200"), ("--inject-error-rate", "0.5")]:
+    for option, value in [
+        ("--inject-latency-ms", "200"),
+        ("--inject-serial-latency-ms", "200"),
+        ("--inject-error-rate", "0.5"),
+    ]:
         done = run_serve("--model-uri", "file:///nowhere", option, value)
         assert done.returncode == 2
         assert f"{option} needs --enable-fault-injection" in done.stderr
@@ -136,7 +140,11 @@ def test_faults_change_at_run_time(start_server: StartServer) -> None:
         assert "warning: fault injection is ON" in server.process.log()
         assert "/admin/faults" in httpx.get(server.url + "/openapi.json").json()["paths"]
         admin = server.url + "/admin/faults"
-        assert httpx.get(admin).json() == {"latencyMs": 0.0, "errorRate": 0.0}
+        assert httpx.get(admin).json() == {
+            "latencyMs": 0.0,
+            "serialLatencyMs": 0.0,
+            "errorRate": 0.0,
+        }
         r = httpx.post(admin, json={"errorRate": 1})
         assert r.status_code == 200 and r.json()["errorRate"] == 1.0
         r = httpx.post(server.url + "/v2/models/iris/infer", json={"inputs": [
@@ -150,6 +158,26 @@ def test_faults_change_at_run_time(start_server: StartServer) -> None:
         assert httpx.post(server.url + "/v1/models/iris:predict", json=ROW).status_code == 200
         assert time.monotonic() - started >= 0.3  # the injected delay is a lower bound
         assert httpx.get(server.url + "/v2/health/ready").status_code == 200  # only inference slows
+
+
+def test_serial_latency_makes_concurrent_requests_queue(start_server: StartServer) -> None:
+    """serialLatencyMs gives a replica a capacity of its own: three requests sent at once
+    are answered one slot after the other (latencyMs would let them overlap)."""
+    with start_server("iris", "--enable-fault-injection") as server:
+        admin = server.url + "/admin/faults"
+        assert httpx.post(admin, json={"serialLatencyMs": -1}).status_code == 400
+        r = httpx.post(admin, json={"serialLatencyMs": 300})
+        assert r.json() == {"latencyMs": 0.0, "serialLatencyMs": 300.0, "errorRate": 0.0}
+        url = server.url + "/v1/models/iris:predict"
+        started = time.monotonic()
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(httpx.post, url, json=ROW, timeout=30) for _ in range(3)]
+            done = []
+            for f in futures:
+                assert f.result().status_code == 200
+                done.append(time.monotonic() - started)
+        assert max(done) >= 0.9  # three slots of 0.3 s one after the other: a lower bound
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
 
 
 def in_flight(server: Server) -> float:
