@@ -4,7 +4,8 @@ Reads: Jobs and their pods (run state, termination message), Deployments (server
 router readiness), router pods' `/admin/stats`, TrainingJobs, Datasets, DriftMonitors.
 Writes: what `build.py` builds, create-if-absent or patched only when it differs; the
 routing table goes to a ConfigMap (for restarts) and to every ready router pod's admin
-port (`PUT /admin/routes`, bearer token from a Secret the operator creates).
+port (`PUT /admin/routes`, bearer token from a Secret the operator creates). It names
+each version's Service, or with autoscaling each of its ready server pods.
 """
 
 from __future__ import annotations
@@ -199,6 +200,10 @@ class Addresses:
 
     def pod_url(self, pod: Obj, port: int) -> str:
         return f"http://{pod['status']['podIP']}:{port}"
+
+    def server_pod_url(self, pod: Obj) -> str:
+        """Where the router reaches one server pod (autoscaling routes pod by pod)."""
+        return self.pod_url(pod, self.settings.server_port)
 
 
 class KubernetesPlatform:
@@ -481,19 +486,19 @@ class KubernetesPlatform:
 
     def set_routes(self, owner: Obj, action: SetRoutes) -> None:
         namespace = owner["metadata"]["namespace"]
-        urls: dict[str, str | list[str]] = {
-            v.version: self.addresses.server_url(action.deployment, v.version, namespace)
-            for v in action.table.variants
-        }
-        if action.table.activation is not None:
-            # autoscaling: a version with no ready pod is at zero (its Service has no
-            # endpoint); the router holds its requests until one is ready
-            ready = {
-                s.version: s.ready_replicas for s in self.servers(namespace, action.deployment)
+        urls: dict[str, str | list[str]]
+        if action.table.activation is None:
+            urls = {
+                v.version: self.addresses.server_url(action.deployment, v.version, namespace)
+                for v in action.table.variants
             }
-            for version in urls:
-                if not ready.get(version):
-                    urls[version] = []
+        else:
+            # autoscaling: each version's ready pods, one by one (the router balances
+            # over them and takes a failing one out); none at zero, and the router
+            # holds the version's requests until one is ready
+            urls = self.server_pod_urls(
+                namespace, action.deployment, {v.version for v in action.table.variants}
+            )
         document = action.table.to_document(action.deployment, urls)
         self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
         accepted, refusals = False, []
@@ -513,6 +518,25 @@ class KubernetesPlatform:
                 self._rejections[key] = TableRejection(action.table.revision, refusals[0])
             elif accepted:
                 self._rejections.pop(key, None)
+
+    def server_pod_urls(
+        self, namespace: str, deployment: str, versions: set[str]
+    ) -> dict[str, str | list[str]]:
+        """Version → the URLs of its ready server pods (sorted; [] when none is ready)."""
+        labels = {
+            names.LABEL_DEPLOYMENT: names.label_value(deployment),
+            names.LABEL_ROLE: names.ROLE_SERVER,
+        }
+        pods = [p for p in self.kube.list(PODS, namespace, _selector(labels)) if _pod_ready(p)]
+        out: dict[str, str | list[str]] = {}
+        for version in versions:
+            selector = build.server_selector(deployment, version)
+            out[version] = sorted(
+                self.addresses.server_pod_url(p)
+                for p in pods
+                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+            )
+        return out
 
     # ---- router admin API --------------------------------------------------------------
 

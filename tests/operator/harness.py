@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -119,21 +120,32 @@ async def cluster_call(
         return doc
 
 
-async def kubelet(cluster: Cluster) -> None:
+async def kubelet(cluster: Cluster, server_pods: bool = False) -> None:
     """Forever: every Deployment becomes ready; router Deployments get a ready pod on
     127.0.0.1 (where the fake router admin API listens). An object deleted between the
     listing and the write (the operator removing a server: likelier the busier the
     machine) is skipped, as a kubelet would; a 404 used to end this task silently, and no
-    Deployment became ready after it."""
+    Deployment became ready after it.
+
+    With ``server_pods``, a server Deployment also gets one pod per replica, each with
+    its own address (127.0.0.2, .3, ...: nothing listens there), created ready; its
+    `readyReplicas` counts the ready ones, so a pod the test makes unready or deletes
+    shows in the Deployment's status (as the ReplicaSet controller makes it), and a
+    deleted pod is replaced by a new one at a new address."""
     gone = (404, 409)
+    addresses = iter(range(2, 255))
     while True:
         for dep in cluster.list("apps/v1/deployments"):
             meta, spec = dep["metadata"], dep["spec"]
             replicas = spec.get("replicas", 1)
+            labels = meta.get("labels") or {}
+            ready = replicas
+            if server_pods and labels.get(names.LABEL_ROLE) == names.ROLE_SERVER:
+                ready = await _server_pods(cluster, dep, addresses)
             status = dep.get("status") or {}
             if (
                 status.get("observedGeneration") != meta["generation"]
-                or status.get("readyReplicas") != replicas
+                or status.get("readyReplicas") != ready
             ):
                 await cluster_call(
                     cluster,
@@ -143,48 +155,89 @@ async def kubelet(cluster: Cluster) -> None:
                         "status": {
                             "observedGeneration": meta["generation"],
                             "replicas": replicas,
-                            "readyReplicas": replicas,
+                            "readyReplicas": ready,
                             "updatedReplicas": replicas,
-                            "availableReplicas": replicas,
+                            "availableReplicas": ready,
                         }
                     },
                     allow=gone,
                 )
-            labels = meta.get("labels") or {}
             pod_name = f"{meta['name']}-pod"
             if labels.get(names.LABEL_ROLE) == names.ROLE_ROUTER and not cluster.get(
                 "v1/pods", meta["namespace"], pod_name
             ):
-                pod = {
-                    "metadata": {
-                        "name": pod_name,
-                        "namespace": meta["namespace"],
-                        "labels": spec["template"]["metadata"]["labels"],
-                    },
-                    "spec": spec["template"]["spec"],
-                }
-                await cluster_call(
-                    cluster, "POST", f"/api/v1/namespaces/{meta['namespace']}/pods", pod, gone
-                )
-                await cluster_call(
-                    cluster,
-                    "PATCH",
-                    f"/api/v1/namespaces/{meta['namespace']}/pods/{pod_name}/status",
-                    {
-                        "status": {
-                            "phase": "Running",
-                            "podIP": "127.0.0.1",
-                            "conditions": [{"type": "Ready", "status": "True"}],
-                        }
-                    },
-                    allow=gone,
-                )
+                await _ready_pod(cluster, dep, pod_name, "127.0.0.1")
         await asyncio.sleep(0.02)
 
 
+async def _ready_pod(cluster: Cluster, dep: dict[str, Any], name: str, ip: str) -> None:
+    """A running, ready pod of ``dep`` at ``ip`` (skipped if it is gone meanwhile)."""
+    namespace = dep["metadata"]["namespace"]
+    template = dep["spec"]["template"]
+    pod = {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"],
+        },
+        "spec": template["spec"],
+    }
+    gone = (404, 409)
+    await cluster_call(cluster, "POST", f"/api/v1/namespaces/{namespace}/pods", pod, gone)
+    await cluster_call(
+        cluster,
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        },
+        allow=gone,
+    )
+
+
+def server_pods_of(cluster: Cluster, dep_name: str) -> list[dict[str, Any]]:
+    """The pods `kubelet(server_pods=True)` runs for server Deployment ``dep_name``."""
+    mine = re.compile(rf"{re.escape(dep_name)}-r[0-9]+")
+    return [
+        p
+        for p in cluster.list("v1/pods", NS)
+        if mine.fullmatch(p["metadata"]["name"]) and not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+async def _server_pods(cluster: Cluster, dep: dict[str, Any], addresses: Any) -> int:
+    """One pod per replica of a server Deployment (extra ones deleted, missing ones
+    started at a fresh address); returns how many are ready."""
+    meta = dep["metadata"]
+    replicas = dep["spec"].get("replicas", 1)
+    pods = sorted(server_pods_of(cluster, meta["name"]), key=lambda p: p["metadata"]["name"])
+    for extra in pods[replicas:]:
+        await cluster_call(
+            cluster,
+            "DELETE",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{extra['metadata']['name']}",
+            allow=(404,),
+        )
+    for _ in range(replicas - len(pods)):
+        n = next(addresses)
+        await _ready_pod(cluster, dep, f"{meta['name']}-r{n}", f"127.0.0.{n}")
+    return sum(
+        1
+        for p in server_pods_of(cluster, meta["name"])
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
 @contextlib.asynccontextmanager
-async def running_kubelet(cluster: Cluster) -> AsyncIterator[None]:
-    task = asyncio.create_task(kubelet(cluster))
+async def running_kubelet(cluster: Cluster, server_pods: bool = False) -> AsyncIterator[None]:
+    task = asyncio.create_task(kubelet(cluster, server_pods))
     try:
         yield
     finally:

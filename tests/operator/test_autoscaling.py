@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from pilotage.operator.settings import OperatorSettings
 from tests.operator.conftest import eventually
 from tests.operator.emulator import Cluster
-from tests.operator.harness import events, status
+from tests.operator.harness import FakeRouterAdmin, cluster_call, events, server_pods_of, status
 from tests.operator.manifests import NS
 from tests.operator.test_strategies import serving_v1
 
@@ -75,3 +76,67 @@ async def test_replicas_follow_load_to_zero_and_back(cluster: Cluster) -> None:
         )
         router.held["stable"] = 0
         await eventually(lambda: events(cluster, "Activated"), what="an Activated Event")
+
+
+def stable_urls(router: FakeRouterAdmin) -> list[str]:
+    """The replicas the last table gives stable (`url` for one, `urls` for several)."""
+    entry = stable_entry(router.tables[-1])
+    return [entry["url"]] if "url" in entry else sorted(entry["urls"])
+
+
+def pod_urls(cluster: Cluster) -> list[str]:
+    port = OperatorSettings().server_port
+    return sorted(
+        f"http://{p['status']['podIP']}:{port}"
+        for p in server_pods_of(cluster, "iris-iris-v1")
+        if p.get("status", {}).get("conditions", [{}])[0].get("status") == "True"
+    )
+
+
+async def test_the_table_names_each_ready_server_pod(cluster: Cluster) -> None:
+    """With autoscaling the router balances over the variant's pods itself: the table
+    names each ready server pod's address (not the Service), and a pod that stops being
+    ready, or is deleted and replaced, leaves the table at the next push."""
+    async with serving_v1(
+        cluster, {"type": "Canary"}, {"interval": "1s"}, autoscaling=AUTOSCALING
+    ) as router:
+        router.concurrency[("stable", "iris-v1")] = 5
+        await eventually(lambda: replicas(cluster) == 3, what="the Deployment at 3 replicas")
+        await eventually(
+            lambda: len(pod_urls(cluster)) == 3 and stable_urls(router) == pod_urls(cluster),
+            what="the table naming the 3 ready pods",
+        )
+        assert all(f":{OperatorSettings().server_port}" in u for u in stable_urls(router))
+        assert not any(".svc" in u for u in stable_urls(router))
+
+        # one pod is no longer ready: the table drops it
+        first, second = sorted(
+            server_pods_of(cluster, "iris-iris-v1"), key=lambda p: p["metadata"]["name"]
+        )[:2]
+        await cluster_call(
+            cluster,
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/pods/{first['metadata']['name']}/status",
+            {"status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+        )
+        unready = f"http://{first['status']['podIP']}:{OperatorSettings().server_port}"
+        await eventually(
+            lambda: len(stable_urls(router)) == 2 and unready not in stable_urls(router),
+            what="the unready pod out of the table",
+        )
+
+        # another is deleted: the kubelet replaces it at a new address, which the table
+        # names instead of the deleted one
+        deleted = f"http://{second['status']['podIP']}:{OperatorSettings().server_port}"
+        await cluster_call(
+            cluster, "DELETE", f"/api/v1/namespaces/{NS}/pods/{second['metadata']['name']}"
+        )
+        await eventually(
+            lambda: (
+                deleted not in stable_urls(router)
+                and unready not in stable_urls(router)
+                and stable_urls(router) == pod_urls(cluster)
+                and len(stable_urls(router)) == 2
+            ),
+            what="the deleted pod replaced in the table",
+        )

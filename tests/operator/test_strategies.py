@@ -78,7 +78,9 @@ async def serving_v1(
         http_timeout_seconds=15,
     )
     router = FakeRouterAdmin(cluster, NS, "iris")
-    async with router.serving(admin_port), running_kubelet(cluster), operator(cluster, settings):
+    # autoscaled variants are routed pod by pod: the kubelet runs their server pods
+    kubelet = running_kubelet(cluster, server_pods="autoscaling" in spec)
+    async with router.serving(admin_port), kubelet, operator(cluster, settings):
         await ready_dataset(cluster)
         await trained(cluster, "iris-v1")
         md = model_deployment(strategy, analysis, **spec)
