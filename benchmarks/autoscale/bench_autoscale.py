@@ -10,7 +10,10 @@ here: iris logistic regression and a breast-cancer random forest (100 trees).
   the routing table). Repeated ``--cold`` times per model.
 * load step: 1 client for a few seconds, then 10; reports when the autoscaler decided
   to scale up, when the new replicas were ready and routed to, and the latency before
-  and after.
+  and after. Run for the two models as they are (CPU-bound: more replicas help only
+  where there are idle cores) and for iris with a fixed capacity per replica (the
+  server's ``serialLatencyMs`` fault, 20 ms a request), where more replicas must help
+  on any machine.
 * warm path: sequential requests through the router of a deployment with autoscaling
   and of one without, interleaved: the autoscaled warm path must cost nothing extra.
 
@@ -20,10 +23,12 @@ here: iris logistic regression and a breast-cancer random forest (100 trees).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,14 +157,14 @@ def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
-def load_step(work: Path, label: str) -> dict[str, Any]:
+def load_step(work: Path, label: str, slot_ms: float = 0.0) -> dict[str, Any]:
     dataset, algorithm, params, row = MODELS[label]
     model = build_model(
-        work / f"model-{label}-step", dataset=dataset, algorithm=algorithm, **params
+        work / f"model-{label}-{slot_ms:.0f}-step", dataset=dataset, algorithm=algorithm, **params
     )
     rows = row * 50  # 50 rows per request: each request is real work
     name = "iris"  # the model name in the request path (tests.router.traffic's clients)
-    with control_plane(work / f"state-{label}-step") as (store, runtime):
+    with control_plane(work / f"state-{label}-{slot_ms:.0f}-step") as (store, runtime):
         store.create(
             deployment(
                 name,
@@ -177,6 +182,19 @@ def load_step(work: Path, label: str) -> dict[str, Any]:
         )
         wait_until(lambda: healthy(store, name), timeout=120, what="Healthy")
         endpoint = status(store, name).endpoint
+        version = status(store, name).stable.version
+
+        stop_slowing = threading.Event()
+
+        def slow_replicas() -> None:
+            # every replica the autoscaler starts gets the same fixed capacity within
+            # 50 ms of starting (the fault is set through each server's /admin/faults)
+            while slot_ms and not stop_slowing.wait(0.05):
+                with contextlib.suppress(OSError):
+                    runtime.platform.inject_faults(name, version, serial_latency_ms=slot_ms)
+
+        slower = threading.Thread(target=slow_replicas, daemon=True)
+        slower.start()
 
         def model_rows(i: int) -> list[list[float]]:
             return rows
@@ -195,13 +213,15 @@ def load_step(work: Path, label: str) -> dict[str, Any]:
                     ready_at = time.monotonic() - step
                     break
                 time.sleep(0.05)
-            settled = len(ten.all())
+            settled = ten.mark()
             time.sleep(4)  # measuring period after the scale-up
-            after = [a.seconds for a in ten.all()[settled:]]
-            during = [a.seconds for a in ten.all()[:settled]]
+            after = [a.seconds for a in ten.since(settled)]
+            during = [a.seconds for a in ten.before(settled)]
+        stop_slowing.set()
+        slower.join()
         final = status(store, name).replicas["stable"]
         return {
-            "model": label,
+            "model": label if not slot_ms else f"{label}, {slot_ms:.0f} ms slot",
             "replicas_after": final.desired,
             "decided_after_s": decided,
             "ready_and_routed_after_s": ready_at,
@@ -263,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"router held median {r['router_held_median_s']:.2f}s)",
                 flush=True,
             )
-        results["load_step"] = [load_step(work, m) for m in MODELS if "step" in parts]
+        steps = [(m, 0.0) for m in MODELS] + [("iris", 20.0)]
+        results["load_step"] = [load_step(work, m, slot) for m, slot in steps if "step" in parts]
         for r in results["load_step"]:
             print(f"load step {r['model']}: {json.dumps(r)}", flush=True)
         if "warm" in parts:

@@ -131,3 +131,15 @@ class Traffic:
 
     def all(self) -> list[Answer]:
         return [a for per in self.answers for a in per]
+
+    def mark(self) -> list[int]:
+        """Where each thread's answers stand now (for ``before`` and ``since``)."""
+        return [len(per) for per in self.answers]
+
+    def before(self, mark: list[int]) -> list[Answer]:
+        return [a for per, n in zip(self.answers, mark, strict=True) for a in per[:n]]
+
+    def since(self, mark: list[int]) -> list[Answer]:
+        """The answers each thread received after ``mark`` (``all()`` concatenates the
+        threads' lists: slicing it by a count does not split by time)."""
+        return [a for per, n in zip(self.answers, mark, strict=True) for a in per[n:]]
