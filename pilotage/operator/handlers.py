@@ -5,14 +5,22 @@ kubernetes client is synchronous) and returns None: nothing a handler returns la
 status. The timer of each resource is a kopf daemon that sleeps until the time the last
 reconcile asked for (`requeue_after`, clamped to [minInterval, resync]) — each resource
 has its own interval — and wakes early when a handler reconciled meanwhile.
+
+A ModelDeployment whose variants may scale to zero (`spec.autoscaling.minReplicas: 0`)
+also has an activations daemon: it keeps a long poll open on each ready router pod's
+admin port (`GET /admin/activations`) and reconciles the deployment the moment a
+router holds a request at zero replicas, instead of at its next timer tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 
@@ -20,8 +28,18 @@ from pilotage.api.common import GROUP, VERSION
 from pilotage.operator import names
 from pilotage.operator.reconcile import Reconciler
 from pilotage.operator.settings import OperatorSettings
+from pilotage.wire.admin import RouterAdminError, wait_activations
 
 log = logging.getLogger("pilotage.operator")
+
+ACTIVATION_WAIT_SECONDS = 20.0
+"""How long one long poll on a router's admin port stays open (the router's limit is 60)."""
+ACTIVATION_BACKOFF_SECONDS = (0.5, 10.0)
+"""After a wake, or while the router cannot be polled: first and longest pause (doubling
+while it keeps failing), so a starting pod's held requests or a router that is down
+never make the daemon spin."""
+
+Poll = Literal["held", "idle", "down"]
 
 
 @dataclass
@@ -89,6 +107,93 @@ class Scheduler:
             self._due.pop(key, None)
             self.reconciler.forget(plural, namespace, name)
 
+    async def watch_activations(self, namespace: str, name: str, stopped: Any) -> None:
+        """Until ``stopped``: poke the deployment whenever one of its router pods holds
+        requests at zero. Errors are logged and retried after a pause, never raised."""
+        stop = asyncio.ensure_future(stopped.wait())
+        failures = 0
+        try:
+            while not stopped:
+                try:
+                    outcome = await self._poll_activations(namespace, name, stop)
+                except Exception:  # never let the daemon die: kopf would not restart it
+                    log.exception(
+                        "modeldeployments/%s/%s: activations poll failed", namespace, name
+                    )
+                    outcome = "down"
+                if stopped:
+                    break
+                if outcome == "idle":
+                    failures = 0
+                    continue
+                if outcome == "held":
+                    failures = 0
+                    self.poke("modeldeployments", namespace, name)
+                else:
+                    failures += 1
+                first, longest = ACTIVATION_BACKOFF_SECONDS
+                pause = min(first * 2 ** max(failures - 1, 0), longest)
+                await asyncio.wait({stop}, timeout=pause)
+        finally:
+            stop.cancel()
+
+    async def _poll_activations(self, namespace: str, name: str, stop: asyncio.Future[Any]) -> Poll:
+        """One long poll on every ready router pod at once: "held" as soon as one holds a
+        request, "idle" when they answered with none, "down" when none could be asked."""
+        platform = self.reconciler.platform
+        admin = await asyncio.to_thread(platform.router_admin, namespace, name)
+        if admin is None or not admin[0]:
+            return "down"
+        urls, token = admin
+        timeout = ACTIVATION_WAIT_SECONDS + self.settings.http_timeout_seconds
+        pending: set[asyncio.Future[Any]] = {_long_poll(u, token, timeout) for u in urls}
+        answered = False
+        while pending:
+            done, _ = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return "idle"
+            for future in done:
+                pending.discard(future)
+                answer, error = future.result()
+                if error is not None:
+                    log.debug("modeldeployments/%s/%s: %s", namespace, name, error)
+                    continue
+                answered = True
+                if isinstance(answer, Mapping) and answer.get("held"):
+                    return "held"
+        return "idle" if answered else "down"
+
+
+def _long_poll(url: str, token: str, timeout: float) -> asyncio.Future[Any]:
+    """`wait_activations` in a thread of its own (a long poll would hold one of the
+    loop's executor threads, which the reconciles need), resolved in the loop with
+    (answer, None) or (None, error). A poll given up on (deleted deployment) ends by
+    itself within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: tuple[Any, RouterAdminError | None]) -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    def run() -> None:
+        outcome: tuple[Any, RouterAdminError | None]
+        try:
+            outcome = (wait_activations(url, token, ACTIVATION_WAIT_SECONDS, timeout), None)
+        except RouterAdminError as exc:
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="pilotage-activations", daemon=True).start()
+    return future
+
+
+def scales_to_zero(spec: Mapping[str, Any]) -> bool:
+    """Whether a ModelDeployment spec lets its variants go to zero replicas."""
+    auto = spec.get("autoscaling")
+    return isinstance(auto, Mapping) and auto.get("minReplicas", 1) == 0
+
 
 def build_registry(scheduler: Scheduler) -> kopf.OperatorRegistry:
     """A registry with the handlers of every kind the reconciler knows."""
@@ -136,6 +241,22 @@ def _register(registry: kopf.OperatorRegistry, scheduler: Scheduler, plural: str
     kopf.daemon(
         GROUP, VERSION, plural, registry=registry, id=f"timer-{plural}", cancellation_timeout=5.0
     )(timer)
+    if plural == "modeldeployments":
+
+        async def activations(namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
+            await scheduler.watch_activations(namespace or "default", name, stopped)
+
+        # kopf starts it while the filter holds and stops it when it no longer does
+        # (autoscaling removed or minReplicas raised) or the resource is deleted
+        kopf.daemon(
+            GROUP,
+            VERSION,
+            plural,
+            registry=registry,
+            id="activations-modeldeployments",
+            when=lambda spec, **_: scales_to_zero(spec),
+            cancellation_timeout=5.0,
+        )(activations)
 
 
 def kopf_settings(settings: OperatorSettings, priority: int) -> kopf.OperatorSettings:

@@ -571,6 +571,16 @@ class KubernetesPlatform:
             self._tokens[(namespace, deployment)] = token
         return token
 
+    def router_admin(self, namespace: str, deployment: str) -> tuple[list[str], str] | None:
+        """The admin URLs of the deployment's ready router pods and the admin token (None
+        when the token Secret does not exist yet)."""
+        token = self._known_token(namespace, deployment)
+        if token is None:
+            return None
+        port = self.settings.router_admin_port
+        pods = self._router_pods(namespace, deployment)
+        return [self.addresses.pod_url(p, port) for p in pods], token
+
     def _router_pods(self, namespace: str, deployment: str) -> list[Obj]:
         selector = _selector(build.router_selector(deployment))
         return [p for p in self.kube.list(PODS, namespace, selector) if _pod_ready(p)]

@@ -268,6 +268,11 @@ class FakeRouterAdmin:
         self.held: dict[str, int] = {}
         self._busy: dict[tuple[str, str], tuple[float, float]] = {}  # (integral, at)
         self.started = time.monotonic()
+        # `GET /admin/activations` long polls: started in all, open now; `release` ends
+        # the open ones with nothing held
+        self.activation_polls = 0
+        self.open_polls = 0
+        self._release = asyncio.Event()
 
     def _authorized(self, request: aiohttp.web.Request) -> bool:
         secret = self.cluster.get("v1/secrets", *self.secret)
@@ -351,7 +356,31 @@ class FakeRouterAdmin:
             return aiohttp.web.json_response({"applied": True})
         if request.method == "GET" and request.path == "/admin/stats":
             return aiohttp.web.json_response(self.stats())
+        if request.method == "GET" and request.path == "/admin/activations":
+            return await self._activations(float(request.query.get("wait", "25")))
         return aiohttp.web.json_response({"error": "no such endpoint"}, status=404)
+
+    async def _activations(self, wait: float) -> aiohttp.web.Response:
+        """As the router: at once when requests are held, else when one is, or after
+        ``wait`` seconds (or at `release`) with nothing held."""
+        self.activation_polls += 1
+        self.open_polls += 1
+        try:
+            deadline = time.monotonic() + wait
+            release = self._release
+            while not self.waiting() and time.monotonic() < deadline and not release.is_set():
+                await asyncio.sleep(0.02)
+            return aiohttp.web.json_response({"held": self.waiting()})
+        finally:
+            self.open_polls -= 1
+
+    def waiting(self) -> dict[str, int]:
+        return {name: n for name, n in self.held.items() if n > 0}
+
+    def release(self) -> None:
+        """Answer every open long poll now (with what is held)."""
+        self._release.set()
+        self._release = asyncio.Event()
 
     def _refuse(self, error: str) -> aiohttp.web.Response:
         self.refused.append(error)

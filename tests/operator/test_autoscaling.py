@@ -5,15 +5,19 @@ no replica, and comes back for a held request."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
 
+from pilotage.control.common import STEADY_POLL_SECONDS
+from pilotage.operator.handlers import ACTIVATION_BACKOFF_SECONDS
 from pilotage.operator.settings import OperatorSettings
 from tests.operator.conftest import eventually
 from tests.operator.emulator import Cluster
 from tests.operator.harness import FakeRouterAdmin, cluster_call, events, server_pods_of, status
-from tests.operator.manifests import NS
+from tests.operator.manifests import BASE, NS
 from tests.operator.test_strategies import serving_v1
 
 pytestmark = pytest.mark.xdist_group("operator-strategies")
@@ -140,3 +144,74 @@ async def test_the_table_names_each_ready_server_pod(cluster: Cluster) -> None:
             ),
             what="the deleted pod replaced in the table",
         )
+
+
+def md(cluster: Cluster) -> dict[str, Any]:
+    return cluster.get("pilotage.dev/v1alpha1/modeldeployments", NS, "iris") or {}
+
+
+def observed(cluster: Cluster) -> bool:
+    """The last spec change has been reconciled."""
+    body = md(cluster)
+    return (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+
+
+async def patch_autoscaling(cluster: Cluster, autoscaling: dict[str, Any] | None) -> None:
+    await cluster_call(
+        cluster,
+        "PATCH",
+        f"{BASE}/modeldeployments/iris",
+        {"spec": {"autoscaling": autoscaling}},
+    )
+    await eventually(lambda: observed(cluster), what="the spec change reconciled")
+
+
+# The decision interval and the resync: far beyond any deadline below.
+LONG = "600s"
+# A healthy deployment is reconciled every STEADY_POLL_SECONDS whatever its interval:
+# the wake must come well before that tick (it takes under a second).
+WAKE_DEADLINE = STEADY_POLL_SECONDS / 3
+
+
+async def test_a_held_request_wakes_the_deployment_at_once(cluster: Cluster) -> None:
+    """A request held at zero reconciles the deployment at once through the operator's
+    long poll on the router (`GET /admin/activations`), not at its next timer tick: the
+    decision interval and the resync are 600 s, a healthy deployment's steady poll is
+    30 s, and the replica comes well before either. The long poll stops when the
+    deployment no longer scales to zero."""
+    async with serving_v1(
+        cluster, {"type": "Canary"}, {"interval": LONG}, resync_seconds=600, autoscaling=AUTOSCALING
+    ) as router:
+        await eventually(lambda: replicas(cluster) == 0, what="the Deployment at zero")
+        await eventually(
+            lambda: stable_entry(router.tables[-1]).get("urls") == [],
+            what="a table with no replica for stable",
+        )
+        await eventually(lambda: router.open_polls > 0, what="the operator's long poll open")
+        await patch_autoscaling(cluster, {"interval": LONG})
+        assert replicas(cluster) == 0
+
+        asked = time.monotonic()
+        router.held["stable"] = 1
+        await eventually(
+            lambda: replicas(cluster) == 1, timeout=WAKE_DEADLINE, what="woken to one replica"
+        )
+        woken = time.monotonic() - asked
+        await eventually(
+            lambda: "url" in stable_entry(router.tables[-1]), what="the ready replica routed"
+        )
+        router.held["stable"] = 0
+        await eventually(lambda: events(cluster, "Activated"), what="an Activated Event")
+        print(f"woken {woken:.2f} s after the request was held (interval and resync: {LONG})")
+
+        # without scale to zero there is nothing to wake: the long poll ends
+        await patch_autoscaling(cluster, {"minReplicas": 1})
+        router.release()
+        await eventually(lambda: router.open_polls == 0, what="no long poll open")
+        polls = router.activation_polls
+        router.held["stable"] = 1  # a live poll would answer at once, and poll again
+        deadline = time.monotonic() + 3 * ACTIVATION_BACKOFF_SECONDS[0] * 2
+        while time.monotonic() < deadline:
+            assert router.activation_polls == polls, "the long poll goes on without scale to zero"
+            await asyncio.sleep(0.05)
+        router.held["stable"] = 0

@@ -61,9 +61,14 @@ async def annotate(cluster: Cluster, key: str, value: str) -> None:
 
 @contextlib.asynccontextmanager
 async def serving_v1(
-    cluster: Cluster, strategy: dict[str, Any], analysis: dict[str, Any], **spec: Any
+    cluster: Cluster,
+    strategy: dict[str, Any],
+    analysis: dict[str, Any],
+    resync_seconds: float = 1,
+    **spec: Any,
 ) -> AsyncIterator[FakeRouterAdmin]:
-    """Operator, kubelet and router admin running; iris-v1 deployed and Healthy."""
+    """Operator, kubelet and router admin running; iris-v1 deployed and Healthy.
+    ``resync_seconds``: the longest a resource's timer sleeps."""
     await apply_crds(cluster)
     admin_port = free_port()
     settings = OperatorSettings(
@@ -71,7 +76,8 @@ async def serving_v1(
         liveness_port=None,
         artifact_uri="pvc://artifacts/pilotage",
         router_admin_port=admin_port,
-        resync_seconds=1,  # a new TrainingJob reaches the deployment at its next resync
+        # a new TrainingJob reaches the deployment at its next resync
+        resync_seconds=resync_seconds,
         min_interval_seconds=0.05,
         # the router admin API is served by this test's own event loop, which also runs
         # the emulated API server: on a loaded machine 2 s (the default) timed it out
