@@ -15,6 +15,7 @@ under the same release name.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,8 +79,18 @@ def operator_log(cluster: Cluster, namespace: str = SYSTEM) -> str:
     return pod_logs(cluster, namespace, DEPLOYMENT)
 
 
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+")
+_HTTP_403 = re.compile(r"\b403\b")
+
+
 def forbidden_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "403" in line or "forbidden" in line.lower()]
+    """Lines that report a refusal: a 403 or "forbidden" outside the line's timestamp
+    (``18:20:31,403`` is a millisecond, not a status)."""
+    return [
+        line
+        for line in log.splitlines()
+        if _HTTP_403.search(rest := _TIMESTAMP.sub("", line)) or "forbidden" in rest.lower()
+    ]
 
 
 def uninstall(cluster: Cluster, namespace: str = SYSTEM) -> None:
