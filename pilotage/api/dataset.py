@@ -50,10 +50,12 @@ class InferenceLogs(ApiModel):
     """A window of a ModelDeployment's inference logs (`uri: logs://DEPLOYMENT`), joined with
     the feedback labels by request id and materialised as one Parquet snapshot."""
 
-    sink: Annotated[str, Field(min_length=1, max_length=2048)]
-    """Where the deployment's logs are: the same URI as its `spec.logging.sink.uri`
-    (`file:///dir`, `pvc://CLAIM/dir` or `s3://bucket/prefix`; an `https://` collector keeps
-    its own copy and cannot be read back)."""
+    sink: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    """Where the logs are: `file:///dir`, `pvc://CLAIM/dir` or `s3://bucket/prefix` (an
+    `https://` collector keeps its own copy and cannot be read back). When absent, the sink
+    of the ModelDeployment the URI names (its `spec.logging.sink.uri`, read at each
+    profiling run); give it to read logs the deployment no longer points at (e.g. after it
+    was deleted). `status.snapshot.sink` says which sink was read."""
     window: Duration = "168h"
     """How far back from the profiling run's start the logs are read (`168h`: 7 days)."""
     labelled: bool = True
@@ -72,8 +74,8 @@ class DataSource(ApiModel):
 
     model_config = cel_rules(
         (
-            "self.uri.startsWith('logs://') == has(self.inferenceLogs)",
-            "spec.source.inferenceLogs is required with a logs:// uri and only with one",
+            "!has(self.inferenceLogs) || self.uri.startsWith('logs://')",
+            "spec.source.inferenceLogs is only for a logs:// uri",
         )
     )
 
@@ -82,8 +84,9 @@ class DataSource(ApiModel):
     `s3://bucket/key`, `https://host/path`, or `logs://DEPLOYMENT` (a ModelDeployment's
     inference logs, read as `inferenceLogs` says)."""
     inference_logs: InferenceLogs | None = None
-    """With `uri: logs://DEPLOYMENT`: where the logs are, the window, labelled rows only or
-    all, and base data to append."""
+    """With `uri: logs://DEPLOYMENT`: where the logs are (the deployment's sink when left
+    out), the window, labelled rows only or all, and base data to append; every field has a
+    default, so `uri: logs://DEPLOYMENT` alone reads its labelled rows of the last 7 days."""
     format: Literal["csv", "parquet"] | None = None
     """File format; inferred from the extension when absent."""
     credentials_secret_ref: LocalObjectReference | None = None
@@ -221,6 +224,8 @@ class Snapshot(ApiModel):
     """Logged rows that carry a feedback label."""
     base_rows: Annotated[int, Field(ge=0)] = 0
     """Rows appended from `inferenceLogs.base`."""
+    sink: Annotated[str, Field(max_length=2048)] | None = None
+    """The sink the logs were read from (`inferenceLogs.sink`, or the deployment's)."""
     requests: Annotated[int, Field(ge=0)] = 0
     """Request records read in the window."""
     labels: Annotated[int, Field(ge=0)] = 0

@@ -3,6 +3,11 @@
 Level-triggered: the run wanted is a function of (generation, `pilotage.dev/refresh`
 annotation); when `status.run` differs, a new profiling run starts (the old one, if
 still running, is deleted). A finished run's summary becomes the status.
+
+A source that depends on a ModelDeployment (`logs://NAME` without a sink) is resolved from
+the observed deployment when a run starts: the run reads (and mounts) the resolved source.
+While it cannot be resolved the Dataset is Failed with the source's reason, not stalled:
+it is reconciled again soon and starts its run once the deployment is there.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pilotage.api.dataset import (
     Dataset,
     DatasetSpec,
     DatasetStatus,
+    DataSource,
     Finding,
     Snapshot,
 )
@@ -71,16 +77,30 @@ def wanted_run(ds: Dataset, request: str | None = None) -> str:
     return dns_name(ds.name, "profile", f"g{ds.generation}", token)
 
 
-def _start(ds: Dataset, run: str, obs: DatasetObservation) -> StartRun:
+def _start(ds: Dataset, run: str, obs: DatasetObservation, source: DataSource) -> StartRun:
+    """The profiling run, reading ``source`` (the Dataset's, resolved)."""
+    dataset_manifest = manifest(ds)
+    dataset_manifest["spec"]["source"] = source.model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
     return StartRun(
         name=run,
         purpose="profile",
         owner_kind="Dataset",
         owner_name=ds.name,
-        manifests=[manifest(ds)],
+        manifests=[dataset_manifest],
         output_uri=join_uri(obs.artifact_uri, namespace_of(ds), "datasets", ds.name, run),
-        data=(ds.spec.source,),
+        data=(source,),
     )
+
+
+def _reads(ds: Dataset, source: DataSource) -> str:
+    """What a run reads, for its event: the URI, and a sink resolved from the deployment."""
+    resolved = source.inference_logs.sink if source.inference_logs is not None else None
+    given = ds.spec.source.inference_logs
+    if resolved is not None and (given is None or given.sink is None):
+        return f"{source.uri} (the deployment's sink {resolved})"
+    return source.uri
 
 
 def _apply_summary(status: DatasetStatus, result: Any, run: RunState, now: datetime) -> str:
@@ -153,16 +173,26 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
             events.append(Event("Warning", "InvalidSpec", problem))
         return Result(status, actions, events)
 
+    source = sources.resolve(ds.spec.source, obs.deployment)
+
+    def unresolved(found: sources.Unresolved) -> Result[DatasetStatus]:
+        finish("Failed", False, found.reason, found.message)
+        if old.phase != "Failed" or ready_reason(old.conditions) != found.reason:
+            events.append(Event("Warning", found.reason, found.message))
+        return Result(status, actions, events, UNRESOLVED_POLL_SECONDS)
+
     run_name = wanted_run(ds, obs.refresh)
     if status.run != run_name:
         status.refresh_request = obs.refresh
         if obs.run is not None and obs.run.phase == "Running":
             actions.append(DeleteRun(obs.run.name))
-        actions.append(_start(ds, run_name, obs))
+        if isinstance(source, sources.Unresolved):
+            return unresolved(source)  # status.run stays: the run starts once resolved
+        actions.append(_start(ds, run_name, obs, source))
         status.run = run_name
         finish("Validating", False, "Profiling", f"profiling run {run_name} started")
         events.append(
-            Event("Normal", "ProfilingStarted", f"run {run_name} reads {ds.spec.source.uri}")
+            Event("Normal", "ProfilingStarted", f"run {run_name} reads {_reads(ds, source)}")
         )
         return Result(status, actions, events, RUN_POLL_SECONDS)
 
@@ -170,7 +200,10 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
     if run is None:
         if old.phase == "Validating":
             # Started but not seen yet (or lost before it was created): ask again, idempotently.
-            actions.append(_start(ds, run_name, obs))
+            if isinstance(source, sources.Unresolved):
+                status.run = None  # so that it is started once resolved
+                return unresolved(source)
+            actions.append(_start(ds, run_name, obs, source))
             finish("Validating", False, "Profiling", f"waiting for profiling run {run_name}")
             return Result(status, actions, events, RUN_POLL_SECONDS)
         # Finished earlier; the run may have been cleaned up since. The status stands. A
@@ -210,6 +243,10 @@ def reconcile_dataset(ds: Dataset, obs: DatasetObservation, now: datetime) -> Re
         )
     return Result(status, actions, events, _listening(ds))
 
+
+UNRESOLVED_POLL_SECONDS = 5.0
+"""How soon a Dataset whose source cannot be resolved yet (its ModelDeployment is missing or
+logs nowhere readable) looks again: it recovers by itself within this."""
 
 SNAPSHOT_POLL_SECONDS = 10.0
 """How often a Dataset read as a snapshot looks for a DriftMonitor's request of a fresh one."""

@@ -203,6 +203,7 @@ class Observer:
                 run=self._run(namespace, resource.status.run if resource.status else None),
                 artifact_uri=self.platform.artifact_uri,
                 refresh=self._snapshot_request(resource, namespace),
+                deployment=self._deployment_read(resource, namespace),
             )
         if isinstance(resource, TrainingJob):
             return TrainingJobObservation(
@@ -240,6 +241,13 @@ class Observer:
             model_card_version=card.version if card is not None else None,
             load=self.loads.samples(key) if policy is not None else {},
         )
+
+    def _deployment_read(self, ds: Dataset, namespace: str) -> ModelDeployment | None:
+        """The ModelDeployment whose spec the Dataset's source depends on (the sink of
+        `logs://NAME` without one); read at every reconcile, so a Dataset waiting for it
+        sees it appear or change at its next requeue."""
+        name = sources.deployment_read(ds.spec.source)
+        return self.platform.deployment(namespace, name) if name else None
 
     def _snapshot_request(self, ds: Dataset, namespace: str) -> str | None:
         """The newest fresh snapshot a DriftMonitor retraining on ``ds`` asked for."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from pilotage import sources
 from pilotage.api.dataset import Dataset, DataSource
 from pilotage.api.trainingjob import (
     ALGORITHM_PARAMETERS,
@@ -258,6 +259,11 @@ def _start(
     data = data_of(dataset)
     dataset_manifest = manifest(dataset)
     dataset_manifest["spec"]["source"] = data.model_dump(by_alias=True, exclude_none=True)
+    if data is not dataset.spec.source and dataset.spec.target is None:
+        # A snapshot is a plain Parquet file: the source's default target goes with it.
+        target = sources.source_for(dataset.spec.source.uri).default_target
+        if target is not None:
+            dataset_manifest["spec"]["target"] = target
     return StartRun(
         name=run_name(tj, attempt),
         purpose="train",

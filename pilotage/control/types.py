@@ -209,6 +209,9 @@ class DatasetObservation:
     refresh: str | None = None
     """The newest fresh snapshot a DriftMonitor asked for before a retrain (its
     `status.snapshotRequest`), for a Dataset read as a snapshot."""
+    deployment: ModelDeployment | None = None
+    """The ModelDeployment the Dataset's source depends on (`logs://NAME` without a sink:
+    its logging sink), None when it does not exist or the source depends on none."""
 
 
 @dataclass(frozen=True)

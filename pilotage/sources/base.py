@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pilotage.api.dataset import Dataset, DataSource
+    from pilotage.api.modeldeployment import ModelDeployment
 
 CREDENTIALS_ENV = "PILOTAGE_CREDENTIALS_DIR"
 """Where a run finds the Secrets its sources name: one directory per Secret, one file per key
@@ -72,6 +73,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Unresolved:
+    """Why a source that reads a ModelDeployment's spec cannot be read now (one line, and a
+    condition reason); it may resolve later, when the deployment appears or changes."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class DataFile:
     """A source's data as a local file that can be read in chunks."""
 
@@ -104,6 +114,18 @@ class Source:
             if name not in self.fields and getattr(source, OWN_FIELDS[name]) is not None:
                 return f"spec.source.{name}: only a {_owner_of(name)} source takes it"
         return None
+
+    def deployment_read(self, source: DataSource) -> str | None:
+        """The ModelDeployment of the Dataset's namespace whose spec ``source`` depends on
+        (the control core observes it and passes it to `resolve`); None (the default): none."""
+        return None
+
+    def resolve(
+        self, source: DataSource, deployment: ModelDeployment | None
+    ) -> DataSource | Unresolved:
+        """``source`` as the run reads it, completed from ``deployment`` (the one
+        `deployment_read` names, None when it does not exist); pure, like `problem`."""
+        return source
 
     def materialise(self, dataset: Dataset, directory: Path, now: datetime) -> Snapshot | None:
         """For a source whose content changes with the clock (a window of logs): write the
@@ -232,6 +254,18 @@ def spec_problem(source: DataSource) -> str | None:
     except ValueError as exc:
         return f"spec.source.uri: {exc}"
     return found.problem(source)
+
+
+def deployment_read(source: DataSource) -> str | None:
+    """The ModelDeployment ``source`` depends on (see `Source.deployment_read`), or None."""
+    found = _SOURCES.get(scheme_of(source.uri))
+    return found.deployment_read(source) if found is not None else None
+
+
+def resolve(source: DataSource, deployment: ModelDeployment | None) -> DataSource | Unresolved:
+    """``source`` as a run reads it (see `Source.resolve`)."""
+    found = _SOURCES.get(scheme_of(source.uri))
+    return found.resolve(source, deployment) if found is not None else source
 
 
 def snapshots(source: DataSource) -> bool:

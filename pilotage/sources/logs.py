@@ -4,11 +4,16 @@
 
     source:
       uri: logs://iris
-      inferenceLogs:
-        sink: file:///var/log/pilotage     # the deployment's spec.logging.sink.uri
+      inferenceLogs:                       # every field has a default
+        sink: file:///var/log/pilotage     # default: the deployment's spec.logging.sink.uri
         window: 168h                       # the last 7 days
         labelled: true                     # only requests that got a feedback label
         base: {uri: builtin://iris}        # appended, so a retrain keeps the original data
+
+Without `sink`, the control core observes the ModelDeployment the URI names and `resolve`
+writes its sink into the source the profiling run reads (and mounts: a `pvc://` claim);
+a deployment that does not exist, logs nowhere or logs to a collector is an `Unresolved`
+condition that clears by itself once the deployment is there and logs to a readable sink.
 
 The profiling run materialises the window once (`materialise`): one Parquet file in the
 artifact store, then validated, profiled and fingerprinted like any file; TrainingJobs read
@@ -35,6 +40,7 @@ from pilotage.sources.base import (
     Access,
     Snapshot,
     Source,
+    Unresolved,
     register,
     scheme_of,
     source_for,
@@ -46,7 +52,8 @@ from pilotage.trainer.errors import DataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pilotage.api.dataset import Dataset, DataSource
+    from pilotage.api.dataset import Dataset, DataSource, InferenceLogs
+    from pilotage.api.modeldeployment import ModelDeployment
 
 TARGET = "target"
 """The target column when `spec.target` is absent."""
@@ -57,6 +64,21 @@ READABLE_SINKS = ("file", "pvc", "s3")
 
 def deployment_of(uri: str) -> str:
     return urlparse(uri).netloc
+
+
+def logs_of(source: DataSource) -> InferenceLogs:
+    """`spec.source.inferenceLogs`, its defaults when left out."""
+    from pilotage.api.dataset import InferenceLogs
+
+    return source.inference_logs if source.inference_logs is not None else InferenceLogs()
+
+
+def _unreadable(sink: str) -> bool:
+    parsed = urlparse(sink)
+    return parsed.scheme not in READABLE_SINKS or not (parsed.netloc or parsed.path.strip("/"))
+
+
+READABLE = "file:///dir, pvc://CLAIM/dir or s3://bucket/prefix"
 
 
 def _base_source(source: DataSource) -> DataSource | None:
@@ -78,12 +100,7 @@ class LogsSource(Source):
     snapshots = True
 
     def problem(self, source: DataSource) -> str | None:
-        logs = source.inference_logs
-        if logs is None:
-            return (
-                "spec.source.inferenceLogs: required with a logs:// uri "
-                "(at least its sink: the deployment's spec.logging.sink.uri)"
-            )
+        logs = logs_of(source)
         parsed = urlparse(source.uri)
         if not parsed.netloc or parsed.path.strip("/") or parsed.query:
             return (
@@ -92,11 +109,10 @@ class LogsSource(Source):
             )
         if source.format is not None:
             return "spec.source.format: a logs:// source is read as log records; leave it out"
-        sink = urlparse(logs.sink)
-        if sink.scheme not in READABLE_SINKS or not (sink.netloc or sink.path.strip("/")):
+        if logs.sink is not None and _unreadable(logs.sink):
             return (
                 f"spec.source.inferenceLogs.sink: {logs.sink!r} cannot be read back; use the "
-                "deployment's file:///dir, pvc://CLAIM/dir or s3://bucket/prefix sink"
+                f"deployment's {READABLE} sink"
             )
         base = _base_source(source)
         if base is not None:
@@ -109,11 +125,43 @@ class LogsSource(Source):
                 return f"spec.source.inferenceLogs.base.{where or 'uri'}: {detail}"
         return super().problem(source)
 
+    def deployment_read(self, source: DataSource) -> str | None:
+        return deployment_of(source.uri) if logs_of(source).sink is None else None
+
+    def resolve(
+        self, source: DataSource, deployment: ModelDeployment | None
+    ) -> DataSource | Unresolved:
+        logs = logs_of(source)
+        if logs.sink is not None:
+            return source
+        name = deployment_of(source.uri)
+        instead = "or give spec.source.inferenceLogs.sink"
+        if deployment is None:
+            return Unresolved(
+                "LogsNotFound",
+                f"{source.uri}: no ModelDeployment {name!r} in this namespace to read the "
+                f"logging sink of; create it, {instead}",
+            )
+        logging = deployment.spec.logging
+        sink = logging.sink.uri if logging is not None and logging.sink is not None else None
+        if sink is None:
+            return Unresolved(
+                "LogsNotFound",
+                f"{source.uri}: ModelDeployment {name!r} has no spec.logging.sink; give it "
+                f"one ({READABLE}) with a sampleRate above 0, {instead}",
+            )
+        if _unreadable(sink):
+            return Unresolved(
+                "LogsUnreadable",
+                f"{source.uri}: ModelDeployment {name!r} logs to {sink!r}, which cannot be "
+                f"read back; log to {READABLE}, {instead}",
+            )
+        resolved = logs.model_copy(update={"sink": sink})
+        return source.model_copy(update={"inference_logs": resolved})
+
     def access(self, source: DataSource) -> Access:
-        logs = source.inference_logs
-        if logs is None:
-            return Access()
-        found = [uri_access(logs.sink)]
+        logs = logs_of(source)
+        found = [uri_access(logs.sink)] if logs.sink is not None else []
         base = _base_source(source)
         if base is not None and uri_problem(base.uri) is None:
             found.append(source_for(base.uri).access(base))
@@ -272,9 +320,14 @@ def _materialise(dataset: Dataset, directory: Path, now: datetime) -> Snapshot:
     from pilotage.inferencelog.record import LABEL, REQUEST, iso_time
 
     source = dataset.spec.source
-    logs = source.inference_logs
-    if logs is None:
-        raise DataError("spec.source.inferenceLogs: required with a logs:// uri")
+    logs = logs_of(source)
+    sink = logs.sink
+    if sink is None:
+        raise DataError(
+            f"spec.source.inferenceLogs.sink: not given, and this run was not told the sink "
+            f"of ModelDeployment {deployment_of(source.uri)!r} (the control plane resolves it); "
+            "give it"
+        )
     namespace = dataset.metadata.namespace or "default"
     deployment = deployment_of(source.uri)
     end = now
@@ -284,7 +337,7 @@ def _materialise(dataset: Dataset, directory: Path, now: datetime) -> Snapshot:
 
     def reader(kind: str) -> LogReader:
         try:
-            return LogReader(logs.sink, namespace, deployment, start, end, kinds=(kind,))
+            return LogReader(sink, namespace, deployment, start, end, kinds=(kind,))
         except LogReadError as exc:
             raise DataError(f"spec.source.inferenceLogs.sink: {exc}") from None
 
@@ -366,7 +419,7 @@ def _materialise(dataset: Dataset, directory: Path, now: datetime) -> Snapshot:
     what = "labelled rows" if logs.labelled else "rows"
     if writer.written == 0:
         raise DataError(
-            f"no {what} in the logs of {namespace}/{deployment} at {logs.sink} over the last "
+            f"no {what} in the logs of {namespace}/{deployment} at {sink} over the last "
             f"{logs.window} ({request_reader.stats.records} requests, {len(labels)} labels read)"
         )
     facts = {
@@ -374,6 +427,7 @@ def _materialise(dataset: Dataset, directory: Path, now: datetime) -> Snapshot:
         "loggedRows": logged,
         "labelledRows": labelled,
         "baseRows": base_rows,
+        "sink": sink,
         "requests": request_reader.stats.records,
         "labels": label_reader.stats.labels,
         "skipped": skipped,

@@ -213,9 +213,15 @@ def _snapshot_of(
         f"{facts.get('labelledRows')} labelled, {facts.get('baseRows')} base) from "
         f"{facts.get('requests')} requests and {facts.get('labels')} labels; "
         f"{facts.get('skipped')} skipped"
+        + (f"; read from {facts['sink']}" if facts.get("sink") else "")
     )
+    # The snapshot is a plain Parquet file: the source's default target goes with it.
+    target = dataset.spec.target or sources.source_for(source.uri).default_target
     spec = dataset.spec.model_copy(
-        update={"source": DataSource(uri=snapshot.path.as_uri(), format="parquet")}
+        update={
+            "source": DataSource(uri=snapshot.path.as_uri(), format="parquet"),
+            "target": target,
+        }
     )
     return dataset.model_copy(update={"spec": spec}), snapshot
 

@@ -3,7 +3,8 @@ requests through the router are logged, ground truth comes through /v1/feedback 
 it after a restart, when the router no longer remembers the answers), a `logs://` Dataset
 materialises the labelled window, and a TrainingJob trains on that snapshot and names it;
 then a DriftMonitor's retrain has the snapshot refreshed first (new labels in it), trains
-on the fresh one, names it, and is measured against the stable version."""
+on the fresh one, names it, and is measured against the stable version. The Dataset names
+the deployment only (`logs://iris`): the sink is the deployment's."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sklearn.datasets import load_iris
 
 from pilotage.inferencelog.reader import LogReader
 from pilotage.local.store import Store
+from tests.support.inference_logs import Log
 from tests.support.procs import Process, http_ok, pilotage, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("local-up")]
@@ -41,11 +43,11 @@ def serving(sink: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def live(sink: str) -> list[dict[str, Any]]:
+def live() -> list[dict[str, Any]]:
+    """The Dataset names the deployment only: its sink is read from the deployment's spec."""
     return [
         {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "iris-live"},
-         "spec": {"source": {"uri": "logs://iris",
-                             "inferenceLogs": {"sink": sink, "window": "1h"}},
+         "spec": {"source": {"uri": "logs://iris", "inferenceLogs": {"window": "1h"}},
                   "target": "target"}},
         {"apiVersion": API, "kind": "TrainingJob", "metadata": {"name": "iris-live-1"},
          "spec": {"datasetRef": {"name": "iris-live"},
@@ -138,7 +140,7 @@ def test_a_retrain_learns_from_the_labelled_logs_and_names_its_snapshot(
         wait_until(lambda: _labels_logged(sink) == 20, 30, 0.1, "20 labels in the log")
 
         second = tmp_path / "live.yaml"
-        second.write_text("\n---\n".join(json.dumps(d) for d in live(sink)))
+        second.write_text("\n---\n".join(json.dumps(d) for d in live()))
         applied = subprocess.run(
             pilotage("apply", "-f", str(second), "--state-dir", str(state)),
             capture_output=True, text=True, timeout=60,
@@ -187,7 +189,89 @@ def test_a_retrain_learns_from_the_labelled_logs_and_names_its_snapshot(
     snapshot = job["datasetSnapshot"]
     assert snapshot == first_snapshot
     assert (snapshot["rows"], snapshot["labelledRows"], snapshot["requests"]) == (20, 20, 30)
+    assert snapshot["sink"] == refreshed["snapshot"]["sink"] == sink  # the deployment's
     frame = pd.read_parquet(Path(snapshot["uri"].removeprefix("file://")))
     assert list(frame.columns) == [*FEATURES, "target"]
     got = sorted((tuple(r[:4]), int(r[4])) for r in frame.itertuples(index=False))
     assert got == sorted((tuple(sent[r][0]), sent[r][1]) for r in ids[:20])
+
+
+def _apply(state: Path, path: Path, docs: list[dict[str, Any]]) -> None:
+    path.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    applied = subprocess.run(
+        pilotage("apply", "-f", str(path), "--state-dir", str(state)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+
+
+def _ready(store: Store, name: str) -> dict[str, Any]:
+    conditions = _status(store, "Dataset", name).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), {})
+
+
+def test_a_logs_dataset_waits_for_its_deployment_and_a_given_sink_outlives_one(
+    state: Path, tmp_path: Path
+) -> None:
+    """`logs://irs` names no deployment yet: the Dataset says so and starts its profiling
+    run by itself once a ModelDeployment `irs` logging to a file sink is applied; `logs://old`
+    with its sink given reads the logs a deleted deployment left."""
+    iris = load_iris()
+    rows = [[float(v) for v in iris.data[i]] for i in range(0, 150, 10)]  # 15 rows
+    truths = [int(iris.target[i]) for i in range(0, 150, 10)]
+    logs = tmp_path / "logs"
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    labelled: dict[str, set[tuple[tuple[float, ...], int]]] = {}
+    for deployment, stride in (("old", 2), ("irs", 3)):
+        log = Log(logs, deployment)
+        labelled[deployment] = set()
+        for i, (row, y) in enumerate(zip(rows, truths, strict=True)):
+            log.request(f"{deployment}-{i}", [row], t0 + timedelta(seconds=i))
+            if i % stride == 0:
+                log.label(f"{deployment}-{i}", y, t0 + timedelta(seconds=i, milliseconds=500))
+                labelled[deployment].add((tuple(row), y))
+        log.close()
+    sink = logs.as_uri()
+    datasets = [
+        {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "kept"},
+         "spec": {"source": {"uri": "logs://old", "inferenceLogs": {"sink": sink}}}},
+        {"apiVersion": API, "kind": "Dataset", "metadata": {"name": "typo"},
+         "spec": {"source": {"uri": "logs://irs"}}},
+    ]  # fmt: skip
+    first = tmp_path / "datasets.yaml"
+    first.write_text("\n---\n".join(json.dumps(d) for d in datasets))
+    store = Store(state)
+
+    up = _up(state, tmp_path / "up.log", first)
+    try:
+        wait_until(
+            lambda: _ready(store, "typo").get("reason") == "LogsNotFound",
+            60, 0.1, "the Dataset without a deployment says so",
+        )  # fmt: skip
+        waiting = _ready(store, "typo")
+        assert "no ModelDeployment 'irs'" in waiting["message"], waiting
+        assert _status(store, "Dataset", "typo")["phase"] == "Failed"
+        wait_until(
+            lambda: _status(store, "Dataset", "kept").get("phase") in ("Ready", "Failed"),
+            120, 0.2, "the Dataset with a given sink profiled",
+        )  # fmt: skip
+        # Its model never comes (no such TrainingJob): the Dataset reads only its logging.
+        irs = {"apiVersion": API, "kind": "ModelDeployment", "metadata": {"name": "irs"},
+               "spec": {"model": {"trainingJobRef": {"name": "not-yet"}},
+                        "logging": {"sampleRate": 1.0, "sink": {"uri": sink}}}}  # fmt: skip
+        _apply(state, tmp_path / "irs.yaml", [irs])
+        wait_until(
+            lambda: _status(store, "Dataset", "typo").get("phase") == "Ready",
+            120, 0.2, "the Dataset profiled once its deployment logs",
+        )  # fmt: skip
+    finally:
+        up.stop(30)
+
+    for name, deployment in (("kept", "old"), ("typo", "irs")):
+        status = _status(store, "Dataset", name)
+        assert status["phase"] == "Ready", status
+        snapshot = status["snapshot"]
+        assert snapshot["sink"] == sink
+        frame = pd.read_parquet(Path(snapshot["uri"].removeprefix("file://")))
+        got = {(tuple(r[:4]), int(r[4])) for r in frame.itertuples(index=False)}
+        assert got == labelled[deployment] and len(frame) == len(labelled[deployment])

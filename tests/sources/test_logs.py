@@ -4,7 +4,6 @@ with labels by request id, and trained on by a TrainingJob through that snapshot
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,56 +15,16 @@ from sklearn.datasets import load_iris
 
 from pilotage import sources
 from pilotage.api.dataset import Dataset, DatasetStatus, DataSource, Snapshot
+from pilotage.api.modeldeployment import ModelDeployment
 from pilotage.api.trainingjob import TrainingJob
 from pilotage.control.dataset import reconcile_dataset
 from pilotage.control.trainingjob import reconcile_trainingjob
 from pilotage.control.types import DatasetObservation, RunState, StartRun, TrainingJobObservation
-from pilotage.inferencelog.config import LoggingConfig
-from pilotage.inferencelog.record import Exchange, Label, label_record, request_record
-from pilotage.inferencelog.sinks import FileSink
 from pilotage.trainer.run import profile, train
+from tests.support.inference_logs import FEATURES, Log
 
-FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 # Two hours ago, so that the window (now - 24h, now) holds every record written below.
 T0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=5, second=0, microsecond=0)
-
-
-def _no_names(upstream: str, model: str, version: str) -> list[str] | None:
-    return None
-
-
-class Log:
-    """Writes request and label records the way the router's writer thread does."""
-
-    def __init__(self, root: Path, deployment: str = "iris"):
-        self.deployment = deployment
-        self.sink = FileSink(LoggingConfig(sample_rate=1.0, sink_uri=root.as_uri()), deployment)
-        self.uri = root.as_uri()
-
-    def request(
-        self,
-        rid: str,
-        rows: list[list[float]],
-        t: datetime,
-        status: int = 200,
-        shadow: bool = False,
-    ) -> None:
-        body = json.dumps({"instances": [dict(zip(FEATURES, r, strict=True)) for r in rows]})
-        answer = json.dumps({"predictions": [0] * len(rows)}) if status < 400 else None
-        ex = Exchange(
-            t.timestamp(), rid.encode(), "stable", "v1", "http://127.0.0.1:1",
-            "/v1/models/iris:predict", body.encode(), status,
-            answer.encode() if answer else b'{"error": "boom"}', 0.002, None, shadow,
-        )  # fmt: skip
-        record = request_record(ex, "default", self.deployment, _no_names, frozenset())
-        self.sink.write([record], t.timestamp())
-
-    def label(self, rid: str, truth: Any, t: datetime) -> None:
-        record = label_record(Label(t.timestamp(), rid, "label", truth), "default", self.deployment)
-        self.sink.write([record], t.timestamp())
-
-    def close(self) -> None:
-        self.sink.close()
 
 
 def dataset(sink: str, **logs: Any) -> Dataset:
@@ -212,7 +171,6 @@ def test_an_empty_window_and_too_many_labels_fail_the_profile_with_the_reason(
 @pytest.mark.parametrize(
     ("source", "fault"),
     [
-        ({"uri": "logs://iris"}, "inferenceLogs: required with a logs:// uri"),
         (
             {"uri": "builtin://iris", "inferenceLogs": {"sink": "file:///l"}},
             "inferenceLogs: only a logs:// source takes it",
@@ -253,6 +211,24 @@ def test_a_bad_logs_source_is_named(source: dict[str, Any], fault: str) -> None:
         return
     problem = sources.spec_problem(parsed)
     assert problem is not None and fault in problem
+
+
+def test_logs_alone_is_a_usable_source_that_reads_the_deployments_sink() -> None:
+    source = DataSource.model_validate({"uri": "logs://iris"})
+    assert sources.spec_problem(source) is None
+    assert sources.deployment_read(source) == "iris"
+    given = DataSource.model_validate({"uri": "logs://iris", "inferenceLogs": {"sink": "s3://b/l"}})
+    assert sources.deployment_read(given) is None  # a given sink wins: no deployment needed
+    # Unresolved, it mounts nothing (the resolved source is what a run's pod gets).
+    assert sources.source_for(source.uri).access(source) == sources.Access()
+
+
+def test_a_run_without_a_resolved_sink_fails_naming_it(tmp_path: Path) -> None:
+    unresolved = dataset("file:///unused")
+    unresolved.spec.source.inference_logs = None  # `logs://iris` alone, run without a plane
+    summary = profile(unresolved, (tmp_path / "out").as_uri())
+    assert summary["phase"] == "Failed"
+    assert summary["message"].startswith("spec.source.inferenceLogs.sink: not given")
 
 
 def test_the_sink_and_the_base_reach_the_run() -> None:
@@ -309,3 +285,58 @@ def test_the_profile_status_names_the_snapshot_and_a_trainingjob_trains_on_it(
     )
     assert result["phase"] == "Succeeded", result["message"]
     assert result["datasetFingerprint"] == ready.status.fingerprint
+
+
+def test_the_sink_resolved_from_the_deployment_is_what_the_profile_reads_and_names(
+    window: tuple[Log, dict[str, Any]], tmp_path: Path
+) -> None:
+    log, expected = window
+    ds = dataset(log.uri)
+    ds.spec.source.inference_logs = None  # `uri: logs://iris` alone, not even a target
+    ds.spec.target = None
+    ds.metadata.generation = 1
+    md = ModelDeployment.model_validate(
+        {
+            "apiVersion": "pilotage.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris", "namespace": "default"},
+            "spec": {
+                "model": {"uri": "file:///models/iris"},
+                "logging": {"sampleRate": 1.0, "sink": {"uri": log.uri}},
+            },
+        }
+    )
+    seen = DatasetObservation(run=None, artifact_uri="file:///a", deployment=md)
+    first = reconcile_dataset(ds, seen, NOW)
+    (run,) = [a for a in first.actions if isinstance(a, StartRun)]
+    # The window of the default is 168h: the fixture's records (T0) are in it.
+    summary = profile(Dataset.model_validate(run.manifests[0]), (tmp_path / "profile").as_uri())
+    assert summary["phase"] == "Ready", summary.get("message")
+    assert summary["snapshot"]["sink"] == log.uri
+    assert summary["snapshot"]["labelledRows"] == len(expected)
+    ds.status = first.status
+    done = RunState(name=run.name, phase="Succeeded", result=summary, finished=NOW)
+    ready = reconcile_dataset(ds, DatasetObservation(run=done, artifact_uri="file:///a"), NOW)
+    assert ready.status.phase == "Ready"
+    assert ready.status.snapshot is not None and ready.status.snapshot.sink == log.uri
+    assert ready.status.target == "target"
+    # A TrainingJob trains on the snapshot with the source's default target.
+    ds.status = DatasetStatus.model_validate(ready.status.model_dump())
+    tj = TrainingJob.model_validate(
+        {
+            "apiVersion": "pilotage.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "iris-live-1", "namespace": "default", "generation": 1},
+            "spec": {"datasetRef": {"name": "iris-live"}, "model": {"algorithm": "decision_tree"}},
+        }
+    )
+    obs = TrainingJobObservation(dataset=ds, run=None, artifact_uri=(tmp_path / "a").as_uri())
+    (start,) = [a for a in reconcile_trainingjob(tj, obs, NOW).actions if isinstance(a, StartRun)]
+    manifest_ds, manifest_tj = start.manifests
+    trained = train(
+        Dataset.model_validate(manifest_ds),
+        TrainingJob.model_validate(manifest_tj),
+        start.output_uri,
+    )
+    assert trained["phase"] == "Succeeded", trained["message"]
+    assert trained["datasetFingerprint"] == ready.status.fingerprint
