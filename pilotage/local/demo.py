@@ -86,20 +86,6 @@ def _manifests(sink: str) -> dict[str, list[dict[str, Any]]]:
             "metadata": {"name": "iris"},
             "spec": {"source": {"uri": "builtin://iris"}, "target": "target"},
         },
-        {
-            # The live traffic the router logs, joined with the clients' labels: what a
-            # retrain learns from (profiled again, for a fresh snapshot, before each one).
-            "apiVersion": api,
-            "kind": "Dataset",
-            "metadata": {"name": "iris-live"},
-            "spec": {
-                "source": {
-                    "uri": f"logs://{MODEL}",
-                    "inferenceLogs": {"sink": sink, "window": "1h", "labelled": True},
-                },
-                "target": "target",
-            },
-        },
         job("iris-v1", "logistic_regression", {"C": 1.0, "max_iter": 500}),
         {
             "apiVersion": api,
@@ -116,6 +102,21 @@ def _manifests(sink: str) -> dict[str, list[dict[str, Any]]]:
                     "errorRate": {"max": 0.05},
                 },
                 "logging": {"sampleRate": 1.0, "sink": {"uri": sink}},
+            },
+        },
+        {
+            # The live traffic the router logs (wherever the deployment's sink is), joined
+            # with the clients' labels: what a retrain learns from (profiled again, for a
+            # fresh snapshot, before each one).
+            "apiVersion": api,
+            "kind": "Dataset",
+            "metadata": {"name": "iris-live"},
+            "spec": {
+                "source": {
+                    "uri": f"logs://{MODEL}",
+                    "inferenceLogs": {"window": "1h", "labelled": True},
+                },
+                "target": "target",
             },
         },
         {
@@ -328,8 +329,8 @@ class Demo:
     def train_v1(self) -> str:
         self.apply(self.manifests["base"])
         self.say(
-            "applied Dataset iris, Dataset iris-live (the router's logs), TrainingJob iris-v1, "
-            "ModelDeployment iris (logging every request), DriftMonitor iris"
+            "applied Dataset iris, TrainingJob iris-v1, ModelDeployment iris (logging every "
+            "request), Dataset iris-live (logs://iris: the router's logs), DriftMonitor iris"
         )
         st = self.wait("iris-v1 to finish training", lambda: self.job_done("iris-v1"), 120)
         acc = st.get("metrics", {}).get("accuracy")
