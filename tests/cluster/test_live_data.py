@@ -1,8 +1,8 @@
 """The live-data loop of issue 17 on the real control plane, driven with kubectl and HTTP
 only: a ModelDeployment logs every request to a `pvc://` sink, clients send predictions
-through the router's Service and ground truth through `POST /v1/feedback`, a `logs://`
-Dataset materialises the labelled requests as a snapshot (its profiling pod mounts the
-sink's claim), and a TrainingJob trains on that snapshot and names it in its status.
+through the router's Service and ground truth through `POST /v1/feedback`, a `logs://iris`
+Dataset that names the deployment only materialises the labelled requests as a snapshot
+(its profiling pod mounts the claim of the deployment's sink), and a TrainingJob trains on that snapshot and names it in its status.
 """
 
 from __future__ import annotations
@@ -63,9 +63,8 @@ kind: Dataset
 metadata: {{name: iris-live, namespace: {NS}}}
 spec:
   source:
-    uri: logs://iris
+    uri: logs://iris             # the sink is the ModelDeployment's
     inferenceLogs:
-      sink: {SINK}
       window: 1h
   target: target
 ---
@@ -165,6 +164,7 @@ def test_logged_and_labelled_requests_become_a_snapshot_a_training_job_learns_fr
     assert snapshot["labelledRows"] == len(labelled), snapshot
     assert snapshot["requests"] == REQUESTS and snapshot["labels"] == len(labelled), snapshot
     assert snapshot["skipped"] == 0 and snapshot["unreadable"] == 0, snapshot
+    assert snapshot["sink"] == SINK, snapshot  # read from the deployment's spec.logging
     assert ds["rows"] == len(labelled), ds
     # the profiling pod mounted the sink's claim to read the logs
     jobs = cluster.get("jobs", "-n", NS, "-l", "pilotage.dev/owner-name=iris-live")["items"]
