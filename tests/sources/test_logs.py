@@ -245,6 +245,28 @@ def test_the_sink_and_the_base_reach_the_run() -> None:
 NOW = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
 
 
+def _trained_on(ds: Dataset, algorithm: str, tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    """A TrainingJob of ``ds`` reconciled, and its run's summary (trained in-process)."""
+    tj = TrainingJob.model_validate(
+        {
+            "apiVersion": "pilotage.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "iris-live-1", "namespace": "default", "generation": 1},
+            "spec": {"datasetRef": {"name": "iris-live"}, "model": {"algorithm": algorithm}},
+        }
+    )
+    obs = TrainingJobObservation(dataset=ds, run=None, artifact_uri=(tmp_path / "a").as_uri())
+    started = reconcile_trainingjob(tj, obs, NOW)
+    (start,) = [a for a in started.actions if isinstance(a, StartRun)]
+    manifest_ds, manifest_tj = start.manifests
+    summary = train(
+        Dataset.model_validate(manifest_ds),
+        TrainingJob.model_validate(manifest_tj),
+        start.output_uri,
+    )
+    return started, summary
+
+
 def test_the_profile_status_names_the_snapshot_and_a_trainingjob_trains_on_it(
     window: tuple[Log, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -261,28 +283,10 @@ def test_the_profile_status_names_the_snapshot_and_a_trainingjob_trains_on_it(
     assert ready.status.snapshot is not None and ready.status.snapshot.rows == len(expected)
     ds.status = DatasetStatus.model_validate(ready.status.model_dump())
 
-    tj = TrainingJob.model_validate(
-        {
-            "apiVersion": "pilotage.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "iris-live-1", "namespace": "default", "generation": 1},
-            "spec": {
-                "datasetRef": {"name": "iris-live"},
-                "model": {"algorithm": "logistic_regression"},
-            },
-        }
-    )
-    obs = TrainingJobObservation(dataset=ds, run=None, artifact_uri=(tmp_path / "a").as_uri())
-    started = reconcile_trainingjob(tj, obs, NOW)
+    started, result = _trained_on(ds, "logistic_regression", tmp_path)
     (start,) = [a for a in started.actions if isinstance(a, StartRun)]
     assert start.data[0].uri == ready.status.snapshot.uri
     assert started.status.dataset_snapshot == ready.status.snapshot
-    manifest_ds, manifest_tj = start.manifests
-    result = train(
-        Dataset.model_validate(manifest_ds),
-        TrainingJob.model_validate(manifest_tj),
-        start.output_uri,
-    )
     assert result["phase"] == "Succeeded", result["message"]
     assert result["datasetFingerprint"] == ready.status.fingerprint
 
@@ -322,21 +326,6 @@ def test_the_sink_resolved_from_the_deployment_is_what_the_profile_reads_and_nam
     assert ready.status.target == "target"
     # A TrainingJob trains on the snapshot with the source's default target.
     ds.status = DatasetStatus.model_validate(ready.status.model_dump())
-    tj = TrainingJob.model_validate(
-        {
-            "apiVersion": "pilotage.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "iris-live-1", "namespace": "default", "generation": 1},
-            "spec": {"datasetRef": {"name": "iris-live"}, "model": {"algorithm": "decision_tree"}},
-        }
-    )
-    obs = TrainingJobObservation(dataset=ds, run=None, artifact_uri=(tmp_path / "a").as_uri())
-    (start,) = [a for a in reconcile_trainingjob(tj, obs, NOW).actions if isinstance(a, StartRun)]
-    manifest_ds, manifest_tj = start.manifests
-    trained = train(
-        Dataset.model_validate(manifest_ds),
-        TrainingJob.model_validate(manifest_tj),
-        start.output_uri,
-    )
+    _, trained = _trained_on(ds, "decision_tree", tmp_path)
     assert trained["phase"] == "Succeeded", trained["message"]
     assert trained["datasetFingerprint"] == ready.status.fingerprint
