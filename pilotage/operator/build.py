@@ -195,17 +195,24 @@ def _pod_spec(
     return spec
 
 
-def _readiness(port_name: str) -> k8s.Probe:
+ROUTER_HEALTH_PATH = "/pilotage/healthz"
+"""The router's own health endpoint. Its probes must not use the model server's
+`/v2/health/*` paths: the router forwards those to the stable variant, so every probe
+counted as a request (an autoscaled variant never became idle, never went to zero) and,
+at zero, would be held and wake the variant."""
+
+
+def _readiness(port_name: str, path: str = "/v2/health/ready") -> k8s.Probe:
     return {
-        "httpGet": {"path": "/v2/health/ready", "port": port_name},
+        "httpGet": {"path": path, "port": port_name},
         "periodSeconds": 2,
         "failureThreshold": 3,
     }
 
 
-def _liveness(port_name: str) -> k8s.Probe:
+def _liveness(port_name: str, path: str = "/v2/health/live") -> k8s.Probe:
     return {
-        "httpGet": {"path": "/v2/health/live", "port": port_name},
+        "httpGet": {"path": path, "port": port_name},
         "initialDelaySeconds": 5,
         "periodSeconds": 10,
         "failureThreshold": 3,
@@ -502,8 +509,8 @@ def build_router_deployment(
             {"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},
             {"name": "admin-token", "mountPath": ADMIN_TOKEN_DIR, "readOnly": True},
         ],
-        "readinessProbe": _readiness("http"),
-        "livenessProbe": _liveness("http"),
+        "readinessProbe": _readiness("http", ROUTER_HEALTH_PATH),
+        "livenessProbe": _liveness("http", ROUTER_HEALTH_PATH),
     }
     if action.log_sink:  # the inference log's claim mounted, or its S3 settings
         wiring = storage_for([action.log_sink], settings)

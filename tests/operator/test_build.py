@@ -190,6 +190,10 @@ def test_server_and_router_have_probes_metrics_and_the_right_commands() -> None:
     rc = router["spec"]["template"]["spec"]["containers"][0]
     assert rc["args"][:3] == ["route", "--config", "/etc/pilotage/routes.yaml"]
     assert "--admin-port" in rc["args"] and "--admin-token-file" in rc["args"]
+    # the router's own health, not a model server path it would forward to stable (each
+    # probe counted as a request: an autoscaled variant never went to zero)
+    assert rc["readinessProbe"]["httpGet"]["path"] == "/pilotage/healthz"
+    assert rc["livenessProbe"]["httpGet"]["path"] == "/pilotage/healthz"
     volumes = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}
     assert volumes["routes"]["configMap"]["name"] == "iris-routes"
     assert volumes["admin-token"]["secret"]["secretName"] == "iris-router-admin"
