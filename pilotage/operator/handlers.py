@@ -39,6 +39,9 @@ ACTIVATION_BACKOFF_SECONDS = (0.5, 10.0)
 while it keeps failing), so a starting pod's held requests or a router that is down
 never make the daemon spin."""
 
+ACTIVATION_MIN_POLL_SECONDS = 1.0
+"""A poll answered sooner than this with nothing held is followed by a pause too."""
+
 Poll = Literal["held", "idle", "down"]
 
 
@@ -114,6 +117,7 @@ class Scheduler:
         failures = 0
         try:
             while not stopped:
+                started = asyncio.get_running_loop().time()
                 try:
                     outcome = await self._poll_activations(namespace, name, stop)
                 except Exception:  # never let the daemon die: kopf would not restart it
@@ -123,12 +127,14 @@ class Scheduler:
                     outcome = "down"
                 if stopped:
                     break
-                if outcome == "idle":
-                    failures = 0
-                    continue
                 if outcome == "held":
                     failures = 0
                     self.poke("modeldeployments", namespace, name)
+                elif outcome == "idle":
+                    failures = 0
+                    if asyncio.get_running_loop().time() - started >= ACTIVATION_MIN_POLL_SECONDS:
+                        continue
+                    # answered at once with nothing held (not a long poll): no spinning
                 else:
                     failures += 1
                 first, longest = ACTIVATION_BACKOFF_SECONDS

@@ -182,6 +182,30 @@ def pod_logs(cluster: Cluster, namespace: str, prefix: str, since: float = 0.0) 
     return "\n".join(texts)
 
 
+def iris_and_v1(namespace: str) -> str:
+    """The `iris` Dataset and the TrainingJob `iris-v1` (labelled pilotage.dev/model=iris,
+    a logistic regression), as YAML documents for `kubectl apply`."""
+    return f"""
+apiVersion: pilotage.dev/v1alpha1
+kind: Dataset
+metadata: {{name: iris, namespace: {namespace}}}
+spec:
+  source: {{uri: "builtin://iris"}}
+  target: target
+---
+apiVersion: pilotage.dev/v1alpha1
+kind: TrainingJob
+metadata:
+  name: iris-v1
+  namespace: {namespace}
+  labels: {{pilotage.dev/model: iris}}
+spec:
+  datasetRef: {{name: iris}}
+  task: classification
+  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
+"""
+
+
 RELEASE_NS = "pilotage-system"
 OPERATOR_WIDE_S3_SECRET = "pilotage-s3"
 

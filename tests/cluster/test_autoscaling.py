@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from pilotage.wire.admin import RouterAdminError, get_routes, get_stats
-from tests.cluster.conftest import RELEASE_NS, Cluster, restricted_namespace
+from tests.cluster.conftest import RELEASE_NS, Cluster, iris_and_v1, restricted_namespace
 from tests.cluster.test_story import ROWS, Traffic, wait_for
 
 # one cluster per session: every test of this directory runs on the same xdist worker
@@ -34,24 +34,9 @@ SERVER = "iris-iris-v1"
 LATENCY_MS = 100
 STEP_CLIENTS = 6  # 6 in flight at 2 per replica: 3 replicas (maxReplicas)
 
-MANIFESTS = f"""
-apiVersion: pilotage.dev/v1alpha1
-kind: Dataset
-metadata: {{name: iris, namespace: {NS}}}
-spec:
-  source: {{uri: "builtin://iris"}}
-  target: target
----
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: iris-v1
-  namespace: {NS}
-  labels: {{pilotage.dev/model: iris}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
+MANIFESTS = (
+    iris_and_v1(NS)
+    + f"""
 ---
 apiVersion: pilotage.dev/v1alpha1
 kind: ModelDeployment
@@ -71,6 +56,7 @@ spec:
     scaleToZeroAfter: 8s
     activationTimeout: 120s
 """
+)
 
 
 def server_deployment(cluster: Cluster) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sklearn.datasets import load_iris
 
-from tests.cluster.conftest import Cluster, restricted_namespace
+from tests.cluster.conftest import Cluster, iris_and_v1, restricted_namespace
 from tests.cluster.test_story import wait_for
 
 # one cluster per session: every test of this directory runs on the same xdist worker
@@ -26,24 +26,9 @@ LOG_CLAIM = "inference-logs"
 SINK = f"pvc://{LOG_CLAIM}/iris"
 REQUESTS = 40
 
-SERVING = f"""
-apiVersion: pilotage.dev/v1alpha1
-kind: Dataset
-metadata: {{name: iris, namespace: {NS}}}
-spec:
-  source: {{uri: "builtin://iris"}}
-  target: target
----
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: iris-v1
-  namespace: {NS}
-  labels: {{pilotage.dev/model: iris}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
+SERVING = (
+    iris_and_v1(NS)
+    + f"""
 ---
 apiVersion: pilotage.dev/v1alpha1
 kind: ModelDeployment
@@ -56,6 +41,7 @@ spec:
     sampleRate: 1.0
     sink: {{uri: "{SINK}"}}
 """
+)
 
 LIVE = f"""
 apiVersion: pilotage.dev/v1alpha1
