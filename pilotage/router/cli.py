@@ -24,7 +24,7 @@ from pilotage.listening import listen
 from pilotage.router.app import MAX_BODY_BYTES, AdminToken, RouterApp
 from pilotage.router.state import RouterState
 from pilotage.router.table import load_table_file
-from pilotage.router.upstream import DEFAULT_MAX_CONNECTIONS
+from pilotage.router.upstream import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS
 from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
 from pilotage.wire.routes import RoutingError
 
@@ -91,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONNECTIONS,
         help="connections to one upstream at most (busy and idle); more requests wait for one "
         f"(default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        help="seconds to open a connection to a replica; past it the replica is taken out "
+        "and the request goes to another one (nothing was sent) "
+        f"(default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     p.add_argument(
         "--recent-answers", type=int, default=10_000, help="answers remembered for feedback"
@@ -233,6 +241,7 @@ def main(argv: list[str]) -> int:
             ("--max-connections", args.max_connections, 1),
             ("--header-timeout", args.header_timeout, 0.1),
             ("--body-timeout", args.body_timeout, 0.1),
+            ("--connect-timeout", args.connect_timeout, 0.01),
         ):
             if value < least:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
@@ -254,6 +263,7 @@ def main(argv: list[str]) -> int:
         shadow_workers=args.shadow_workers,
         recent_capacity=args.recent_answers,
         max_connections_per_upstream=args.max_connections_per_upstream,
+        connect_timeout=args.connect_timeout,
     )
     admin = (
         f"; admin API on {args.admin_host or args.host}:{args.admin_port}"

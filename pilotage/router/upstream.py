@@ -18,6 +18,11 @@ import contextlib
 import httptools
 
 DEFAULT_MAX_CONNECTIONS = 256  # per upstream: busy, idle and connecting together
+# A TCP handshake is answered by the upstream's kernel, not its application, so a busy
+# server still connects at once; an address nobody answers (a pod gone with its network,
+# a dead node) is given up after this and treated as refused: nothing was sent, so the
+# request goes to another replica.
+DEFAULT_CONNECT_TIMEOUT = 2.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
@@ -171,18 +176,28 @@ class UpstreamPool:
         "_loop",
         "_open",
         "_waiters",
+        "connect_timeout",
         "host",
         "max_connections",
         "port",
         "retired",
     )
 
-    def __init__(self, host: str, port: int, max_connections: int = DEFAULT_MAX_CONNECTIONS):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ):
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be above 0, got {connect_timeout}")
         self.host = host
         self.port = port
         self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
         self._host_header = f"host: {host}:{port}\r\n".encode("latin-1")
         self._idle: list[_Connection] = []
         self._open = 0  # slots taken: connecting, busy or idle connections
@@ -203,14 +218,15 @@ class UpstreamPool:
         """Open a connection in a slot the caller holds; the slot is freed on failure."""
         loop = self._loop
         assert loop is not None
+        limit = min(timeout, self.connect_timeout)
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port), timeout
+                loop.create_connection(_Connection, self.host, self.port), limit
             )
         except TimeoutError:
             self._free_slot()
-            raise UpstreamTimeout(
-                f"connect to {self.host}:{self.port} took over {timeout:g}s"
+            raise UpstreamUnreachable(
+                f"cannot connect to {self.host}:{self.port} (no answer within {limit:g}s)"
             ) from None
         except OSError as exc:
             self._free_slot()
@@ -363,15 +379,22 @@ class PoolRegistry:
     close now, busy ones close when their in-flight request finishes.
     """
 
-    def __init__(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
         self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
 
     def pool(self, host: str, port: int) -> UpstreamPool:
         key = (host, port)
         pool = self._pools.get(key)
         if pool is None or pool.retired:
-            pool = self._pools[key] = UpstreamPool(host, port, self.max_connections)
+            pool = self._pools[key] = UpstreamPool(
+                host, port, self.max_connections, self.connect_timeout
+            )
         return pool
 
     def keep_only(self, addresses: set[tuple[str, int]]) -> None:

@@ -267,15 +267,12 @@ def test_load_step_pod_loss_scale_to_zero_and_cold_start(operator_installed: Clu
             )
             answered_after = more.answered + one.answered
         errors = one.errors + more.errors
-        # The router retries a failed inference on another replica of the variant (a
-        # refused or reset connection takes the replica out at once), so usually the
-        # clients see no error. But once the node agent has torn down the killed pod's
-        # network, its address neither answers nor refuses: a request the router sends
-        # there before the operator's next table (a few seconds) waits for its connect
-        # until the route's timeout (10 s) and fails with 504 (or the client's own 10 s
-        # timeout first). Each client can be caught so at most once in that window: at
-        # most one error per client (seen: 0 in most runs, 2-3 in some).
-        assert len(errors) - errors_before <= STEP_CLIENTS, errors[errors_before:]
+        # The router retries a failed inference on another replica of the variant: a
+        # refused or reset connection takes the replica out at once, and once the node
+        # agent has torn down the killed pod's network (its address neither answers nor
+        # refuses) a connect gives up after the router's --connect-timeout (2 s) and is
+        # treated the same. So the clients see no error at all.
+        assert errors[errors_before:] == [], errors[errors_before:]
         assert errors[:errors_before] == [], errors[:errors_before]
         print(
             f"errors seen by the clients after the kill: {len(errors) - errors_before} "

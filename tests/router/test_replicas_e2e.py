@@ -4,6 +4,7 @@ stand-in upstream processes: balancing, a killed replica, requests held at zero.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -91,6 +92,42 @@ def test_a_killed_replica_is_taken_out_at_once_with_no_client_error(
     assert entry["replicasOut"] == 1
     # after the kill every answer came from the live replica: it served all of them
     assert served(ups[1]) >= traffic.count() - before
+
+
+def test_an_address_that_never_answers_the_handshake_is_taken_out_after_the_connect_timeout(
+    start_upstream: Callable[..., Upstream], start_router: Callable[..., Router]
+) -> None:
+    """A pod gone with its network: connecting to its address neither succeeds nor is
+    refused. The router gives up after --connect-timeout (not the request timeout),
+    takes the replica out and sends the request to another replica: no client error."""
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    # one connection fills the accept queue (never accepted): later handshakes are dropped
+    filler = socket.create_connection(blackhole.getsockname())
+    try:
+        up = start_upstream("1")
+        dead = f"http://127.0.0.1:{blackhole.getsockname()[1]}"
+        router = start_router(
+            {
+                "deployment": "iris",
+                "mode": "canary",
+                "variants": [
+                    {"name": "stable", "urls": [dead, up.url], "weight": 100, "version": "1"}
+                ],
+            },
+            "--connect-timeout",
+            "0.3",
+        )
+        client = Client(router.url, timeout=60)
+        answers = [client.predict(ROW) for _ in range(10)]
+        client.close()
+        assert [a.status for a in answers] == [200] * 10, [a.body for a in answers]
+        assert served(up) == 10
+        assert stats(router)["variants"]["stable"]["replicasOut"] == 1
+    finally:
+        filler.close()
+        blackhole.close()
 
 
 def test_a_request_at_zero_is_held_the_control_plane_woken_and_answered(
