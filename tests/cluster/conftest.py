@@ -210,12 +210,32 @@ RELEASE_NS = "pilotage-system"
 OPERATOR_WIDE_S3_SECRET = "pilotage-s3"
 
 
+def _cluster_phase(item: pytest.Item) -> int:
+    """0: the cluster without an operator (CRDs, node agent); 1: test_install.py, which
+    installs and uninstalls the release itself; 2: the tests that share the session's
+    installed operator, which stays until the session ends."""
+    if "operator_installed" in getattr(item, "fixturenames", ()):
+        return 2
+    return 1 if item.path.name == "test_install.py" else 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster tests run in that phase order, whatever their file names (a module
+    sorting before test_crds.py that installed the operator made the CRD tests see an
+    operator reconciling their objects and test_install.py's install collide with it)."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if here in item.path.parents]
+    ordered = sorted((items[i] for i in slots), key=_cluster_phase)  # stable: file order kept
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
+
+
 @pytest.fixture(scope="session")
 def operator_installed(cluster: Cluster) -> Iterator[Cluster]:
-    cluster.installed_at = time.time()
     """The chart installed as a user installs it, with fault injection for the rollback
     drills and a short resync so the tests need not wait for the 30 s default.
-    (test_install.py installs and uninstalls the same release on its own, first.)"""
+    (test_install.py installs and uninstalls the same release on its own, before.)"""
+    cluster.installed_at = time.time()
     helm(
         cluster,
         "install", "pilotage", str(CHART),

@@ -26,6 +26,7 @@ STOP = threading.Event()
 HARD_STOP = threading.Event()  # slowloris connections keep dripping until this
 codes: Counter[str] = Counter()
 closed = 0
+refused = 0  # held connections that were answered, closed or reset: not kept by the peer
 lock = threading.Lock()
 
 
@@ -89,12 +90,12 @@ def hold(host: str, port: int, first: bytes, drip: bytes | None) -> None:
     """Open a connection, send ``first``, then drip ``drip`` until the peer closes (a
     dripping connection keeps going after SIGTERM, for a few seconds, to see it closed)."""
     stop = HARD_STOP if drip else STOP
-    global closed
+    global closed, refused
+    answered = False
     try:
         sock = socket.create_connection((host, port), timeout=60)
         sock.sendall(first)
         sock.settimeout(0.2)
-        answered = False
         while not stop.is_set():
             try:
                 data = sock.recv(65536)
@@ -104,6 +105,7 @@ def hold(host: str, port: int, first: bytes, drip: bytes | None) -> None:
                     answered = True
                     with lock:
                         codes[data.split(b" ", 2)[1].decode()] += 1
+                        refused += 1
             except TimeoutError:
                 if drip:
                     sock.sendall(drip)
@@ -116,6 +118,8 @@ def hold(host: str, port: int, first: bytes, drip: bytes | None) -> None:
         pass
     with lock:
         closed += 1
+        if not answered:
+            refused += 1
 
 
 def main() -> None:
@@ -152,7 +156,7 @@ def main() -> None:
     for t in threads:
         t.join(5)
     with lock:
-        print(json.dumps({"codes": dict(codes), "closed": closed}), flush=True)
+        print(json.dumps({"codes": dict(codes), "closed": closed, "refused": refused}), flush=True)
 
 
 if __name__ == "__main__":

@@ -265,8 +265,10 @@ def test_partial_uploads_hit_the_memory_budget_not_the_heap(start_upstream, star
     before = rss_mib(router.proc.pid)
     summary = within_3x(router.url, twin.url, "partial", 40)
     grown = rss_mib(router.proc.pid) - before
-    # 40 uploads declared 15 MB each: two fit the 40 MiB budget, the others are 503 at once
-    assert summary["codes"].get("503", 0) >= 38, summary
+    # 40 uploads declared 15 MB each: two fit the 40 MiB budget, the others are refused at
+    # once: answered 503, or closed or reset before the client could read the 503 (a
+    # client still sending its body may see the reset first); never another answer
+    assert summary["refused"] >= 38 and set(summary["codes"]) <= {"503"}, summary
     assert grown < 80, f"router grew by {grown:.0f} MiB"
 
 
@@ -276,6 +278,7 @@ def test_partial_uploads_to_a_server_hit_its_budget(iris: Any, tmp_path: Path) -
         before = rss_mib(server.process.pid)
         summary = within_3x(server.url, twin.url, "partial:7000000", 40)
         grown = rss_mib(server.process.pid) - before
-    # 40 uploads declared 7 MB each: five fit the 40 MiB budget, the others are 503 at once
-    assert summary["codes"].get("503", 0) >= 35, summary
+    # 40 uploads declared 7 MB each: five fit the 40 MiB budget, the others are refused at
+    # once (503, or closed or reset first: see the router's test above)
+    assert summary["refused"] >= 35 and set(summary["codes"]) <= {"503"}, summary
     assert grown < 80, f"server grew by {grown:.0f} MiB"
