@@ -73,8 +73,16 @@ class KubeError(Exception):
         self.namespace = namespace
 
     @property
+    def namespace_terminating(self) -> bool:
+        """403 because the namespace is being deleted ("unable to create new content in
+        namespace X because it is being terminated"): not a refusal of the operator's
+        RBAC, and nothing to report, the resource goes with its namespace."""
+        return self.status == 403 and "because it is being terminated" in self.message
+
+    @property
     def forbidden(self) -> bool:
-        return self.status == 403
+        """A 403 that RBAC (or an admission rule) gave: the operator lacks a permission."""
+        return self.status == 403 and not self.namespace_terminating
 
     def call(self) -> str:
         """The call that failed, e.g. `create batch/jobs in namespace ml`."""

@@ -100,7 +100,7 @@ class Reconciler:
                     try:
                         carry_out(self.platform, body, action)
                     except KubeError as exc:
-                        if exc.forbidden:
+                        if exc.forbidden or exc.namespace_terminating:
                             raise
                         message = f"{type(action).__name__} failed: {exc}"
                         log.warning("%s/%s/%s: %s", plural, namespace, name, message)
@@ -108,6 +108,9 @@ class Reconciler:
                         return ACTION_RETRY_SECONDS
                 self._write_status(res, body, self._permitted(key, result.status.dump()))
             except KubeError as exc:
+                if exc.namespace_terminating:
+                    log.debug("%s/%s/%s: namespace being deleted: %s", *key, exc)
+                    return ACTION_RETRY_SECONDS
                 if not exc.forbidden:
                     raise
                 self._forbidden(key, res, body, exc, now)
@@ -153,7 +156,10 @@ class Reconciler:
                 build.build_event(body, event, format_time(now)),
             )
         except KubeError as exc:  # an Event is never worth failing a reconcile for
-            log.warning("cannot record event %s: %s", event.reason, exc)
+            if exc.namespace_terminating:
+                log.debug("event %s not recorded: %s", event.reason, exc)
+            else:
+                log.warning("cannot record event %s: %s", event.reason, exc)
 
     def _forbidden(
         self, key: tuple[str, str, str], res: Res, body: Obj, exc: KubeError, now: datetime

@@ -158,6 +158,9 @@ class Cluster(kmock.KubernetesEmulator):
     """``METHOD path (User-Agent)`` of every request refused for lack of the token."""
     forbid: set[tuple[str, str]] = attrs.field(factory=set)
     """(HTTP method, resource plural) pairs answered 403, as RBAC would."""
+    terminating: set[str] = attrs.field(factory=set)
+    """Namespaces being deleted: creating anything in them is answered 403, as the real
+    API server's NamespaceLifecycle admission does."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -230,6 +233,19 @@ class Cluster(kmock.KubernetesEmulator):
                     "status": "Failure",
                     "message": f'{plural} is forbidden: User "tester" cannot {method.lower()} '
                     f"resource {plural!r}",
+                    "reason": "Forbidden",
+                    "code": 403,
+                }
+                return aiohttp.web.json_response(body, status=403)
+        for namespace in self.terminating:
+            if raw_request.method == "POST" and f"/namespaces/{namespace}/" in raw_request.path:
+                plural = raw_request.path.rstrip("/").rsplit("/", 1)[-1]
+                body = {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": f'{plural} "x" is forbidden: unable to create new content in '
+                    f"namespace {namespace} because it is being terminated",
                     "reason": "Forbidden",
                     "code": 403,
                 }

@@ -6,6 +6,7 @@ resource whose reconciler does not recompute its conditions."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from tests.operator.emulator import Cluster
@@ -83,3 +84,22 @@ async def test_a_forbidden_read_of_a_settled_resource_puts_its_conditions_back(
     body = cluster.get(DATASETS, NS, "iris")
     assert body is not None and body["status"]["conditions"] == settled
     assert body["status"]["phase"] == "Ready"
+
+
+async def test_a_namespace_being_deleted_is_not_reported_as_forbidden(
+    cluster: Cluster, caplog: Any
+) -> None:
+    """The API server refuses to create anything in a namespace being deleted with a
+    403; that is not the operator's RBAC: no Forbidden condition, no Event, no warning
+    (the resource goes with its namespace)."""
+    await apply_crds(cluster)
+    await cluster_call(cluster, "POST", f"{BASE}/datasets", dataset())
+    reconciler = reconciler_for(cluster)
+    cluster.terminating = {NS}
+    with caplog.at_level(logging.INFO, logger="pilotage.operator"):
+        for _ in range(2):
+            assert await asyncio.to_thread(reconciler.reconcile, "datasets", NS, "iris") == 5.0
+    assert ready(cluster).get("reason") != "Forbidden"
+    assert cluster.list("batch/v1/jobs", NS) == []
+    assert cluster.list("v1/events", NS) == []
+    assert not [r for r in caplog.records if "403" in r.getMessage()], caplog.text
