@@ -77,6 +77,12 @@ def _selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
+def _has_labels(obj: Obj, labels: Mapping[str, str]) -> bool:
+    """Whether ``obj`` carries every one of ``labels`` (a matchLabels selector)."""
+    own = (obj.get("metadata") or {}).get("labels") or {}
+    return all(own.get(k) == v for k, v in labels.items())
+
+
 def _true_conditions(obj: Obj) -> dict[str, Obj]:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return {c["type"]: c for c in conditions if c.get("status") == "True"}
@@ -331,11 +337,7 @@ class KubernetesPlatform:
             )
             is_ready = current and wanted > 0 and ready >= wanted and updated >= wanted
             match = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            mine = [
-                p
-                for p in pods
-                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in match.items())
-            ]
+            mine = [p for p in pods if _has_labels(p, match)]
             looping, restarts, why = crash_loop(mine)
             message = f"{ready}/{wanted} pods ready"
             if looping and not is_ready:
@@ -502,11 +504,10 @@ class KubernetesPlatform:
         document = action.table.to_document(action.deployment, urls)
         self.ensure(CONFIGMAPS, build.build_routes_configmap(action.deployment, document, owner))
         accepted, refusals = False, []
-        token = self._known_token(namespace, action.deployment)
-        for pod in self._router_pods(namespace, action.deployment) if token else []:
-            admin_url = self.addresses.pod_url(pod, self.settings.router_admin_port)
+        admin_urls, token = self.router_admin(namespace, action.deployment) or ([], "")
+        for admin_url in admin_urls:
             try:
-                push_routes(admin_url, token or "", document, self.settings.http_timeout_seconds)
+                push_routes(admin_url, token, document, self.settings.http_timeout_seconds)
                 accepted = True
             except RouterAdminError as exc:
                 log.warning("%s", exc)
@@ -532,9 +533,7 @@ class KubernetesPlatform:
         for version in versions:
             selector = build.server_selector(deployment, version)
             out[version] = sorted(
-                self.addresses.server_pod_url(p)
-                for p in pods
-                if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+                self.addresses.server_pod_url(p) for p in pods if _has_labels(p, selector)
             )
         return out
 
