@@ -508,6 +508,16 @@ class VariantReplicas(ApiModel):
     """When the last burst (panic mode) was seen; no scale-down for a window after it."""
 
 
+class RoutesStatus(ApiModel):
+    """The routing table last sent to the router."""
+
+    revision: Annotated[str, Field(max_length=63)] = ""
+    """Hash of the table's content; the router reports it in use in its stats."""
+    sequence: Annotated[int, Field(ge=0)] = 0
+    """Grows by one whenever the revision changes; the router never applies a table with
+    a lower one (a late ConfigMap copy of a superseded table)."""
+
+
 class LoggingStatus(ApiModel):
     """Inference-log counters of the router pods, added up."""
 
@@ -579,6 +589,8 @@ class ModelDeploymentStatus(ApiModel):
     """One line about the current state."""
     logging: LoggingStatus | None = None
     """Inference-log counters (when logging is on)."""
+    routes: RoutesStatus | None = None
+    """The routing table last sent to the router."""
 
 
 class ModelDeployment(Resource):

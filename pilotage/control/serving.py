@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from pilotage.api.modeldeployment import RoutesStatus
 from pilotage.control.autoscale import Policy, VariantLoad, autoscale
 from pilotage.control.common import namespace_of
 from pilotage.control.rollout import Rollout
@@ -36,6 +37,18 @@ def routing_table(r: Rollout) -> RouteTable | None:
         # ready replicas only, none at zero: the router holds requests until one is ready
         table = replace(table, activation=Activation(policy.activation_timeout, policy.max_held))
     return table
+
+
+def sequenced(r: Rollout, table: RouteTable) -> RouteTable:
+    """``table`` with its sequence: the last one sent when the revision is unchanged, the
+    next one otherwise; `status.routes` records it."""
+    last = r.st.routes
+    if last is not None and last.revision == table.revision:
+        sequence = last.sequence
+    else:
+        sequence = (last.sequence if last is not None else 0) + 1
+        r.st.routes = RoutesStatus(revision=table.revision, sequence=sequence)
+    return replace(table, sequence=sequence)
 
 
 ACTIVATION_POLL_SECONDS = 0.1
@@ -143,6 +156,7 @@ def serving_actions(r: Rollout, table: RouteTable | None) -> list[Action]:
         and st.stable is not None
         and (r.server_ready(st.stable.version) or r.old.traffic)
     ):
+        table = sequenced(r, table)
         out.append(SetRoutes(name, table))
         st.traffic = traffic(table)
         st.traffic_summary = traffic_summary(table)

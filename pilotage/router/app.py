@@ -692,6 +692,10 @@ class RouterApp:
                 },
             )
             return
+        outdated = self.state.outdated(table, "admin")
+        if outdated is not None:
+            await send_json(send, 409, {"error": outdated})
+            return
         changed = self.state.apply(table, "admin")
         await send_json(
             send,

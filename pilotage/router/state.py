@@ -114,6 +114,8 @@ class RouterState:
         self.source = source
         self.loaded_at = 0.0
         self.reload_errors = 0
+        self.outdated_tables = 0
+        """Tables not applied because the active one is newer (`outdated`)."""
         self.last_reload_error: str | None = None
         self.inference_log: InferenceLogger | None = None
         self.retired_logs: list[InferenceLogger] = []
@@ -178,9 +180,33 @@ class RouterState:
         self.activator.released(v.name for v in table.variants if v.replicas)
         self.activator.abandon(set(self.activator.waiting()) - {v.name for v in table.variants})
 
+    def outdated(self, table: RoutingTable, source: str) -> str | None:
+        """Why ``table`` must not replace the active one (None: it may), counted in
+        `outdatedTables` and logged. A writer that
+        numbers its tables (`sequence`) reaches the router twice: pushed through the admin
+        API, and later through a file (a ConfigMap the kubelet refreshes within a
+        minute). A lower sequence is an older table; the same sequence from the file
+        after the admin API delivered it is the late copy, possibly with replica URLs
+        the push since replaced."""
+        new, active = table.sequence, self.active.table.sequence
+        if new is None or active is None:
+            return None
+        if new < active:
+            why = f"sequence {new} is older than the active table's {active}"
+        elif new == active and source == "file" and self.source == "admin":
+            why = f"sequence {new} is already active (delivered through the admin API)"
+        else:
+            return None
+        self.outdated_tables += 1
+        log.info("routing table from %s not applied: %s", source, why)
+        return why
+
     def apply(self, table: RoutingTable, source: str) -> bool:
-        """Make ``table`` the active one; False (and nothing changes) when it is identical."""
+        """Make ``table`` the active one; False (and nothing changes) when it is identical
+        or ``outdated``."""
         if table == self.active.table:
+            return False
+        if self.outdated(table, source) is not None:
             return False
         self._commit(self._build(table), source)
         log.info(
@@ -232,6 +258,8 @@ class RouterState:
             mode=table.mode,
             generation=self.generation,
             revision=table.revision,
+            sequence=table.sequence,
+            outdated_tables=self.outdated_tables,
             source=self.source,
             loaded_at=self.loaded_at,
             reload_errors=self.reload_errors,

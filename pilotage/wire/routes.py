@@ -9,6 +9,7 @@ operator keeps), parsed and produced here and nowhere else::
     stickyHeader: x-user-id      # optional
     timeoutSeconds: 10           # optional, per upstream attempt (default 10)
     revision: "md-7-step-2"      # optional, echoed in stats so the writer can see it applied
+    sequence: 7                  # optional: the router never goes back to a lower one
     logging:                     # optional: inference logging (docs/inference-logging.md)
       sampleRate: 0.1
       sink: {uri: "file:///var/log/pilotage"}
@@ -60,6 +61,7 @@ _TOP_KEYS = {
     "shadow",
     "timeoutSeconds",
     "revision",
+    "sequence",
     "logging",
     "activation",
 }
@@ -124,6 +126,9 @@ class RoutingTable:
     revision: str | None
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     activation: Activation | None = None
+    sequence: int | None = None
+    """Orders the tables one writer sends (None: unordered, always applied); see
+    `RouteTable.sequence`."""
 
     def variant(self, name: str) -> Variant | None:
         for v in self.variants:
@@ -159,6 +164,7 @@ class RoutingTable:
             revision=self.revision,
             logging=self.logging.to_document() if self.logging.enabled else None,
             activation=self.activation,
+            sequence=self.sequence,
         )
 
 
@@ -345,6 +351,11 @@ def parse_table(doc: Any) -> RoutingTable:
     revision = doc.get("revision")
     if revision is not None and (isinstance(revision, bool) or not isinstance(revision, str | int)):
         raise RoutingError(f"revision: must be a string or integer, got {revision!r}")
+    sequence = doc.get("sequence")
+    if sequence is not None and (
+        isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0
+    ):
+        raise RoutingError(f"sequence: must be a whole number >= 0, got {sequence!r}")
     try:
         logging = parse_logging(doc.get("logging"))
     except LoggingConfigError as exc:
@@ -359,6 +370,7 @@ def parse_table(doc: Any) -> RoutingTable:
         revision=None if revision is None else str(revision),
         logging=logging,
         activation=None if doc.get("activation") is None else _parse_activation(doc["activation"]),
+        sequence=sequence,
     )
 
 
@@ -392,6 +404,7 @@ def routing_document(
     revision: str | None = None,
     logging: Mapping[str, Any] | None = None,
     activation: Activation | None = None,
+    sequence: int | None = None,
 ) -> dict[str, Any]:
     """A routing document; optional fields that are None are left out."""
     doc: dict[str, Any] = {"deployment": deployment, "mode": mode, "variants": list(variants)}
@@ -403,6 +416,8 @@ def routing_document(
         doc["shadow"] = dict(shadow)
     if revision is not None:
         doc["revision"] = revision
+    if sequence is not None:
+        doc["sequence"] = sequence
     if logging is not None:
         doc["logging"] = dict(logging)
     if activation is not None:
@@ -472,6 +487,11 @@ class RouteTable:
     activation: Activation | None = None
     """Set with autoscaling: a variant's URLs are then its *ready* replicas only (none at
     zero, and the router holds its requests until one is ready)."""
+    sequence: int | None = None
+    """Grows by one whenever `revision` changes (kept in `status.routes`). A table can
+    reach a router twice, pushed at once and later through a mounted ConfigMap that
+    lags by up to a minute; the router applies none older than the one it has, so the
+    late copy of a superseded table never turns traffic back."""
 
     def weights(self) -> dict[str, int]:
         return {v.name: v.weight for v in self.variants}
@@ -498,4 +518,5 @@ class RouteTable:
             revision=self.revision,
             logging=None if self.logging is None else self.logging.to_document(),
             activation=self.activation,
+            sequence=self.sequence,
         )

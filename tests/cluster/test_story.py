@@ -360,11 +360,12 @@ def test_the_story_with_kubectl_and_http_only(story: Cluster) -> None:
         timeout=260,
     )  # fmt: skip
     with Traffic(url) as traffic:
-        wait_for(
+        paused_sequence = wait_for(
             "the retrained version rolled out as the canary",
             lambda: (
                 (s := status(cluster, "md", "iris")).get("phase") == "Paused"
                 and (s.get("candidate") or {}).get("version") == version
+                and s["routes"]["sequence"]
             ),
         )
         cluster.kubectl("annotate", "md/iris", "-n", NS, "pilotage.dev/promote=full", "--overwrite")
@@ -377,12 +378,20 @@ def test_the_story_with_kubectl_and_http_only(story: Cluster) -> None:
             ),
         )
         assert promoted["traffic"] == {"stable": 100}
-        # The switched table reaches the router: after a settling batch, every answer is
-        # the retrained version's.
-        settled = traffic.versions[version] + 20
-        wait_for("answers from the retrained version", lambda: traffic.versions[version] >= settled)
+        assert promoted["routes"]["sequence"] > paused_sequence, promoted["routes"]
+        # The operator removes the old version's server only once every router pod reports
+        # the promoted table in use; from then on, every answer is the retrained version's
+        # (the ConfigMap's late copy of the canary table must not turn traffic back).
+        wait_for(
+            "the old version's server removed",
+            lambda: (
+                not cluster.get(
+                    "deployments", "-n", NS, "-l", "pilotage.dev/model-version=iris-v1"
+                )["items"]
+            ),
+        )
         before_check = Counter(traffic.versions)
-        wait_for("more answers", lambda: traffic.versions[version] >= settled + 20)
+        wait_for("more answers", lambda: traffic.versions[version] >= before_check[version] + 60)
         assert traffic.versions["iris-v1"] == before_check["iris-v1"], traffic.versions
     assert traffic.codes[0] == 0 and set(traffic.codes) <= {200}, (
         traffic.codes,

@@ -561,3 +561,31 @@ def test_strict_schema_reaches_the_servers() -> None:
     _, result = run(deployment(), observe([V1], []), 0)
     [server] = [a for a in result.actions if isinstance(a, EnsureServer)]
     assert not server.settings.strict_schema
+
+
+def test_each_new_table_has_the_next_sequence_and_a_repeated_one_keeps_its_own() -> None:
+    """The router orders tables by sequence (a late ConfigMap copy of a superseded table
+    must not turn traffic back): it grows whenever the table changes, is kept in
+    `status.routes`, and survives reconciles that send the same table again."""
+    md, result = run(deployment(strategy=CANARY), observe([V1], ["v1"]), 0)
+    first = routes(result)
+    assert first is not None and first.table.sequence == 1
+    assert md.status is not None and md.status.routes is not None
+    assert (md.status.routes.revision, md.status.routes.sequence) == (first.table.revision, 1)
+    md, result = run(md, observe([V1], ["v1"]), 5)
+    again = routes(result)
+    assert again is not None and again.table == first.table
+
+    sequences = [1]
+    md, _ = run(md, observe([V1, V2], ["v1"]), 199)
+    for t in (200, 231, 262):  # the canary starts at 20 %, then 50 % after the timed pause
+        md, result = run(md, observe([V1, V2], ["v1", "v2"]), t)
+        table = routes(result)
+        assert table is not None and table.table.sequence is not None
+        if table.table.revision != first.table.revision and table.table.sequence != sequences[-1]:
+            sequences.append(table.table.sequence)
+        assert md.status is not None and md.status.routes is not None
+        assert md.status.routes.sequence == table.table.sequence
+    assert sequences == [1, 2, 3], sequences
+    doc = table.table.to_document("iris", {"v1": "http://a:1", "v2": "http://b:1"})
+    assert doc["sequence"] == 3

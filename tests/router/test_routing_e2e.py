@@ -177,6 +177,15 @@ def test_admin_api_is_protected_and_validates(start_upstream, start_router) -> N
     same = router.put({**doc})
     assert same == {"applied": False, "generation": 1, "revision": None}
     assert router.put({**doc, "revision": "r2"})["generation"] == 2
+    assert router.put({**doc, "revision": "r3", "sequence": 5})["generation"] == 3
+    older = put_routes(router.admin_url, TOKEN, {**doc, "revision": "r4", "sequence": 4})
+    assert older.status == 409, older.body
+    assert "sequence 4 is older than the active table's 5" in json.loads(older.body)["error"]
+    with pytest.raises(RouterAdminError) as outdated:
+        push_routes(router.admin_url, TOKEN, {**doc, "revision": "r4", "sequence": 4})
+    assert outdated.value.refused
+    stats = router.stats()
+    assert (stats["revision"], stats["sequence"], stats["outdatedTables"]) == ("r3", 5, 2)
 
     public = Client(router.url)
     # the admin API is not reachable through the public port, nor proxied to servers
@@ -185,7 +194,7 @@ def test_admin_api_is_protected_and_validates(start_upstream, start_router) -> N
     # nor the stats: upstream URLs and reload errors stay on the admin port
     stats = public.request("GET", "/pilotage/stats")
     assert stats.status == 404 and "admin port" in json.loads(stats.body)["error"]
-    assert router.stats()["revision"] == "r2"
+    assert router.stats()["revision"] == "r3"
 
 
 def test_file_changes_apply_and_bad_files_are_ignored(start_upstream, start_router) -> None:
