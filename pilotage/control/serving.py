@@ -41,12 +41,16 @@ def routing_table(r: Rollout) -> RouteTable | None:
 
 def sequenced(r: Rollout, table: RouteTable) -> RouteTable:
     """``table`` with its sequence: the last one sent when the revision is unchanged, the
-    next one otherwise; `status.routes` records it."""
+    next one otherwise; `status.routes` records it. Never below what the router reports:
+    a status restored without `routes` (a backup, an edit) must not start again at 1 and
+    have every table refused as older than the router's."""
     last = r.st.routes
-    if last is not None and last.revision == table.revision:
+    router = r.obs.router
+    floor = (router.stats.sequence if router and router.stats else None) or 0
+    if last is not None and last.revision == table.revision and last.sequence >= floor:
         sequence = last.sequence
     else:
-        sequence = (last.sequence if last is not None else 0) + 1
+        sequence = max(last.sequence if last is not None else 0, floor) + 1
         r.st.routes = RoutesStatus(revision=table.revision, sequence=sequence)
     return replace(table, sequence=sequence)
 

@@ -173,6 +173,7 @@ def sum_router_stats(all_stats: list[RouterStats]) -> RouterStats | None:
         variants=tuple(merged.values()),
         # Only a revision every pod reports is live; otherwise the push is still under way.
         revision=first.revision if len(revisions) == 1 else None,
+        sequence=max((s.sequence for s in all_stats if s.sequence is not None), default=None),
         reload_errors=sum(s.reload_errors for s in all_stats),
         last_reload_error=next(
             (s.last_reload_error for s in all_stats if s.last_reload_error), None

@@ -75,6 +75,9 @@ class RouterStats:
     shadow: ShadowStats = field(default_factory=ShadowStats)
     revision: str | None = None
     """The routing-table revision the router is using (None when unknown)."""
+    sequence: int | None = None
+    """The `sequence` of the table it is using (None: unnumbered, or unknown); with
+    several router pods, the highest."""
     reload_errors: int = 0
     """Routing files the router refused since it started (`reloadErrors`)."""
     last_reload_error: str | None = None
@@ -283,6 +286,7 @@ def parse_router_stats(doc: Mapping[str, Any]) -> RouterStats:
     totals = doc.get("shadowTotals") or {}
     comparisons = totals.get("comparisons") or {}
     revision = doc.get("revision")
+    sequence = doc.get("sequence")
     reload_error = doc.get("lastReloadError")
     return RouterStats(
         variants=tuple(variants),
@@ -293,6 +297,7 @@ def parse_router_stats(doc: Mapping[str, Any]) -> RouterStats:
             dropped=_int(totals.get("dropped")),
         ),
         revision=str(revision) if revision is not None else None,
+        sequence=_int(sequence) if sequence is not None else None,
         reload_errors=_int(doc.get("reloadErrors")),
         uptime_seconds=_float(doc.get("uptimeSeconds")) if "uptimeSeconds" in doc else None,
         last_reload_error=str(reload_error) if reload_error else None,

@@ -589,3 +589,22 @@ def test_each_new_table_has_the_next_sequence_and_a_repeated_one_keeps_its_own()
     assert sequences == [1, 2, 3], sequences
     doc = table.table.to_document("iris", {"v1": "http://a:1", "v2": "http://b:1"})
     assert doc["sequence"] == 3
+
+
+def test_a_status_restored_without_routes_numbers_above_the_routers_table() -> None:
+    """A backup restored without status, or a status edited by hand: starting again at 1
+    would have every table refused as older than the router's 17."""
+    md, _ = run(deployment(), observe([V1], ["v1"]), 0)
+    assert md.status is not None
+    md = md.model_copy(update={"status": md.status.model_copy(update={"routes": None})})
+    ahead = replace(stats_of(), revision="other", sequence=17)
+    md, result = run(md, observe([V1], ["v1"], stats=ahead), 5)
+    table = routes(result)
+    assert table is not None and table.table.sequence == 18
+    assert md.status is not None and md.status.routes is not None
+    assert md.status.routes.sequence == 18
+    # once the router reports 18 in use, the same table keeps it
+    now = replace(stats_of(), revision=table.table.revision, sequence=18)
+    md, result = run(md, observe([V1], ["v1"], stats=now), 10)
+    again = routes(result)
+    assert again is not None and again.table.sequence == 18
