@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from pilotage import sources
-from pilotage.api.dataset import Dataset, DataSource
+from pilotage.api.dataset import Dataset, DataSource, Snapshot
 from pilotage.api.trainingjob import (
     ALGORITHM_PARAMETERS,
     CLASSIFICATION_METRICS,
@@ -251,12 +251,16 @@ def _start(
     obs: TrainingJobObservation,
     now: datetime,
     started: datetime | None,
+    recorded: Snapshot | None = None,
 ) -> StartRun:
+    """The run of one attempt. Retries pass the snapshot the first attempt recorded: the
+    Dataset may have been profiled again since (a DriftMonitor refreshing a `logs://`
+    window), and the model must learn from the data `status.datasetSnapshot` names."""
     deadline: float | None = None
     if tj.spec.active_deadline_seconds is not None:
         spent = seconds_between(started, now) if started else 0.0
         deadline = max(1.0, tj.spec.active_deadline_seconds - spent)
-    data = data_of(dataset)
+    data = data_of(dataset, recorded)
     dataset_manifest = manifest(dataset)
     dataset_manifest["spec"]["source"] = data.model_dump(by_alias=True, exclude_none=True)
     if data is not dataset.spec.source and dataset.spec.target is None:
@@ -277,10 +281,11 @@ def _start(
     )
 
 
-def data_of(dataset: Dataset) -> DataSource:
-    """What a run trains on: the Dataset's snapshot when its profile materialised one (a
-    `logs://` window: the Parquet file in the artifact store), else its source."""
-    snapshot = dataset.status.snapshot if dataset.status is not None else None
+def data_of(dataset: Dataset, recorded: Snapshot | None = None) -> DataSource:
+    """What a run trains on: the ``recorded`` snapshot, else the Dataset's snapshot when
+    its profile materialised one (a `logs://` window: the Parquet file in the artifact
+    store), else its source."""
+    snapshot = recorded or (dataset.status.snapshot if dataset.status is not None else None)
     if snapshot is None:
         return dataset.spec.source
     return DataSource(uri=snapshot.uri, format="parquet")
@@ -421,7 +426,11 @@ def reconcile_trainingjob(
     if run is None or run.phase == "Running":
         if run is None and obs.dataset is not None:
             # Not seen yet (or lost before it was created): ask again, idempotently.
-            actions.append(_start(tj, obs.dataset, status.attempts, obs, now, started))
+            actions.append(
+                _start(
+                    tj, obs.dataset, status.attempts, obs, now, started, status.dataset_snapshot
+                )
+            )
         finish(
             "Running",
             False,
@@ -456,7 +465,15 @@ def _after_failure(
     reason = run.message or "no message"
     if retryable and status.attempts < limit and obs.dataset is not None:
         attempt = status.attempts + 1
-        start = _start(tj, obs.dataset, attempt, obs, now, parse_time(status.start_time))
+        start = _start(
+            tj,
+            obs.dataset,
+            attempt,
+            obs,
+            now,
+            parse_time(status.start_time),
+            status.dataset_snapshot,
+        )
         actions.append(start)
         status.run = start.name
         status.attempts = attempt

@@ -292,3 +292,52 @@ def test_the_outcome_message_follows_the_users_metric_order() -> None:
     summary = {**SUMMARY, "metrics": {"accuracy": 0.96, "f1_macro": 0.95}}
     tj, result = step(tj, RunState(start.name, "Succeeded", at(0), at(30), summary), 31)
     assert result.status.message.endswith("ready: f1_macro 0.95, accuracy 0.96")
+
+
+def _with_snapshot(run: str) -> Any:
+    ds = ready_dataset()
+    assert ds.status is not None
+    snapshot = {"uri": f"{ARTIFACTS}/default/datasets/iris/{run}/snapshot.parquet", "rows": 90}
+    status = ds.status.model_dump(by_alias=True) | {"snapshot": snapshot}
+    return ds.model_copy(update={"status": type(ds.status).model_validate(status)})
+
+
+def test_a_retry_learns_from_the_snapshot_the_first_attempt_recorded() -> None:
+    """A DriftMonitor can profile a `logs://` Dataset again while a run fails: the retry
+    (and a lost run asked for again) must train on the snapshot `status.datasetSnapshot`
+    names, not on the newer one."""
+    first = _with_snapshot("profile-1")
+    tj, result = reconcile_step(trainingjob(backoffLimit=2), None, first, 0)
+    start = result.actions[0]
+    assert isinstance(start, StartRun)
+    assert start.data[0].uri.endswith("/profile-1/snapshot.parquet")
+    assert tj.status is not None and tj.status.dataset_snapshot is not None
+
+    refreshed = _with_snapshot("profile-2")
+    tj, result = reconcile_step(tj, None, refreshed, 5)  # the run is not seen: asked again
+    [again] = result.actions
+    assert isinstance(again, StartRun) and again.name == start.name
+    assert again.data[0].uri.endswith("/profile-1/snapshot.parquet")
+    tj, result = reconcile_step(
+        tj, RunState(start.name, "Failed", message="OOMKilled"), refreshed, 10
+    )
+    retry = result.actions[0]
+    assert isinstance(retry, StartRun) and retry.name != start.name
+    assert retry.data[0].uri.endswith("/profile-1/snapshot.parquet")
+    train_manifest = retry.manifests[0]["spec"]["source"]
+    assert train_manifest["uri"].endswith("/profile-1/snapshot.parquet")
+    assert tj.status is not None and tj.status.dataset_snapshot is not None
+    assert tj.status.dataset_snapshot.uri.endswith("/profile-1/snapshot.parquet")
+
+    # a new generation of the TrainingJob is a new training: it takes the newer snapshot
+    newer = tj.model_copy(update={"metadata": tj.metadata.model_copy(update={"generation": 2})})
+    _, result = reconcile_step(newer, None, refreshed, 20)
+    fresh = next(a for a in result.actions if isinstance(a, StartRun))
+    assert fresh.data[0].uri.endswith("/profile-2/snapshot.parquet")
+
+
+def reconcile_step(
+    tj: TrainingJob, run: RunState | None, ds: Any, seconds: float
+) -> tuple[TrainingJob, Result[Any]]:
+    result = reconcile_trainingjob(tj, obs(run, ds), at(seconds))
+    return tj.model_copy(update={"status": result.status}), result
