@@ -427,9 +427,7 @@ def reconcile_trainingjob(
         if run is None and obs.dataset is not None:
             # Not seen yet (or lost before it was created): ask again, idempotently.
             actions.append(
-                _start(
-                    tj, obs.dataset, status.attempts, obs, now, started, status.dataset_snapshot
-                )
+                _start(tj, obs.dataset, status.attempts, obs, now, started, status.dataset_snapshot)
             )
         finish(
             "Running",
