@@ -182,9 +182,15 @@ def pod_logs(cluster: Cluster, namespace: str, prefix: str, since: float = 0.0) 
     return "\n".join(texts)
 
 
-def iris_and_v1(namespace: str) -> str:
+def iris_and_v1(namespace: str, min_accuracy: float | None = None) -> str:
     """The `iris` Dataset and the TrainingJob `iris-v1` (labelled pilotage.dev/model=iris,
-    a logistic regression), as YAML documents for `kubectl apply`."""
+    a logistic regression; with an accuracy gate when given), as YAML documents for
+    `kubectl apply`."""
+    gate = (
+        ""
+        if min_accuracy is None
+        else f"  evaluation:\n    gates: [{{metric: accuracy, min: {min_accuracy}}}]\n"
+    )
     return f"""
 apiVersion: pilotage.dev/v1alpha1
 kind: Dataset
@@ -203,7 +209,7 @@ spec:
   datasetRef: {{name: iris}}
   task: classification
   model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
-"""
+{gate}"""
 
 
 RELEASE_NS = "pilotage-system"

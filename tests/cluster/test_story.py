@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.cluster.conftest import RELEASE_NS, Cluster, pod_logs, restricted_namespace
+from tests.cluster.conftest import (
+    RELEASE_NS,
+    Cluster,
+    iris_and_v1,
+    pod_logs,
+    restricted_namespace,
+)
 
 # one cluster per session: every test of this directory runs on the same xdist worker
 pytestmark = pytest.mark.xdist_group("cluster")
@@ -32,26 +38,9 @@ SHIFT = 4.0  # added to every feature: far outside the training data
 P99_SLO_MS = 300
 INJECTED_MS = 900
 
-DATASET_AND_V1 = f"""
-apiVersion: pilotage.dev/v1alpha1
-kind: Dataset
-metadata: {{name: iris, namespace: {NS}}}
-spec:
-  source: {{uri: "builtin://iris"}}
-  target: target
----
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: iris-v1
-  namespace: {NS}
-  labels: {{pilotage.dev/model: iris}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
-  evaluation:
-    gates: [{{metric: accuracy, min: 0.8}}]
+DATASET_AND_V1 = (
+    iris_and_v1(NS, min_accuracy=0.8)
+    + f"""
 ---
 apiVersion: pilotage.dev/v1alpha1
 kind: ModelDeployment
@@ -73,6 +62,7 @@ spec:
     latency: {{p99Ms: {P99_SLO_MS}}}
     errorRate: {{max: 0.05}}
 """
+)
 
 V2 = f"""
 apiVersion: pilotage.dev/v1alpha1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Cluster, restricted_namespace
+from tests.cluster.conftest import Cluster, iris_and_v1, restricted_namespace
 from tests.cluster.test_story import ROWS, Traffic, condition, wait_for
 
 # one cluster per session: every test of this directory runs on the same xdist worker
@@ -21,21 +21,9 @@ pytestmark = pytest.mark.xdist_group("cluster")
 NS = "strategies"
 TOKEN = "preview-testers-token"
 
-MODELS = f"""
-apiVersion: pilotage.dev/v1alpha1
-kind: Dataset
-metadata: {{name: iris, namespace: {NS}}}
-spec:
-  source: {{uri: "builtin://iris"}}
-  target: target
----
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata: {{name: iris-v1, namespace: {NS}}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
+MODELS = (
+    iris_and_v1(NS)
+    + f"""
 ---
 apiVersion: pilotage.dev/v1alpha1
 kind: TrainingJob
@@ -50,6 +38,7 @@ kind: Secret
 metadata: {{name: testers, namespace: {NS}}}
 stringData: {{token: {TOKEN}}}
 """
+)
 
 
 def md_status(cluster: Cluster, name: str) -> dict[str, Any]:
