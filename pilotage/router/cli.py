@@ -24,7 +24,11 @@ from pilotage.listening import listen
 from pilotage.router.app import MAX_BODY_BYTES, AdminToken, RouterApp
 from pilotage.router.state import RouterState
 from pilotage.router.table import load_table_file
-from pilotage.router.upstream import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS
+from pilotage.router.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DEAD_PEER_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+)
 from pilotage.router.watcher import DEFAULT_INTERVAL, FileWatcher
 from pilotage.wire.routes import RoutingError
 
@@ -99,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds to open a connection to a replica; past it the replica is taken out "
         "and the request goes to another one (nothing was sent) "
         f"(default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    p.add_argument(
+        "--dead-peer-timeout",
+        type=float,
+        default=DEFAULT_DEAD_PEER_TIMEOUT,
+        help="seconds without a TCP acknowledgement from a replica (its host or network "
+        "vanished) before a request sent to it is given up and, when safe to repeat, sent "
+        f"to another replica; 0 leaves it to the route timeout (default {DEFAULT_DEAD_PEER_TIMEOUT:g})",
     )
     p.add_argument(
         "--recent-answers", type=int, default=10_000, help="answers remembered for feedback"
@@ -242,6 +254,7 @@ def main(argv: list[str]) -> int:
             ("--header-timeout", args.header_timeout, 0.1),
             ("--body-timeout", args.body_timeout, 0.1),
             ("--connect-timeout", args.connect_timeout, 0.01),
+            ("--dead-peer-timeout", args.dead_peer_timeout, 0),
         ):
             if value < least:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
@@ -264,6 +277,7 @@ def main(argv: list[str]) -> int:
         recent_capacity=args.recent_answers,
         max_connections_per_upstream=args.max_connections_per_upstream,
         connect_timeout=args.connect_timeout,
+        dead_peer_timeout=args.dead_peer_timeout,
     )
     admin = (
         f"; admin API on {args.admin_host or args.host}:{args.admin_port}"

@@ -20,7 +20,12 @@ from pilotage.router.feedback import RecentAnswers
 from pilotage.router.shadow import ShadowMirror
 from pilotage.router.split import PercentSampler, StickyChooser, WeightedSplitter
 from pilotage.router.stats import StatsRegistry, VariantStats
-from pilotage.router.upstream import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, PoolRegistry
+from pilotage.router.upstream import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DEAD_PEER_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    PoolRegistry,
+)
 from pilotage.wire.router_stats import stats_document
 from pilotage.wire.routes import STABLE, RoutingTable, Variant
 
@@ -102,8 +107,9 @@ class RouterState:
         recent_capacity: int = 10_000,
         max_connections_per_upstream: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
     ):
-        self.pools = PoolRegistry(max_connections_per_upstream, connect_timeout)
+        self.pools = PoolRegistry(max_connections_per_upstream, connect_timeout, dead_peer_timeout)
         self.replicas = ReplicaRegistry(self.pools)
         self.activator = Activator()
         self.registry = StatsRegistry()

@@ -14,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
+import math
+import socket
+from typing import Any
 
 import httptools
 
@@ -23,6 +27,10 @@ DEFAULT_MAX_CONNECTIONS = 256  # per upstream: busy, idle and connecting togethe
 # a dead node) is given up after this and treated as refused: nothing was sent, so the
 # request goes to another replica.
 DEFAULT_CONNECT_TIMEOUT = 2.0
+# A request already written to a peer that then vanished (no reset: the host or its
+# network is gone) is given up after this many seconds without a TCP acknowledgement
+# (detect_dead_peer), and goes to another replica when it is safe to repeat.
+DEFAULT_DEAD_PEER_TIMEOUT = 3.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
@@ -41,6 +49,11 @@ class UpstreamUnreachable(UpstreamError):
     written): trying another replica is always safe."""
 
 
+class UpstreamVanished(UpstreamError):
+    """The peer stopped acknowledging (its host or network is gone): a new connection to
+    it would wait for the connect timeout, so the request goes to another replica."""
+
+
 class UpstreamResponse:
     __slots__ = ("body", "headers", "status")
 
@@ -48,6 +61,9 @@ class UpstreamResponse:
         self.status = status
         self.headers = headers
         self.body = body
+
+
+_VANISHED = (errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH)
 
 
 class _Connection(asyncio.Protocol):
@@ -58,11 +74,13 @@ class _Connection(asyncio.Protocol):
         "_size",
         "_waiter",
         "closed",
+        "dead_peer_timeout",
         "got_bytes",
         "transport",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, dead_peer_timeout: float = 0.0) -> None:
+        self.dead_peer_timeout = dead_peer_timeout
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
@@ -75,6 +93,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if self.dead_peer_timeout > 0:
+            detect_dead_peer(transport.get_extra_info("socket"), self.dead_peer_timeout)
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -87,6 +107,15 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._waiter is not None and not self._waiter.done():
+            if isinstance(exc, OSError) and exc.errno in _VANISHED:
+                self._fail(
+                    UpstreamVanished(
+                        f"no TCP acknowledgement within {self.dead_peer_timeout:g}s before a "
+                        f"complete answer ({exc.strerror}: the upstream's host or network "
+                        "is gone)"
+                    )
+                )
+                return
             reason = "connection reset" if exc else "connection closed"
             self._fail(UpstreamError(f"{reason} before a complete answer"))
 
@@ -160,6 +189,23 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def detect_dead_peer(sock: Any, timeout: float) -> None:
+    """Make the kernel end the connection when the peer stops acknowledging for
+    ``timeout`` seconds: a host or pod network that vanished sends no reset, and a
+    request already written would otherwise wait for the route's whole timeout.
+    Keepalive probes every second while an answer is awaited (a live peer's kernel
+    acknowledges them however busy its application is); TCP_USER_TIMEOUT bounds both
+    them and unacknowledged data. Linux only; elsewhere nothing changes."""
+    if sock is None or not hasattr(socket, "TCP_USER_TIMEOUT"):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(timeout)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(timeout * 1000))
+
+
 class UpstreamPool:
     """Keep-alive connections to one upstream ``host:port``, at most ``max_connections``.
 
@@ -177,6 +223,7 @@ class UpstreamPool:
         "_open",
         "_waiters",
         "connect_timeout",
+        "dead_peer_timeout",
         "host",
         "max_connections",
         "port",
@@ -189,6 +236,7 @@ class UpstreamPool:
         port: int,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
     ):
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
@@ -198,6 +246,7 @@ class UpstreamPool:
         self.port = port
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self.dead_peer_timeout = dead_peer_timeout
         self._host_header = f"host: {host}:{port}\r\n".encode("latin-1")
         self._idle: list[_Connection] = []
         self._open = 0  # slots taken: connecting, busy or idle connections
@@ -221,7 +270,10 @@ class UpstreamPool:
         limit = min(timeout, self.connect_timeout)
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port), limit
+                loop.create_connection(
+                    lambda: _Connection(self.dead_peer_timeout), self.host, self.port
+                ),
+                limit,
             )
         except TimeoutError:
             self._free_slot()
@@ -347,8 +399,8 @@ class UpstreamPool:
             except UpstreamTimeout:
                 self._discard(conn)
                 raise
-            except UpstreamError:
-                if reused and not conn.got_bytes:
+            except UpstreamError as exc:
+                if reused and not conn.got_bytes and not isinstance(exc, UpstreamVanished):
                     reused = False
                     conn.close()  # the slot stays taken for the fresh connection
                     conn = await self._connect(timeout)
@@ -383,9 +435,11 @@ class PoolRegistry:
         self,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        dead_peer_timeout: float = DEFAULT_DEAD_PEER_TIMEOUT,
     ) -> None:
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self.dead_peer_timeout = dead_peer_timeout
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
 
     def pool(self, host: str, port: int) -> UpstreamPool:
@@ -393,7 +447,7 @@ class PoolRegistry:
         pool = self._pools.get(key)
         if pool is None or pool.retired:
             pool = self._pools[key] = UpstreamPool(
-                host, port, self.max_connections, self.connect_timeout
+                host, port, self.max_connections, self.connect_timeout, self.dead_peer_timeout
             )
         return pool
 

@@ -1,6 +1,7 @@
 """A stand-in model server for router tests: a real process answering V1/V2 like pilotage serve.
 
-    python -m tests.router.standin --port P --version 2 [--task regression] [--disagree-every N]
+    python -m tests.router.standin --port P [--host H] --version 2 [--task regression]
+        [--disagree-every N]
 
 Classifier: the label of a row is ``int(row[0]) % 3``; with ``--disagree-every N`` a
 row whose ``int(row[0]) % N == 0`` gets the next label instead (a "different model").
@@ -111,6 +112,7 @@ class StandIn:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--version", default="1")
     p.add_argument("--task", default="classification", choices=["classification", "regression"])
     p.add_argument("--disagree-every", type=int, default=0)
@@ -118,7 +120,7 @@ def main() -> None:
     args = p.parse_args()
     uvicorn.run(
         StandIn(args),
-        host="127.0.0.1",
+        host=args.host,
         port=args.port,
         http="httptools",
         loop="uvloop",
