@@ -9,6 +9,7 @@ dropped without an answer, as when a node dies."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from tests.router.test_replicas_e2e import ROW, in_thread, served, stats
 from tests.router.traffic import Client
 from tests.support.procs import free_port, running, wait_until
 
+LOCK = "/run/pilotage-test-dead-peer.lock"
 ROUTE_TIMEOUT = 60  # far above what the test waits: only the dead-peer detection can end it
 
 pytestmark = pytest.mark.skipif(
@@ -48,13 +50,19 @@ class Namespace:
 def namespace() -> Iterator[Namespace]:
     tag = secrets.token_hex(3)
     name, outside, inside = f"pilotage-dp-{tag}", f"pdo{tag}", f"pdi{tag}"
-    subnet = 1 + int(tag[:2], 16) % 250
-    host, peer = f"10.253.{subnet}.1", f"10.253.{subnet}.2"
     ip("netns", "add", name)
     try:
         ip("link", "add", outside, "type", "veth", "peer", "name", inside)
         ip("link", "set", inside, "netns", name)
-        ip("addr", "add", f"{host}/30", "dev", outside)
+        # a /30 no other run of this test holds: two links on one subnet would mix routes
+        with open(LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            taken = subprocess.run(
+                ["ip", "-o", "addr", "show"], capture_output=True, text=True, check=True
+            ).stdout
+            subnet = next(n for n in range(1, 255) if f" 10.253.{n}.1/30 " not in taken)
+            host, peer = f"10.253.{subnet}.1", f"10.253.{subnet}.2"
+            ip("addr", "add", f"{host}/30", "dev", outside)
         ip("link", "set", outside, "up")
         ip("-n", name, "addr", "add", f"{peer}/30", "dev", inside)
         ip("-n", name, "link", "set", inside, "up")
