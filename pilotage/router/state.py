@@ -188,12 +188,11 @@ class RouterState:
 
     def outdated(self, table: RoutingTable, source: str) -> str | None:
         """Why ``table`` must not replace the active one (None: it may), counted in
-        `outdatedTables` and logged. A writer that
-        numbers its tables (`sequence`) reaches the router twice: pushed through the admin
-        API, and later through a file (a ConfigMap the kubelet refreshes within a
-        minute). A lower sequence is an older table; the same sequence from the file
-        after the admin API delivered it is the late copy, possibly with replica URLs
-        the push since replaced."""
+        `outdatedTables` and logged. A writer that numbers its tables (`sequence`)
+        reaches the router twice: pushed through the admin API, and later through a file
+        (a ConfigMap the kubelet refreshes within a minute or so). A lower sequence is
+        an older table; the same sequence from the file after the admin API delivered it
+        is the late copy, possibly with replica URLs the push has since replaced."""
         new, active = table.sequence, self.active.table.sequence
         if new is None or active is None:
             return None
