@@ -182,10 +182,11 @@ def pod_logs(cluster: Cluster, namespace: str, prefix: str, since: float = 0.0) 
     return "\n".join(texts)
 
 
-def iris_and_v1(namespace: str, min_accuracy: float | None = None) -> str:
-    """The `iris` Dataset and the TrainingJob `iris-v1` (labelled pilotage.dev/model=iris,
-    a logistic regression; with an accuracy gate when given), as YAML documents for
-    `kubectl apply`."""
+def iris_training_job(
+    namespace: str, name: str, model: str, min_accuracy: float | None = None
+) -> str:
+    """A TrainingJob on the `iris` Dataset, labelled pilotage.dev/model=iris; ``model`` is
+    its `spec.model` as flow YAML; with an accuracy gate when given."""
     gate = (
         ""
         if min_accuracy is None
@@ -193,23 +194,30 @@ def iris_and_v1(namespace: str, min_accuracy: float | None = None) -> str:
     )
     return f"""
 apiVersion: pilotage.dev/v1alpha1
-kind: Dataset
-metadata: {{name: iris, namespace: {namespace}}}
-spec:
-  source: {{uri: "builtin://iris"}}
-  target: target
----
-apiVersion: pilotage.dev/v1alpha1
 kind: TrainingJob
 metadata:
-  name: iris-v1
+  name: {name}
   namespace: {namespace}
   labels: {{pilotage.dev/model: iris}}
 spec:
   datasetRef: {{name: iris}}
   task: classification
-  model: {{algorithm: logistic_regression, hyperparameters: {{max_iter: 500}}}}
+  model: {model}
 {gate}"""
+
+
+def iris_and_v1(namespace: str, min_accuracy: float | None = None) -> str:
+    """The `iris` Dataset and the TrainingJob `iris-v1` (a logistic regression), as YAML
+    documents for `kubectl apply`."""
+    v1 = "{algorithm: logistic_regression, hyperparameters: {max_iter: 500}}"
+    return f"""
+apiVersion: pilotage.dev/v1alpha1
+kind: Dataset
+metadata: {{name: iris, namespace: {namespace}}}
+spec:
+  source: {{uri: "builtin://iris"}}
+  target: target
+---{iris_training_job(namespace, "iris-v1", v1, min_accuracy)}"""
 
 
 RELEASE_NS = "pilotage-system"

@@ -24,6 +24,7 @@ from tests.cluster.conftest import (
     RELEASE_NS,
     Cluster,
     iris_and_v1,
+    iris_training_job,
     pod_logs,
     restricted_namespace,
 )
@@ -64,20 +65,12 @@ spec:
 """
 )
 
-V2 = f"""
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata:
-  name: iris-v2
-  namespace: {NS}
-  labels: {{pilotage.dev/model: iris}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: random_forest, hyperparameters: {{n_estimators: 20, max_depth: 4}}}}
-  evaluation:
-    gates: [{{metric: accuracy, min: 0.8}}]
-"""
+V2 = iris_training_job(
+    NS,
+    "iris-v2",
+    "{algorithm: random_forest, hyperparameters: {n_estimators: 20, max_depth: 4}}",
+    0.8,
+)
 
 MONITOR = f"""
 apiVersion: pilotage.dev/v1alpha1

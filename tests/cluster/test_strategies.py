@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Cluster, iris_and_v1, restricted_namespace
+from tests.cluster.conftest import Cluster, iris_and_v1, iris_training_job, restricted_namespace
 from tests.cluster.test_story import ROWS, Traffic, condition, wait_for
 
 # one cluster per session: every test of this directory runs on the same xdist worker
@@ -24,14 +24,7 @@ TOKEN = "preview-testers-token"
 MODELS = (
     iris_and_v1(NS)
     + f"""
----
-apiVersion: pilotage.dev/v1alpha1
-kind: TrainingJob
-metadata: {{name: iris-v2, namespace: {NS}}}
-spec:
-  datasetRef: {{name: iris}}
-  task: classification
-  model: {{algorithm: decision_tree, hyperparameters: {{max_depth: 3}}}}
+---{iris_training_job(NS, "iris-v2", "{algorithm: decision_tree, hyperparameters: {max_depth: 3}}")}
 ---
 apiVersion: v1
 kind: Secret

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.router.conftest import Router, Upstream
-from tests.router.test_replicas_e2e import ROW, in_thread, served, stats
+from tests.router.test_replicas_e2e import ROW, doc, in_thread, served, stats
 from tests.router.traffic import Client
 from tests.support.procs import free_port, running, wait_until
 
@@ -89,31 +89,20 @@ def test_a_request_on_a_replica_whose_network_vanished_goes_to_another_replica(
         vanishing = Upstream(url, "1", proc)
         staying = start_upstream("1")
         router = start_router(
-            {
-                "deployment": "iris",
-                "mode": "canary",
-                "timeoutSeconds": ROUTE_TIMEOUT,
-                "variants": [
-                    {
-                        "name": "stable",
-                        "urls": [vanishing.url, staying.url],
-                        "weight": 100,
-                        "version": "1",
-                    }
-                ],
-            },
+            {**doc(stable=([vanishing, staying], 100, "1")), "timeoutSeconds": ROUTE_TIMEOUT},
             "--dead-peer-timeout",
             "2",
         )
         vanishing.control(delay=ROUTE_TIMEOUT)  # it holds what it gets: in flight for good
-        # two at once: the fewest-in-flight balancing gives one to each replica
+        # the first request goes to the first replica, the next (fewest in flight) to the other
         client = Client(router.url, timeout=ROUTE_TIMEOUT + 10)
-        threads = [in_thread(lambda: Client(router.url, timeout=ROUTE_TIMEOUT + 10).predict(ROW))]
+        thread, answers = in_thread(
+            lambda: Client(router.url, timeout=ROUTE_TIMEOUT + 10).predict(ROW)
+        )
         wait_until(lambda: served(vanishing) == 1, 10, what="a request held by the replica")
         assert client.predict(ROW).status == 200  # the other replica answers meanwhile
 
         ip("-n", namespace.name, "link", "set", namespace.inside, "down")
-        thread, answers = threads[0]
         thread.join(ROUTE_TIMEOUT - 10)
         assert not thread.is_alive(), "the request waited for the route timeout"
         [answer] = answers
